@@ -1,0 +1,1 @@
+//! Pipeline stages: preprocess → encode → decode → propagate → postprocess.
