@@ -1,2 +1,15 @@
 //! VoxPrompt: prompt-driven 3D segmentation with SAM-family models on ONNX Runtime.
+//!
+//! Layers, top to bottom: `ffi` (C ABI) → `engine` → `pipeline` stages → `model` (packages, ONNX Runtime
+//! sessions) → `volume` (typed views, intensity mapping). `io` reads and writes files for the CLI and tests.
+
+pub mod engine;
+pub mod error;
+pub mod io;
+pub mod model;
 pub mod pipeline;
+pub mod runtime;
+pub mod volume;
+
+pub use error::{Error, ErrorCode, Result};
+pub mod ffi;

@@ -1,1 +1,380 @@
-fn main() {}
+//! `voxprompt`: the command-line host of the engine (DESIGN §6).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use voxprompt::engine::{Engine, EngineOptions};
+use voxprompt::io;
+use voxprompt::model::{Provider, SessionConfig};
+use voxprompt::pipeline::propagate::{BoxIjk, Object};
+use voxprompt::volume::intensity::IntensityMapping;
+use voxprompt::volume::{Geometry, U8Volume, Volume};
+use voxprompt::{Error, Result};
+
+#[derive(Parser)]
+#[command(name = "voxprompt", version, about = "Prompt-driven 3D medical image segmentation (LiteMedSAM on ONNX Runtime)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Segment objects in a volume from box prompts and write a label mask on the input grid.
+    Segment(SegmentArgs),
+}
+
+#[derive(clap::Args)]
+struct SegmentArgs {
+    /// Input volume: NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr).
+    input: PathBuf,
+    /// Output label mask (NIfTI, on the input grid with its geometry).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// A box as inclusive voxel indices x0,y0,z0,x1,y1,z1 (x = i, the fastest axis). Repeat for several
+    /// objects; they get labels 1, 2, … in order.
+    #[arg(long = "box-ijk", value_name = "X0,Y0,Z0,X1,Y1,Z1")]
+    box_ijk: Vec<String>,
+    /// A box as two RAS corners (mm) r0,a0,s0,r1,a1,s1; converted to the enclosing voxel box.
+    #[arg(long = "box-ras", value_name = "R0,A0,S0,R1,A1,S1")]
+    box_ras: Vec<String>,
+    /// Reference label map, for Dice (and for --box-from-reference).
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Label value in --reference for each object, in object order.
+    #[arg(long = "reference-label", value_name = "L")]
+    reference_label: Vec<u32>,
+    /// Derive one object per --reference-label from the tight 3D box of that label in --reference.
+    #[arg(long)]
+    box_from_reference: bool,
+    /// Intensity mapping to the model's 0..255 range: ct (window 40/400), mr (0.5/99.5 percentiles), auto.
+    #[arg(long, default_value = "auto")]
+    modality: String,
+    /// CT window as LEVEL,WIDTH (overrides --modality).
+    #[arg(long, value_name = "LEVEL,WIDTH")]
+    window: Option<String>,
+    /// PNG montage of the labelled slices with the mask overlaid.
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// Print a JSON report on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Model package folder (holding manifest.toml).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// ONNX Runtime library (else VXP_ORT_LIB, else next to the executable).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// Execution providers in order of preference.
+    #[arg(long, default_value = "cpu")]
+    providers: String,
+    /// Intra-op threads per ONNX Runtime session (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+fn parse_list<T: std::str::FromStr>(s: &str, n: usize, what: &str) -> Result<Vec<T>> {
+    let v: Vec<T> = s
+        .split(',')
+        .map(|p| p.trim().parse::<T>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::InvalidArgument(format!("{what} {s:?}: expected {n} comma-separated numbers")))?;
+    if v.len() != n {
+        return Err(Error::InvalidArgument(format!("{what} {s:?}: expected {n} numbers, got {}", v.len())));
+    }
+    Ok(v)
+}
+
+fn ras_box(s: &str, g: &Geometry, dims: [usize; 3]) -> Result<BoxIjk> {
+    let v: Vec<f64> = parse_list(s, 6, "--box-ras")?;
+    let inv = invert_affine(&g.ijk_to_ras).ok_or_else(|| Error::InvalidVolume("the IJK→RAS matrix is singular".into()))?;
+    let mut min = [f64::INFINITY; 3];
+    let mut max = [f64::NEG_INFINITY; 3];
+    for corner in 0..8 {
+        let p = [v[if corner & 1 == 0 { 0 } else { 3 }], v[if corner & 2 == 0 { 1 } else { 4 }], v[if corner & 4 == 0 { 2 } else { 5 }]];
+        for a in 0..3 {
+            let ijk = inv[a][0] * p[0] + inv[a][1] * p[1] + inv[a][2] * p[2] + inv[a][3];
+            min[a] = min[a].min(ijk);
+            max[a] = max[a].max(ijk);
+        }
+    }
+    let mut b = BoxIjk { min: [0; 3], max: [0; 3] };
+    for a in 0..3 {
+        let (lo, hi) = (min[a].round(), max[a].round());
+        if hi < 0.0 || lo > (dims[a] - 1) as f64 {
+            return Err(Error::InvalidPrompt(format!("--box-ras {s}: outside the volume on axis {a} (voxel {lo}..{hi})")));
+        }
+        b.min[a] = lo.max(0.0) as usize;
+        b.max[a] = (hi as usize).min(dims[a] - 1);
+    }
+    Ok(b)
+}
+
+fn invert_affine(m: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
+    let a = |r: usize, c: usize| m[r][c];
+    let det = a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1)) - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
+        + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0));
+    if det.abs() < 1e-12 {
+        return None;
+    }
+    let mut inv = [[0.0; 4]; 4];
+    for r in 0..3 {
+        for c in 0..3 {
+            let (r1, r2, c1, c2) = ((c + 1) % 3, (c + 2) % 3, (r + 1) % 3, (r + 2) % 3);
+            inv[r][c] = (a(r1, c1) * a(r2, c2) - a(r1, c2) * a(r2, c1)) / det;
+        }
+    }
+    for r in 0..3 {
+        inv[r][3] = -(inv[r][0] * m[0][3] + inv[r][1] * m[1][3] + inv[r][2] * m[2][3]);
+    }
+    inv[3][3] = 1.0;
+    Some(inv)
+}
+
+fn label_box(labels: &[f64], dims: [usize; 3], value: u32) -> Option<BoxIjk> {
+    let mut b = BoxIjk { min: [usize::MAX; 3], max: [0; 3] };
+    let mut any = false;
+    for (n, &v) in labels.iter().enumerate() {
+        if v == value as f64 {
+            let ijk = [n % dims[0], (n / dims[0]) % dims[1], n / (dims[0] * dims[1])];
+            for a in 0..3 {
+                b.min[a] = b.min[a].min(ijk[a]);
+                b.max[a] = b.max[a].max(ijk[a]);
+            }
+            any = true;
+        }
+    }
+    any.then_some(b)
+}
+
+fn default_model_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("VXP_MODEL_DIR") {
+        return PathBuf::from(p);
+    }
+    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    let candidates = exe_dir
+        .iter()
+        .flat_map(|d| [d.join("../share/voxprompt/models/litemedsam"), d.join("../../models/litemedsam")])
+        .chain([PathBuf::from("models/litemedsam")]);
+    for c in candidates {
+        if c.join("manifest.toml").exists() {
+            return c;
+        }
+    }
+    PathBuf::from("models/litemedsam")
+}
+
+fn choose_mapping(args: &SegmentArgs, volume: &Volume) -> Result<IntensityMapping> {
+    if let Some(w) = &args.window {
+        let v: Vec<f64> = parse_list(w, 2, "--window")?;
+        return Ok(IntensityMapping::Window { level: v[0], width: v[1] });
+    }
+    match args.modality.to_ascii_lowercase().as_str() {
+        "ct" => Ok(IntensityMapping::CT),
+        "mr" | "mri" => Ok(IntensityMapping::MR),
+        "auto" => {
+            // CT stores Hounsfield units, with air near −1000; MR intensities are non-negative.
+            let mut min = f64::INFINITY;
+            volume.view()?.for_each(|v| min = min.min(v));
+            Ok(if min < -500.0 { IntensityMapping::CT } else { IntensityMapping::MR })
+        }
+        other => Err(Error::InvalidArgument(format!("--modality {other:?}: expected ct, mr or auto"))),
+    }
+}
+
+fn dice(mask: &U8Volume, label: u8, reference: &[f64], ref_value: u32) -> f64 {
+    let (mut inter, mut a, mut b) = (0u64, 0u64, 0u64);
+    for (&m, &r) in mask.data.iter().zip(reference) {
+        let p = m == label;
+        let q = r == ref_value as f64;
+        a += p as u64;
+        b += q as u64;
+        inter += (p && q) as u64;
+    }
+    if a + b == 0 {
+        1.0
+    } else {
+        2.0 * inter as f64 / (a + b) as f64
+    }
+}
+
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Fails early (before any inference) when the output cannot be created.
+fn check_writable(path: &Path) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".voxprompt-probe-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| Error::Io { path: path.to_path_buf(), message: format!("cannot write here: {e}") })?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn segment(args: SegmentArgs) -> Result<()> {
+    let t_all = Instant::now();
+    check_writable(&args.output)?;
+    for p in args.png.iter() {
+        check_writable(p)?;
+    }
+    let t = Instant::now();
+    let loaded = io::read_volume(&args.input)?;
+    let volume = loaded.volume;
+    let dims = volume.dims;
+    let reference = match &args.reference {
+        Some(r) => {
+            let rv = io::read_volume(r)?.volume;
+            if rv.dims != dims {
+                return Err(Error::ShapeMismatch(format!("{}: reference dims {:?} differ from the input's {:?}", r.display(), rv.dims, dims)));
+            }
+            Some(rv.to_f64()?)
+        }
+        None => None,
+    };
+    let read_time = t.elapsed();
+
+    let mut boxes = Vec::new();
+    for b in &args.box_ijk {
+        let v: Vec<usize> = parse_list(b, 6, "--box-ijk")?;
+        boxes.push(BoxIjk { min: [v[0], v[1], v[2]], max: [v[3], v[4], v[5]] });
+    }
+    for b in &args.box_ras {
+        boxes.push(ras_box(b, &volume.geometry, dims)?);
+    }
+    if args.box_from_reference {
+        let labels = reference.as_ref().ok_or_else(|| Error::InvalidArgument("--box-from-reference needs --reference".into()))?;
+        for &l in &args.reference_label {
+            boxes.push(label_box(labels, dims, l).ok_or_else(|| {
+                Error::InvalidPrompt(format!("label {l} does not occur in {}", args.reference.as_ref().unwrap().display()))
+            })?);
+        }
+    }
+    if boxes.is_empty() {
+        return Err(Error::InvalidPrompt("no prompt: give --box-ijk, --box-ras or --box-from-reference".into()));
+    }
+    if !args.reference_label.is_empty() && args.reference_label.len() != boxes.len() {
+        return Err(Error::InvalidArgument(format!(
+            "{} --reference-label values for {} objects",
+            args.reference_label.len(),
+            boxes.len()
+        )));
+    }
+    let objects: Vec<Object> = boxes.iter().enumerate().map(|(n, &bbox)| Object { label: (n + 1).min(255) as u8, bbox }).collect();
+    for o in &objects {
+        o.bbox.validate(dims)?;
+    }
+    let mapping = choose_mapping(&args, &volume)?;
+
+    let providers = args.providers.split(',').map(Provider::parse).collect::<Result<Vec<_>>>()?;
+    let engine = Engine::new(&EngineOptions {
+        ort_library: args.ort_lib.clone(),
+        model_dir: args.model.clone().unwrap_or_else(default_model_dir),
+        session: SessionConfig { providers, threads: args.threads, strict: false },
+    })?;
+
+    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
+        let b = indicatif::ProgressBar::new(1000);
+        b.set_style(indicatif::ProgressStyle::with_template("{spinner} segmenting [{bar:40}] {percent}% {elapsed}").unwrap());
+        b
+    });
+    let mut report = |f: f32| {
+        if let Some(b) = &bar {
+            b.set_position((f * 1000.0) as u64);
+        }
+        true
+    };
+    let view = volume.view()?;
+    let seg = engine.segment_reference(&view, mapping, &objects, Some(&mut report))?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+
+    let t = Instant::now();
+    io::nifti::write_mask(&args.output, &seg.mask, loaded.nifti_header.as_ref(), &volume.geometry)?;
+    if let Some(p) = &args.png {
+        io::png::write_montage(p, &seg.image, &seg.mask, &io::png::pick_slices(&seg.mask, 16))?;
+    }
+    let write_time = t.elapsed();
+
+    let st = &seg.stats;
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e3 * 100.0).round() / 100.0;
+    let mut objs = Vec::new();
+    for (n, o) in objects.iter().enumerate() {
+        let (_, slices, iou) = st.objects[n];
+        let voxels = seg.mask.data.iter().filter(|&&v| v == o.label).count();
+        let d = match (&reference, args.reference_label.get(n)) {
+            (Some(r), Some(&l)) => Some(dice(&seg.mask, o.label, r, l)),
+            _ => None,
+        };
+        objs.push(serde_json::json!({
+            "label": o.label, "box_ijk": [o.bbox.min, o.bbox.max], "voxels": voxels,
+            "slices": slices, "mean_iou_pred": iou, "dice": d, "reference_label": args.reference_label.get(n),
+        }));
+    }
+    let model_ms = st.preprocess + st.encode + st.decode + st.postprocess;
+    let total = t_all.elapsed();
+    let report = serde_json::json!({
+        "input": args.input, "output": args.output, "dims": dims,
+        "provider": engine.provider().name(),
+        "provider_fallbacks": engine.model.fallback_reasons,
+        "onnxruntime": { "version": engine.runtime.version, "path": engine.runtime.path },
+        "intensity": format!("{mapping:?}"),
+        "slices_encoded": st.slices_encoded, "decoder_runs": st.decoder_runs,
+        "timings_ms": {
+            "read": ms(read_time), "load_model": ms(engine.load_time), "intensity": ms(seg.intensity_time),
+            "preprocess": ms(st.preprocess), "encode": ms(st.encode), "decode": ms(st.decode),
+            "postprocess": ms(st.postprocess), "write": ms(write_time), "total": ms(total),
+        },
+        "ms_per_slice": if st.decoder_runs > 0 { ms(model_ms) / st.decoder_runs as f64 } else { 0.0 },
+        "peak_rss_mb": peak_rss_mb(),
+        "objects": objs,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    } else {
+        for o in report["objects"].as_array().unwrap() {
+            let d = o["dice"].as_f64().map(|d| format!(", Dice {d:.4}")).unwrap_or_default();
+            eprintln!("label {}: {} voxels on {} slices{d}", o["label"], o["voxels"], o["slices"]);
+        }
+        eprintln!(
+            "{} slices encoded, {:.0} ms per slice ({}), total {:.1} s; wrote {}",
+            st.slices_encoded,
+            report["ms_per_slice"].as_f64().unwrap_or(0.0),
+            engine.provider(),
+            total.as_secs_f64(),
+            args.output.display()
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let (result, input) = match cli.command {
+        Command::Segment(a) => {
+            let input = a.input.clone();
+            (segment(a), input)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match &e {
+                Error::Io { .. } => eprintln!("voxprompt: error: {e}"),
+                _ => eprintln!("voxprompt: error: {}: {e}", input.display()),
+            }
+            ExitCode::from(match e.code() as u32 {
+                100..=199 => 2,
+                200..=399 => 3,
+                _ => 1,
+            })
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The one owner of ONNX Runtime in the process.
+//!
+//! ort 2.0.0-rc.15 loads the library lazily on the first API call and panics if that fails, allows one
+//! environment per process, and silently keeps the first library when `init_from` is called again with
+//! another path. So: resolve an absolute path ourselves, preflight it (dlopen → `OrtGetApiBase` → version),
+//! only then hand it to ort, keep the environment for the life of the process, and report a different
+//! path on a later request as an error instead of ignoring it.
+
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+
+/// The oldest ONNX Runtime minor version the pinned ort (API 31) can drive.
+pub const MIN_ORT_MINOR: u32 = 31;
+/// Environment variable naming the ONNX Runtime library.
+pub const ORT_LIB_ENV: &str = "VXP_ORT_LIB";
+const ORT_LIB_NAME: &str = "libonnxruntime.so.1";
+
+/// The loaded runtime: the library path, its version and the process-wide ort environment.
+pub struct Runtime {
+    pub path: PathBuf,
+    pub version: String,
+    pub(crate) env: ort::environment::Environment,
+}
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+static INIT: Mutex<()> = Mutex::new(());
+
+/// Returns the process runtime, loading it on first use.
+///
+/// `requested` wins over `VXP_ORT_LIB`, which wins over a library next to `libvoxprompt.so` (or next to the
+/// executable for the CLI).
+pub fn runtime(requested: Option<&Path>) -> Result<&'static Runtime> {
+    let _guard = INIT.lock();
+    let path = resolve_library(requested)?;
+    if let Some(rt) = RUNTIME.get() {
+        if rt.path != path {
+            return Err(Error::RuntimeMismatch(format!(
+                "ONNX Runtime is already loaded from {} in this process; {} cannot be loaded as well",
+                rt.path.display(),
+                path.display()
+            )));
+        }
+        return Ok(rt);
+    }
+    let version = preflight(&path)?;
+    let builder = ort::init_from(&path).map_err(|e| Error::RuntimeLoad(e.to_string()))?;
+    let logger: ort::logging::LoggerFunction = Arc::new(|level, category, _id, location, message| {
+        use ort::logging::LogLevel;
+        let lvl = match level {
+            LogLevel::Verbose => log::Level::Trace,
+            LogLevel::Info => log::Level::Debug,
+            LogLevel::Warning => log::Level::Warn,
+            LogLevel::Error | LogLevel::Fatal => log::Level::Error,
+        };
+        log::log!(target: "onnxruntime", lvl, "[{category}] {message} ({location})");
+    });
+    let env = builder
+        .with_name("voxprompt")
+        .with_telemetry(false)
+        .with_logger(logger)
+        .build()
+        .map_err(|e| Error::RuntimeLoad(format!("{}: {e}", path.display())))?;
+    log::info!("ONNX Runtime {version} loaded from {}", path.display());
+    Ok(RUNTIME.get_or_init(|| Runtime { path, version, env }))
+}
+
+/// The runtime if one was loaded already, without loading anything.
+pub fn loaded() -> Option<&'static Runtime> {
+    RUNTIME.get()
+}
+
+fn resolve_library(requested: Option<&Path>) -> Result<PathBuf> {
+    let candidate = if let Some(p) = requested {
+        p.to_path_buf()
+    } else if let Some(p) = std::env::var_os(ORT_LIB_ENV).filter(|p| !p.is_empty()) {
+        PathBuf::from(p)
+    } else {
+        let mut found = None;
+        for dir in [own_library_dir(), std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf))]
+            .into_iter()
+            .flatten()
+        {
+            for name in [ORT_LIB_NAME, "libonnxruntime.so"] {
+                let p = dir.join(name);
+                if p.exists() {
+                    found = Some(p);
+                    break;
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        found.ok_or_else(|| {
+            Error::RuntimeLoad(format!(
+                "no ONNX Runtime library given: set the engine option, {ORT_LIB_ENV}, or put {ORT_LIB_NAME} next to libvoxprompt.so"
+            ))
+        })?
+    };
+    // Absolute, so ort never resolves it against the host executable's folder.
+    std::fs::canonicalize(&candidate)
+        .map_err(|e| Error::RuntimeLoad(format!("{}: {e}", candidate.display())))
+}
+
+/// Loads the library on its own, checks it is an ONNX Runtime of a usable version, and unloads it.
+fn preflight(path: &Path) -> Result<String> {
+    // SAFETY: loading a shared library runs its initialisers; this is the library the host asked for.
+    let lib = unsafe { libloading::Library::new(path) }
+        .map_err(|e| Error::RuntimeLoad(format!("{}: {e}", path.display())))?;
+    // SAFETY: the symbol's type is the documented ONNX Runtime C entry point.
+    let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+        unsafe { lib.get(b"OrtGetApiBase\0") }.map_err(|_| {
+            Error::RuntimeLoad(format!("{} does not export OrtGetApiBase: not an ONNX Runtime library", path.display()))
+        })?;
+    // SAFETY: OrtGetApiBase takes no arguments and returns a pointer to a static table or NULL.
+    let base = unsafe { get_base() };
+    if base.is_null() {
+        return Err(Error::RuntimeLoad(format!("{}: OrtGetApiBase returned NULL", path.display())));
+    }
+    // SAFETY: base is non-null and points to the library's static OrtApiBase; the string is static too.
+    let version = unsafe { CStr::from_ptr(((*base).GetVersionString)()) }
+        .to_str()
+        .map_err(|_| Error::RuntimeLoad(format!("{}: malformed version string", path.display())))?
+        .to_owned();
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let (major, minor) = (parts.next().flatten(), parts.next().flatten());
+    match (major, minor) {
+        (Some(1), Some(m)) if m >= MIN_ORT_MINOR => Ok(version),
+        _ => Err(Error::RuntimeVersion(format!(
+            "{} is ONNX Runtime {version}; version 1.{MIN_ORT_MINOR} or newer is required",
+            path.display()
+        ))),
+    }
+}
+
+/// Folder of the shared object that contains this code (libvoxprompt.so, or the executable).
+fn own_library_dir() -> Option<PathBuf> {
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    let addr = own_library_dir as *const libc::c_void;
+    // SAFETY: dladdr only reads the loader's tables; info is a valid out-struct.
+    if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_str().ok()?;
+    Path::new(name).parent().map(Path::to_path_buf)
+}
