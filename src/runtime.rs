@@ -37,17 +37,19 @@ static INIT: Mutex<()> = Mutex::new(());
 pub fn runtime(requested: Option<&Path>) -> Result<&'static Runtime> {
     let _guard = INIT.lock();
     let path = resolve_library(requested)?;
-    if let Some(rt) = RUNTIME.get() {
-        if rt.path != path {
-            return Err(Error::RuntimeMismatch(format!(
-                "ONNX Runtime is already loaded from {} in this process; {} cannot be loaded as well",
-                rt.path.display(),
-                path.display()
-            )));
-        }
+    if let Some(rt) = RUNTIME.get().filter(|rt| rt.path == path) {
         return Ok(rt);
     }
+    // Preflight first, so a broken or old library is reported as such even after another one was loaded.
     let version = preflight(&path)?;
+    if let Some(rt) = RUNTIME.get() {
+        return Err(Error::RuntimeMismatch(format!(
+            "ONNX Runtime {} is already loaded from {} in this process; {} ({version}) cannot be loaded as well",
+            rt.version,
+            rt.path.display(),
+            path.display()
+        )));
+    }
     let builder = ort::init_from(&path).map_err(|e| Error::RuntimeLoad(e.to_string()))?;
     let logger: ort::logging::LoggerFunction = Arc::new(|level, category, _id, location, message| {
         use ort::logging::LogLevel;

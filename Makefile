@@ -1,0 +1,37 @@
+# VoxPrompt — the two commands a newcomer runs are `make demo` and `make test`.
+SHELL := /bin/bash
+ORT_LIB := $(CURDIR)/.deps/onnxruntime/lib/libonnxruntime.so.1.32.0
+export VXP_ORT_LIB := $(ORT_LIB)
+CARGO ?= cargo
+OUT ?= out/demo
+
+.PHONY: all setup build demo test test-rust test-cli clean-out
+
+all: build
+
+$(ORT_LIB):
+	scripts/setup-onnxruntime
+
+data/.setup-done:
+	scripts/setup-data
+	touch $@
+
+setup: $(ORT_LIB) data/.setup-done
+
+build:
+	$(CARGO) build --release --locked
+
+# Segment the liver (label 5) of TotalSegmentator case A in 3D from one box taken from its reference mask.
+demo: $(ORT_LIB) build
+	@mkdir -p $(OUT)
+	./target/release/voxprompt segment tests/fixtures/data/example_ct_sm.nii.gz \
+	    -o $(OUT)/liver_mask.nii.gz --png $(OUT)/liver.png \
+	    --reference tests/fixtures/data/example_seg.nii.gz --reference-label 5 --box-from-reference \
+	    --modality ct
+	@echo "wrote $(OUT)/liver_mask.nii.gz and $(OUT)/liver.png"
+
+test: setup
+	$(CARGO) test --locked -- --test-threads 2
+
+clean-out:
+	rm -rf out

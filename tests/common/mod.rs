@@ -1,0 +1,67 @@
+//! Shared set-up for the integration tests: one engine per test binary over the real runtime and model.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use once_cell::sync::Lazy;
+use voxprompt::engine::{Engine, EngineOptions};
+use voxprompt::model::SessionConfig;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn ort_lib() -> PathBuf {
+    std::env::var_os("VXP_ORT_LIB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".deps/onnxruntime/lib/libonnxruntime.so.1.32.0"))
+}
+
+pub fn model_dir() -> PathBuf {
+    root().join("models/litemedsam")
+}
+
+/// A file under the repository root that `scripts/setup-data` (or the fixtures) must provide.
+pub fn data(rel: &str) -> PathBuf {
+    let p = root().join(rel);
+    assert!(p.exists(), "{} is missing: run `make setup` (scripts/setup-data) first", p.display());
+    p
+}
+
+pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
+    Engine::new(&EngineOptions {
+        ort_library: Some(ort_lib()),
+        model_dir: model_dir(),
+        session: SessionConfig { threads: 2, ..Default::default() },
+    })
+    .expect("engine over the real ONNX Runtime and the LiteMedSAM package")
+});
+
+pub fn npz(path: &Path) -> ndarray_npy::NpzReader<std::fs::File> {
+    ndarray_npy::NpzReader::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn agreement(a: &[u8], b: &[u8]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
+}
+
+pub fn dice(a: impl Iterator<Item = bool>, b: impl Iterator<Item = bool>) -> f64 {
+    let (mut i, mut na, mut nb) = (0u64, 0u64, 0u64);
+    for (x, y) in a.zip(b) {
+        na += x as u64;
+        nb += y as u64;
+        i += (x && y) as u64;
+    }
+    if na + nb == 0 {
+        1.0
+    } else {
+        2.0 * i as f64 / (na + nb) as f64
+    }
+}

@@ -1,0 +1,176 @@
+//! Parity with the PyTorch reference pipeline (CVPR24_LiteMedSAM_infer.py), from fixtures recorded once by
+//! scripts/reference/record_parity.py (tests/fixtures/parity/README.md). Torch is not needed here.
+
+mod common;
+
+use common::*;
+use ndarray::{Array1, Array2, Array3};
+use serde_json::Value;
+use voxprompt::io::read_volume;
+use voxprompt::model::sam2d::Prompt2d;
+use voxprompt::pipeline::frame::Frame;
+use voxprompt::pipeline::propagate::{BoxIjk, Object};
+use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};
+
+fn index() -> Value {
+    let p = root().join("tests/fixtures/parity/index.json");
+    serde_json::from_str(&std::fs::read_to_string(&p).expect("index.json")).expect("valid json")
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    root().join("tests/fixtures/parity").join(name)
+}
+
+fn mapping(modality: &str) -> IntensityMapping {
+    match modality {
+        "CT" => IntensityMapping::CT,
+        "MR" => IntensityMapping::MR,
+        m => panic!("modality {m}"),
+    }
+}
+
+fn u(v: &Value) -> usize {
+    v.as_u64().expect("unsigned") as usize
+}
+
+#[test]
+fn intensity_mapping_is_bit_identical() {
+    for vol in index()["volumes"].as_array().unwrap() {
+        let loaded = read_volume(&data(vol["source"].as_str().unwrap())).unwrap().volume;
+        let ours = map_to_u8(&loaded.view().unwrap(), mapping(vol["modality"].as_str().unwrap())).unwrap();
+        let want: Array3<u8> = npz(&fixture(vol["file"].as_str().unwrap())).by_name("vol").unwrap();
+        let z0 = u(&vol["stored_z_range"][0]);
+        let n = ours.slice_len();
+        let got = &ours.data[z0 * n..z0 * n + want.len()];
+        let diff = got.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
+        assert_eq!(diff, 0, "{}: {diff} voxels differ from the reference uint8 volume", vol["id"]);
+    }
+}
+
+struct Slice {
+    id: String,
+    frame: Frame,
+    arrays: ndarray_npy::NpzReader<std::fs::File>,
+    meta: Value,
+}
+
+fn slices() -> Vec<Slice> {
+    index()["slices2d"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let hw = &s["original_hw"];
+            Slice {
+                id: s["id"].as_str().unwrap().to_string(),
+                frame: Frame::new(u(&hw[0]), u(&hw[1]), 256),
+                arrays: npz(&fixture(s["file"].as_str().unwrap())),
+                meta: s.clone(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn slice_preprocessing_matches_reference() {
+    for mut s in slices() {
+        let image: Array2<u8> = s.arrays.by_name("image_u8").unwrap();
+        let resized: Array2<u8> = s.arrays.by_name("resized_u8").unwrap();
+        let enc_in: Array3<f32> = s.arrays.by_name("encoder_input").unwrap();
+        assert_eq!((s.frame.new_h, s.frame.new_w), resized.dim(), "{}: resized size", s.id);
+        let mut ours = vec![0u8; resized.len()];
+        s.frame.resize_u8(image.as_slice().unwrap(), &mut ours);
+        assert_eq!(ours.as_slice(), resized.as_slice().unwrap(), "{}: INTER_AREA resize differs", s.id);
+        let mut scratch = Vec::new();
+        let mut input = vec![0f32; 3 * 256 * 256];
+        s.frame.encoder_input(image.as_slice().unwrap(), &mut scratch, &mut input);
+        let d = max_abs_diff(&input, enc_in.as_slice().unwrap());
+        assert!(d <= 1e-6, "{}: encoder input max |Δ| {d}", s.id);
+    }
+}
+
+fn prompt_from_tokens(coords: &Array2<f32>, labels: &Array1<f32>) -> Prompt2d {
+    let mut p = Prompt2d::default();
+    let mut corners = [0f32; 4];
+    for (c, &l) in coords.outer_iter().zip(labels.iter()) {
+        match l as i32 {
+            0 | 1 => p.points.push((c[0], c[1], l)),
+            2 => corners[..2].copy_from_slice(&[c[0], c[1]]),
+            3 => {
+                corners[2..].copy_from_slice(&[c[0], c[1]]);
+                p.bbox = Some(corners);
+            }
+            -1 => {}
+            other => panic!("label {other}"),
+        }
+    }
+    p
+}
+
+#[test]
+fn encoder_and_decoder_match_torch() {
+    let model = &ENGINE.model;
+    for mut s in slices() {
+        let enc_in: Array3<f32> = s.arrays.by_name("encoder_input").unwrap();
+        let mut emb = vec![0f32; model.embedding_len()];
+        model.encode_into(enc_in.as_slice().unwrap(), &mut emb).unwrap();
+        if s.meta["has_embedding"].as_bool().unwrap() {
+            let want: Array3<f32> = s.arrays.by_name("embedding_torch").unwrap();
+            let d = max_abs_diff(&emb, want.as_slice().unwrap());
+            println!("{}: embedding max |Δ| vs torch {d:.2e}", s.id);
+            assert!(d <= 1e-4, "{}: embedding max |Δ| {d}", s.id);
+        }
+        for p in s.meta["prompts"].as_array().unwrap() {
+            let name = p["name"].as_str().unwrap();
+            let coords: Array2<f32> = s.arrays.by_name(&format!("{name}_coords")).unwrap();
+            let labels: Array1<f32> = s.arrays.by_name(&format!("{name}_labels")).unwrap();
+            let mut prompt = prompt_from_tokens(&coords, &labels);
+            if p["has_mask_input"].as_f64().unwrap() > 0.0 {
+                let m: Array2<f32> = s.arrays.by_name(p["mask_input"].as_str().unwrap()).unwrap();
+                prompt.mask = Some(m.into_raw_vec_and_offset().0);
+            }
+            let out = &model.decode(&emb, std::slice::from_ref(&prompt)).unwrap()[0];
+            let want: Array2<f32> = s.arrays.by_name(&format!("{name}_logits")).unwrap();
+            let d = max_abs_diff(&out.logits, want.as_slice().unwrap());
+            let iou: Array1<f32> = s.arrays.by_name(&format!("{name}_iou")).unwrap();
+            let want_mask: Array2<u8> = s.arrays.by_name(&format!("{name}_mask")).unwrap();
+            let mut mask = vec![0u8; want_mask.len()];
+            s.frame.paint_mask(&out.logits, 1, &mut mask);
+            let agree = agreement(&mask, want_mask.as_slice().unwrap());
+            println!("{} {name}: logits max |Δ| {d:.2e}, IoU Δ {:.1e}, mask agreement {agree:.6}", s.id, (out.iou - iou[0]).abs());
+            assert!(d <= 1e-3, "{} {name}: logits max |Δ| {d}", s.id);
+            assert!((out.iou - iou[0]).abs() <= 1e-3, "{} {name}: IoU {} vs {}", s.id, out.iou, iou[0]);
+            assert!(agree >= 0.999, "{} {name}: 2D mask agreement {agree}", s.id);
+        }
+    }
+}
+
+#[test]
+fn reference_3d_pipeline_matches_torch_on_real_targets() {
+    let idx = index();
+    let cases = idx["cases"].as_array().unwrap();
+    assert!(cases.len() >= 4, "need at least four real targets");
+    let mut rows = Vec::new();
+    for c in cases {
+        let id = c["id"].as_str().unwrap();
+        let vol_meta = idx["volumes"].as_array().unwrap().iter().find(|v| v["id"] == c["volume"]).unwrap();
+        let volume = read_volume(&data(vol_meta["source"].as_str().unwrap())).unwrap().volume;
+        let labels = read_volume(&data(c["label"].as_str().unwrap())).unwrap().volume.to_f64().unwrap();
+        let b: Vec<usize> = c["box3d"].as_array().unwrap().iter().map(u).collect();
+        let objects = [Object { label: 1, bbox: BoxIjk { min: [b[0], b[1], b[2]], max: [b[3], b[4], b[5]] } }];
+        let seg = ENGINE
+            .segment_reference(&volume.view().unwrap(), mapping(c["modality"].as_str().unwrap()), &objects, None)
+            .unwrap();
+        let torch = &c["runs"]["torch"];
+        let want: Array3<u8> = npz(&fixture(torch["file"].as_str().unwrap())).by_name("mask").unwrap();
+        let agree = agreement(&seg.mask.data.iter().map(|&v| (v > 0) as u8).collect::<Vec<_>>(), &want.iter().map(|&v| (v > 0) as u8).collect::<Vec<_>>());
+        let value = c["label_value"].as_f64().unwrap();
+        let ours = dice(seg.mask.data.iter().map(|&v| v > 0), labels.iter().map(|&l| l == value));
+        let theirs = torch["dice"].as_f64().unwrap();
+        assert_eq!(seg.stats.slices_encoded, u(&c["slices"]), "{id}: one encoder run per slice");
+        rows.push(format!("{id:<16} {:<3} slices {:>3}  agreement {agree:.6}  Dice {ours:.4} (torch {theirs:.4})", c["modality"].as_str().unwrap(), u(&c["slices"])));
+        assert!(agree >= 0.999, "{id}: voxel agreement with the PyTorch reference {agree}");
+        assert!(ours >= theirs - 0.002, "{id}: Dice {ours} < reference Dice {theirs} − 0.002");
+    }
+    println!("target           mod slices   vs PyTorch reference\n{}", rows.join("\n"));
+}
