@@ -5,7 +5,7 @@ export VXP_ORT_LIB := $(ORT_LIB)
 CARGO ?= cargo
 OUT ?= out/demo
 
-.PHONY: all setup build demo test test-rust test-cli clean-out
+.PHONY: all setup build demo test test-header clean-out
 
 all: build
 
@@ -32,6 +32,14 @@ demo: $(ORT_LIB) build
 
 test: setup
 	$(CARGO) test --locked -- --test-threads 2
+	$(MAKE) test-header
+
+# The generated header compiles as C99 and C++17, strictly, included twice.
+test-header:
+	@mkdir -p target/header-check
+	printf '#include "voxprompt.h"\n#include "voxprompt.h"\nint main(void) { return vxp_version() == 0; }\n' > target/header-check/t.c
+	cc -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude -c target/header-check/t.c -o target/header-check/t.o
+	c++ -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -x c++ -c target/header-check/t.c -o target/header-check/t.o
 
 clean-out:
 	rm -rf out
