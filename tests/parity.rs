@@ -174,3 +174,45 @@ fn reference_3d_pipeline_matches_torch_on_real_targets() {
     }
     println!("target           mod slices   vs PyTorch reference\n{}", rows.join("\n"));
 }
+
+#[test]
+fn several_objects_match_the_reference_with_each_slice_encoded_once() {
+    // scripts/reference/record_multi.py: the reference re-encodes every slice per object.
+    let mut z = npz(&fixture("multi_tsA_torch.npz"));
+    let want: Array3<u8> = z.by_name("mask").unwrap();
+    let boxes: Array2<i64> = z.by_name("boxes").unwrap();
+    let objects: Vec<Object> = boxes
+        .outer_iter()
+        .enumerate()
+        .map(|(n, b)| Object {
+            label: (n + 1) as u8,
+            bbox: BoxIjk { min: [b[0] as usize, b[1] as usize, b[2] as usize], max: [b[3] as usize, b[4] as usize, b[5] as usize] },
+        })
+        .collect();
+    let volume = read_volume(&data("data/totalsegmentator/example_ct_sm.nii.gz")).unwrap().volume;
+    let seg = ENGINE.segment_reference(&volume.view().unwrap(), IntensityMapping::CT, &objects, None).unwrap();
+    let diff = seg.mask.data.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
+    assert_eq!(diff, 0, "{diff} voxels differ from the multi-object reference");
+    let union: std::collections::BTreeSet<usize> = objects.iter().flat_map(|o| o.bbox.min[2]..=o.bbox.max[2]).collect();
+    let visits: usize = objects.iter().map(|o| o.bbox.max[2] - o.bbox.min[2] + 1).sum();
+    assert_eq!(seg.stats.slices_encoded, union.len(), "each slice encoded once");
+    assert_eq!(seg.stats.decoder_runs, visits);
+    println!("{} objects: {} encoder runs instead of the reference's {visits}", objects.len(), union.len());
+}
+
+#[test]
+fn progress_can_cancel() {
+    let volume = read_volume(&data("tests/fixtures/data/example_ct_sm.nii.gz")).unwrap().volume;
+    let objects = [Object { label: 1, bbox: BoxIjk { min: [41, 25, 0], max: [105, 86, 29] } }];
+    let mut calls = 0;
+    let mut stop_after_two = |_f: f32| {
+        calls += 1;
+        calls <= 2
+    };
+    let e = ENGINE
+        .segment_reference(&volume.view().unwrap(), IntensityMapping::CT, &objects, Some(&mut stop_after_two))
+        .err()
+        .unwrap();
+    assert_eq!(e.code(), voxprompt::ErrorCode::Cancelled);
+    assert_eq!(calls, 3);
+}
