@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod error;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod runtime;

@@ -116,3 +116,20 @@ fn errors_are_one_line_with_no_partial_output() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/in.nii.gz"));
     assert!(!out.exists());
 }
+
+#[test]
+fn unavailable_gpu_provider_falls_back_to_cpu_with_a_reason() {
+    let out = tmp("fallback.nii.gz");
+    let o = cli()
+        .args(["segment", data("tests/fixtures/data/breast1_image.nrrd").to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args(["--box-ijk", "21,64,8,29,75,10", "--modality", "mr", "--json", "--providers", "tensorrt,cuda,cpu"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The CPU build of ONNX Runtime has neither GPU provider; each refusal is reported, CPU runs.
+    assert_eq!(r["provider"], "cpu");
+    let reasons: Vec<String> = r["provider_fallbacks"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    assert!(reasons.iter().any(|m| m.starts_with("tensorrt:")), "{reasons:?}");
+    assert!(reasons.iter().any(|m| m.starts_with("cuda:")), "{reasons:?}");
+}

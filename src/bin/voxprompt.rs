@@ -8,10 +8,11 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io;
+use voxprompt::metrics::dice;
 use voxprompt::model::{Provider, SessionConfig};
 use voxprompt::pipeline::propagate::{BoxIjk, Object};
 use voxprompt::volume::intensity::IntensityMapping;
-use voxprompt::volume::{Geometry, U8Volume, Volume};
+use voxprompt::volume::{Geometry, Volume};
 use voxprompt::{Error, Result};
 
 #[derive(Parser)]
@@ -185,22 +186,6 @@ fn choose_mapping(args: &SegmentArgs, volume: &Volume) -> Result<IntensityMappin
     }
 }
 
-fn dice(mask: &U8Volume, label: u8, reference: &[f64], ref_value: u32) -> f64 {
-    let (mut inter, mut a, mut b) = (0u64, 0u64, 0u64);
-    for (&m, &r) in mask.data.iter().zip(reference) {
-        let p = m == label;
-        let q = r == ref_value as f64;
-        a += p as u64;
-        b += q as u64;
-        inter += (p && q) as u64;
-    }
-    if a + b == 0 {
-        1.0
-    } else {
-        2.0 * inter as f64 / (a + b) as f64
-    }
-}
-
 fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -309,7 +294,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         let (_, slices, iou) = st.objects[n];
         let voxels = seg.mask.data.iter().filter(|&&v| v == o.label).count();
         let d = match (&reference, args.reference_label.get(n)) {
-            (Some(r), Some(&l)) => Some(dice(&seg.mask, o.label, r, l)),
+            (Some(r), Some(&l)) => Some(dice(seg.mask.data.iter().map(|&m| m == o.label), r.iter().map(|&v| v == l as f64))),
             _ => None,
         };
         objs.push(serde_json::json!({

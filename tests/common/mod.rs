@@ -52,16 +52,5 @@ pub fn agreement(a: &[u8], b: &[u8]) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
 }
 
-pub fn dice(a: impl Iterator<Item = bool>, b: impl Iterator<Item = bool>) -> f64 {
-    let (mut i, mut na, mut nb) = (0u64, 0u64, 0u64);
-    for (x, y) in a.zip(b) {
-        na += x as u64;
-        nb += y as u64;
-        i += (x && y) as u64;
-    }
-    if na + nb == 0 {
-        1.0
-    } else {
-        2.0 * i as f64 / (na + nb) as f64
-    }
-}
+#[allow(unused_imports)]
+pub use voxprompt::metrics::dice;
