@@ -3,6 +3,8 @@
 //! Layers, top to bottom: `ffi` (C ABI) → `engine` → `pipeline` stages → `model` (packages, ONNX Runtime
 //! sessions) → `volume` (typed views, intensity mapping). `io` reads and writes files for the CLI and tests.
 
+#![allow(clippy::needless_range_loop)] // index loops read best in the 3×3 / 4×4 geometry code
+
 pub mod engine;
 pub mod error;
 pub mod io;

@@ -105,8 +105,7 @@ fn resolve_library(requested: Option<&Path>) -> Result<PathBuf> {
         })?
     };
     // Absolute, so ort never resolves it against the host executable's folder.
-    std::fs::canonicalize(&candidate)
-        .map_err(|e| Error::RuntimeLoad(format!("{}: {e}", candidate.display())))
+    std::fs::canonicalize(&candidate).map_err(|e| Error::RuntimeLoad(format!("{}: {e}", candidate.display())))
 }
 
 /// Loads the library on its own, checks it is an ONNX Runtime of a usable version, and unloads it.

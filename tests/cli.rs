@@ -25,9 +25,23 @@ fn segments_kidney_and_reports_json() {
     let out = tmp("kidney.nii.gz");
     let png = tmp("kidney.png");
     let o = cli()
-        .args(["segment", data("tests/fixtures/data/example_ct_sm.nii.gz").to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args([
+            "segment",
+            data("tests/fixtures/data/example_ct_sm.nii.gz").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .args(["--reference", data("tests/fixtures/data/example_seg.nii.gz").to_str().unwrap()])
-        .args(["--reference-label", "3", "--box-from-reference", "--json", "--threads", "2", "--png", png.to_str().unwrap()])
+        .args([
+            "--reference-label",
+            "3",
+            "--box-from-reference",
+            "--json",
+            "--threads",
+            "2",
+            "--png",
+            png.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -53,7 +67,12 @@ fn segments_kidney_and_reports_json() {
 fn several_objects_share_slice_embeddings() {
     let out = tmp("two.nii.gz");
     let o = cli()
-        .args(["segment", data("tests/fixtures/data/example_ct_sm.nii.gz").to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args([
+            "segment",
+            data("tests/fixtures/data/example_ct_sm.nii.gz").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .args(["--reference", data("tests/fixtures/data/example_seg.nii.gz").to_str().unwrap()])
         .args(["--reference-label", "5", "--reference-label", "3", "--box-from-reference", "--json", "--threads", "2"])
         .output()
@@ -72,7 +91,12 @@ fn several_objects_share_slice_embeddings() {
 fn nrrd_input_is_segmented_on_its_grid() {
     let out = tmp("breast.nii.gz");
     let o = cli()
-        .args(["segment", data("tests/fixtures/data/breast1_image.nrrd").to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args([
+            "segment",
+            data("tests/fixtures/data/breast1_image.nrrd").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .args(["--box-ijk", "21,64,8,29,75,10", "--modality", "mr", "--json"])
         .output()
         .unwrap();
@@ -96,11 +120,26 @@ fn errors_are_one_line_with_no_partial_output() {
         (vec!["--box-ijk".into(), "10,10,5,5,50,20".into()], "inverted"),
         (vec!["--box-ijk".into(), "10,10,5,200,50,20".into()], "outside the volume"),
         (vec!["--box-ijk".into(), "1,2,3".into()], "expected 6"),
-        (vec!["--box-ijk".into(), "10,10,5,50,50,20".into(), "--ort-lib".into(), "/nonexistent/libonnxruntime.so.1".into()], "/nonexistent/libonnxruntime.so.1"),
-        (vec!["--box-ijk".into(), "10,10,5,50,50,20".into(), "--model".into(), "/nonexistent/model".into()], "/nonexistent/model"),
+        (
+            vec![
+                "--box-ijk".into(),
+                "10,10,5,50,50,20".into(),
+                "--ort-lib".into(),
+                "/nonexistent/libonnxruntime.so.1".into(),
+            ],
+            "/nonexistent/libonnxruntime.so.1",
+        ),
+        (
+            vec!["--box-ijk".into(), "10,10,5,50,50,20".into(), "--model".into(), "/nonexistent/model".into()],
+            "/nonexistent/model",
+        ),
     ];
     for (extra, needle) in cases {
-        let o = cli().args(["segment", input.to_str().unwrap(), "-o", out.to_str().unwrap()]).args(&extra).output().unwrap();
+        let o = cli()
+            .args(["segment", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+            .args(&extra)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{extra:?} succeeded");
         assert!(err.contains(needle), "{extra:?}: {err}");
@@ -108,10 +147,16 @@ fn errors_are_one_line_with_no_partial_output() {
         assert!(!out.exists(), "{extra:?} left an output file");
     }
     // Unwritable output location and unreadable input.
-    let o = cli().args(["segment", input.to_str().unwrap(), "-o", "/nonexistent-dir/m.nii.gz", "--box-ijk", "10,10,5,50,50,20"]).output().unwrap();
+    let o = cli()
+        .args(["segment", input.to_str().unwrap(), "-o", "/nonexistent-dir/m.nii.gz", "--box-ijk", "10,10,5,50,50,20"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent-dir/m.nii.gz"));
-    let o = cli().args(["segment", "/nonexistent/in.nii.gz", "-o", out.to_str().unwrap(), "--box-ijk", "1,1,1,2,2,2"]).output().unwrap();
+    let o = cli()
+        .args(["segment", "/nonexistent/in.nii.gz", "-o", out.to_str().unwrap(), "--box-ijk", "1,1,1,2,2,2"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/in.nii.gz"));
     assert!(!out.exists());
@@ -121,7 +166,12 @@ fn errors_are_one_line_with_no_partial_output() {
 fn unavailable_gpu_provider_falls_back_to_cpu_with_a_reason() {
     let out = tmp("fallback.nii.gz");
     let o = cli()
-        .args(["segment", data("tests/fixtures/data/breast1_image.nrrd").to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args([
+            "segment",
+            data("tests/fixtures/data/breast1_image.nrrd").to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
         .args(["--box-ijk", "21,64,8,29,75,10", "--modality", "mr", "--json", "--providers", "tensorrt,cuda,cpu"])
         .output()
         .unwrap();
@@ -129,7 +179,8 @@ fn unavailable_gpu_provider_falls_back_to_cpu_with_a_reason() {
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     // The CPU build of ONNX Runtime has neither GPU provider; each refusal is reported, CPU runs.
     assert_eq!(r["provider"], "cpu");
-    let reasons: Vec<String> = r["provider_fallbacks"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let reasons: Vec<String> =
+        r["provider_fallbacks"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     assert!(reasons.iter().any(|m| m.starts_with("tensorrt:")), "{reasons:?}");
     assert!(reasons.iter().any(|m| m.starts_with("cuda:")), "{reasons:?}");
 }

@@ -36,7 +36,8 @@ fn fake_ort(dir: &Path, version: Option<&str>) -> PathBuf {
     };
     std::fs::write(&src, body).unwrap();
     let lib = dir.join("libfakeort.so");
-    let st = std::process::Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&src).status().expect("cc");
+    let st =
+        std::process::Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&lib).arg(&src).status().expect("cc");
     assert!(st.success());
     lib
 }
@@ -74,7 +75,11 @@ fn a_second_runtime_library_is_a_reported_mismatch() {
 }
 
 fn engine_with_model(dir: &Path) -> voxprompt::Result<Engine> {
-    Engine::new(&EngineOptions { ort_library: Some(ort_lib()), model_dir: dir.to_path_buf(), session: SessionConfig::default() })
+    Engine::new(&EngineOptions {
+        ort_library: Some(ort_lib()),
+        model_dir: dir.to_path_buf(),
+        session: SessionConfig::default(),
+    })
 }
 
 #[test]

@@ -137,7 +137,11 @@ fn encoder_and_decoder_match_torch() {
             let mut mask = vec![0u8; want_mask.len()];
             s.frame.paint_mask(&out.logits, 1, &mut mask);
             let agree = agreement(&mask, want_mask.as_slice().unwrap());
-            println!("{} {name}: logits max |Δ| {d:.2e}, IoU Δ {:.1e}, mask agreement {agree:.6}", s.id, (out.iou - iou[0]).abs());
+            println!(
+                "{} {name}: logits max |Δ| {d:.2e}, IoU Δ {:.1e}, mask agreement {agree:.6}",
+                s.id,
+                (out.iou - iou[0]).abs()
+            );
             assert!(d <= 1e-3, "{} {name}: logits max |Δ| {d}", s.id);
             assert!((out.iou - iou[0]).abs() <= 1e-3, "{} {name}: IoU {} vs {}", s.id, out.iou, iou[0]);
             assert!(agree >= 0.999, "{} {name}: 2D mask agreement {agree}", s.id);
@@ -163,12 +167,19 @@ fn reference_3d_pipeline_matches_torch_on_real_targets() {
             .unwrap();
         let torch = &c["runs"]["torch"];
         let want: Array3<u8> = npz(&fixture(torch["file"].as_str().unwrap())).by_name("mask").unwrap();
-        let agree = agreement(&seg.mask.data.iter().map(|&v| (v > 0) as u8).collect::<Vec<_>>(), &want.iter().map(|&v| (v > 0) as u8).collect::<Vec<_>>());
+        let agree = agreement(
+            &seg.mask.data.iter().map(|&v| (v > 0) as u8).collect::<Vec<_>>(),
+            &want.iter().map(|&v| (v > 0) as u8).collect::<Vec<_>>(),
+        );
         let value = c["label_value"].as_f64().unwrap();
         let ours = dice(seg.mask.data.iter().map(|&v| v > 0), labels.iter().map(|&l| l == value));
         let theirs = torch["dice"].as_f64().unwrap();
         assert_eq!(seg.stats.slices_encoded, u(&c["slices"]), "{id}: one encoder run per slice");
-        rows.push(format!("{id:<16} {:<3} slices {:>3}  agreement {agree:.6}  Dice {ours:.4} (torch {theirs:.4})", c["modality"].as_str().unwrap(), u(&c["slices"])));
+        rows.push(format!(
+            "{id:<16} {:<3} slices {:>3}  agreement {agree:.6}  Dice {ours:.4} (torch {theirs:.4})",
+            c["modality"].as_str().unwrap(),
+            u(&c["slices"])
+        ));
         assert!(agree >= 0.999, "{id}: voxel agreement with the PyTorch reference {agree}");
         assert!(ours >= theirs - 0.002, "{id}: Dice {ours} < reference Dice {theirs} − 0.002");
     }
@@ -186,7 +197,10 @@ fn several_objects_match_the_reference_with_each_slice_encoded_once() {
         .enumerate()
         .map(|(n, b)| Object {
             label: (n + 1) as u8,
-            bbox: BoxIjk { min: [b[0] as usize, b[1] as usize, b[2] as usize], max: [b[3] as usize, b[4] as usize, b[5] as usize] },
+            bbox: BoxIjk {
+                min: [b[0] as usize, b[1] as usize, b[2] as usize],
+                max: [b[3] as usize, b[4] as usize, b[5] as usize],
+            },
         })
         .collect();
     let volume = read_volume(&data("data/totalsegmentator/example_ct_sm.nii.gz")).unwrap().volume;

@@ -1,4 +1,5 @@
 //! `voxprompt`: the command-line host of the engine (DESIGN §6).
+#![allow(clippy::needless_range_loop)]
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,11 @@ use voxprompt::volume::{Geometry, Volume};
 use voxprompt::{Error, Result};
 
 #[derive(Parser)]
-#[command(name = "voxprompt", version, about = "Prompt-driven 3D medical image segmentation (LiteMedSAM on ONNX Runtime)")]
+#[command(
+    name = "voxprompt",
+    version,
+    about = "Prompt-driven 3D medical image segmentation (LiteMedSAM on ONNX Runtime)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -91,11 +96,16 @@ fn parse_list<T: std::str::FromStr>(s: &str, n: usize, what: &str) -> Result<Vec
 
 fn ras_box(s: &str, g: &Geometry, dims: [usize; 3]) -> Result<BoxIjk> {
     let v: Vec<f64> = parse_list(s, 6, "--box-ras")?;
-    let inv = invert_affine(&g.ijk_to_ras).ok_or_else(|| Error::InvalidVolume("the IJK→RAS matrix is singular".into()))?;
+    let inv =
+        invert_affine(&g.ijk_to_ras).ok_or_else(|| Error::InvalidVolume("the IJK→RAS matrix is singular".into()))?;
     let mut min = [f64::INFINITY; 3];
     let mut max = [f64::NEG_INFINITY; 3];
     for corner in 0..8 {
-        let p = [v[if corner & 1 == 0 { 0 } else { 3 }], v[if corner & 2 == 0 { 1 } else { 4 }], v[if corner & 4 == 0 { 2 } else { 5 }]];
+        let p = [
+            v[if corner & 1 == 0 { 0 } else { 3 }],
+            v[if corner & 2 == 0 { 1 } else { 4 }],
+            v[if corner & 4 == 0 { 2 } else { 5 }],
+        ];
         for a in 0..3 {
             let ijk = inv[a][0] * p[0] + inv[a][1] * p[1] + inv[a][2] * p[2] + inv[a][3];
             min[a] = min[a].min(ijk);
@@ -106,7 +116,9 @@ fn ras_box(s: &str, g: &Geometry, dims: [usize; 3]) -> Result<BoxIjk> {
     for a in 0..3 {
         let (lo, hi) = (min[a].round(), max[a].round());
         if hi < 0.0 || lo > (dims[a] - 1) as f64 {
-            return Err(Error::InvalidPrompt(format!("--box-ras {s}: outside the volume on axis {a} (voxel {lo}..{hi})")));
+            return Err(Error::InvalidPrompt(format!(
+                "--box-ras {s}: outside the volume on axis {a} (voxel {lo}..{hi})"
+            )));
         }
         b.min[a] = lo.max(0.0) as usize;
         b.max[a] = (hi as usize).min(dims[a] - 1);
@@ -197,7 +209,8 @@ fn peak_rss_mb() -> Option<f64> {
 fn check_writable(path: &Path) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let probe = dir.join(format!(".voxprompt-probe-{}", std::process::id()));
-    std::fs::File::create(&probe).map_err(|e| Error::Io { path: path.to_path_buf(), message: format!("cannot write here: {e}") })?;
+    std::fs::File::create(&probe)
+        .map_err(|e| Error::Io { path: path.to_path_buf(), message: format!("cannot write here: {e}") })?;
     let _ = std::fs::remove_file(probe);
     Ok(())
 }
@@ -216,7 +229,12 @@ fn segment(args: SegmentArgs) -> Result<()> {
         Some(r) => {
             let rv = io::read_volume(r)?.volume;
             if rv.dims != dims {
-                return Err(Error::ShapeMismatch(format!("{}: reference dims {:?} differ from the input's {:?}", r.display(), rv.dims, dims)));
+                return Err(Error::ShapeMismatch(format!(
+                    "{}: reference dims {:?} differ from the input's {:?}",
+                    r.display(),
+                    rv.dims,
+                    dims
+                )));
             }
             Some(rv.to_f64()?)
         }
@@ -233,10 +251,15 @@ fn segment(args: SegmentArgs) -> Result<()> {
         boxes.push(ras_box(b, &volume.geometry, dims)?);
     }
     if args.box_from_reference {
-        let labels = reference.as_ref().ok_or_else(|| Error::InvalidArgument("--box-from-reference needs --reference".into()))?;
+        let labels = reference
+            .as_ref()
+            .ok_or_else(|| Error::InvalidArgument("--box-from-reference needs --reference".into()))?;
         for &l in &args.reference_label {
             boxes.push(label_box(labels, dims, l).ok_or_else(|| {
-                Error::InvalidPrompt(format!("label {l} does not occur in {}", args.reference.as_ref().unwrap().display()))
+                Error::InvalidPrompt(format!(
+                    "label {l} does not occur in {}",
+                    args.reference.as_ref().unwrap().display()
+                ))
             })?);
         }
     }
@@ -250,7 +273,8 @@ fn segment(args: SegmentArgs) -> Result<()> {
             boxes.len()
         )));
     }
-    let objects: Vec<Object> = boxes.iter().enumerate().map(|(n, &bbox)| Object { label: (n + 1).min(255) as u8, bbox }).collect();
+    let objects: Vec<Object> =
+        boxes.iter().enumerate().map(|(n, &bbox)| Object { label: (n + 1).min(255) as u8, bbox }).collect();
     for o in &objects {
         o.bbox.validate(dims)?;
     }
@@ -265,7 +289,9 @@ fn segment(args: SegmentArgs) -> Result<()> {
 
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
         let b = indicatif::ProgressBar::new(1000);
-        b.set_style(indicatif::ProgressStyle::with_template("{spinner} segmenting [{bar:40}] {percent}% {elapsed}").unwrap());
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} segmenting [{bar:40}] {percent}% {elapsed}").unwrap(),
+        );
         b
     });
     let mut report = |f: f32| {
@@ -294,7 +320,9 @@ fn segment(args: SegmentArgs) -> Result<()> {
         let (_, slices, iou) = st.objects[n];
         let voxels = seg.mask.data.iter().filter(|&&v| v == o.label).count();
         let d = match (&reference, args.reference_label.get(n)) {
-            (Some(r), Some(&l)) => Some(dice(seg.mask.data.iter().map(|&m| m == o.label), r.iter().map(|&v| v == l as f64))),
+            (Some(r), Some(&l)) => {
+                Some(dice(seg.mask.data.iter().map(|&m| m == o.label), r.iter().map(|&v| v == l as f64)))
+            }
             _ => None,
         };
         objs.push(serde_json::json!({

@@ -25,7 +25,13 @@ fn dtype_of(code: i16) -> Option<DType> {
 
 /// The header's IJK → RAS matrix (NIfTI world space is RAS).
 pub fn geometry(h: &NiftiHeader) -> Geometry {
-    let spacing = [h.pixdim[1].abs() as f64, h.pixdim[2].abs() as f64, h.pixdim[3].abs() as f64].map(|s| if s > 0.0 { s } else { 1.0 });
+    let spacing = [h.pixdim[1].abs() as f64, h.pixdim[2].abs() as f64, h.pixdim[3].abs() as f64].map(|s| {
+        if s > 0.0 {
+            s
+        } else {
+            1.0
+        }
+    });
     let mut m = Geometry::default().ijk_to_ras;
     if h.sform_code > 0 {
         for (r, row) in [h.srow_x, h.srow_y, h.srow_z].iter().enumerate() {
@@ -72,7 +78,10 @@ pub fn read(path: &Path) -> Result<(Volume, NiftiHeader)> {
         dims[a] = header.dim[a + 1] as usize;
     }
     if (4..=nd).any(|a| header.dim[a] > 1) {
-        return Err(Error::io(path, format!("a {nd}-D image with dims {:?}: only 3D volumes are supported", &header.dim[1..=nd])));
+        return Err(Error::io(
+            path,
+            format!("a {nd}-D image with dims {:?}: only 3D volumes are supported", &header.dim[1..=nd]),
+        ));
     }
     let dtype = dtype_of(header.datatype)
         .ok_or_else(|| Error::io(path, format!("NIfTI datatype code {} is not supported", header.datatype)))?;
@@ -89,7 +98,12 @@ pub fn read(path: &Path) -> Result<(Volume, NiftiHeader)> {
         }
     }
     if header.scl_slope != 0.0 && (header.scl_slope != 1.0 || header.scl_inter != 0.0) {
-        log::warn!("{}: scl_slope/scl_inter ({}, {}) ignored; stored values are used", path.display(), header.scl_slope, header.scl_inter);
+        log::warn!(
+            "{}: scl_slope/scl_inter ({}, {}) ignored; stored values are used",
+            path.display(),
+            header.scl_slope,
+            header.scl_inter
+        );
     }
     let geometry = geometry(&header);
     Ok((Volume { data, dtype, dims, geometry }, header))
@@ -109,7 +123,16 @@ pub fn write_mask(path: &Path, mask: &U8Volume, reference: Option<&NiftiHeader>,
             hd.srow_z = [m[2][0] as f32, m[2][1] as f32, m[2][2] as f32, m[2][3] as f32];
             hd.sform_code = 2;
             hd.qform_code = 0;
-            hd.pixdim = [1.0, geometry.spacing[0] as f32, geometry.spacing[1] as f32, geometry.spacing[2] as f32, 0.0, 0.0, 0.0, 0.0];
+            hd.pixdim = [
+                1.0,
+                geometry.spacing[0] as f32,
+                geometry.spacing[1] as f32,
+                geometry.spacing[2] as f32,
+                0.0,
+                0.0,
+                0.0,
+                0.0,
+            ];
             hd.xyzt_units = 2;
             hd
         }

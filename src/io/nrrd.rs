@@ -56,7 +56,8 @@ pub fn read(path: &Path) -> Result<Volume> {
     let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
     let dtype_s = get("type").ok_or_else(|| bad("no 'type' field".into()))?;
     let dtype = dtype_of(dtype_s).ok_or_else(|| bad(format!("NRRD type {dtype_s:?} is not supported")))?;
-    let dimension: usize = get("dimension").and_then(|d| d.parse().ok()).ok_or_else(|| bad("no valid 'dimension' field".into()))?;
+    let dimension: usize =
+        get("dimension").and_then(|d| d.parse().ok()).ok_or_else(|| bad("no valid 'dimension' field".into()))?;
     let sizes: Vec<usize> = get("sizes")
         .ok_or_else(|| bad("no 'sizes' field".into()))?
         .split_whitespace()
@@ -66,9 +67,8 @@ pub fn read(path: &Path) -> Result<Volume> {
         return Err(bad(format!("sizes {sizes:?} for dimension {dimension}: only 2D/3D volumes are supported")));
     }
     // A leading non-spatial axis of length 1 (e.g. one segmentation layer) is allowed.
-    let dirs_raw: Vec<String> = get("space directions")
-        .map(|s| s.split_whitespace().map(str::to_string).collect())
-        .unwrap_or_default();
+    let dirs_raw: Vec<String> =
+        get("space directions").map(|s| s.split_whitespace().map(str::to_string).collect()).unwrap_or_default();
     let (spatial, skip_first) = if dimension == 4 {
         if sizes[0] != 1 {
             return Err(bad(format!("a 4D NRRD with {} components per voxel is not a scalar volume", sizes[0])));

@@ -67,11 +67,10 @@ impl Package {
     /// Reads `dir/manifest.toml` and checks its contract version (files are verified separately).
     pub fn open(dir: &Path) -> Result<Package> {
         let path = dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::ModelNotFound(format!("{}: {e}", path.display()))
-        })?;
-        let manifest: Manifest = toml::from_str(&text)
-            .map_err(|e| Error::ModelContract(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| Error::ModelNotFound(format!("{}: {e}", path.display())))?;
+        let manifest: Manifest =
+            toml::from_str(&text).map_err(|e| Error::ModelContract(format!("{}: {e}", path.display())))?;
         if !CONTRACT_VERSIONS.contains(&manifest.contract_version) {
             return Err(Error::ModelContract(format!(
                 "{}: contract_version {} is not in the supported range {}..={}",
@@ -85,9 +84,10 @@ impl Package {
     }
 
     pub fn graph(&self, name: &str) -> Result<&Graph> {
-        self.manifest.graphs.get(name).ok_or_else(|| {
-            Error::ModelContract(format!("package {} has no graph named {name:?}", self.manifest.name))
-        })
+        self.manifest
+            .graphs
+            .get(name)
+            .ok_or_else(|| Error::ModelContract(format!("package {} has no graph named {name:?}", self.manifest.name)))
     }
 
     /// Reads a graph's file and checks its sha256 against the manifest; returns the verified bytes so the

@@ -66,7 +66,11 @@ pub struct BuiltSession {
     pub fallback_reasons: Vec<String>,
 }
 
-fn try_register(builder: SessionBuilder, p: Provider) -> std::result::Result<SessionBuilder, (SessionBuilder, String)> {
+/// On failure the builder comes back (boxed, it is large) with the reason.
+fn try_register(
+    builder: SessionBuilder,
+    p: Provider,
+) -> std::result::Result<SessionBuilder, Box<(SessionBuilder, String)>> {
     let (available, dispatch) = match p {
         Provider::Cpu => return Ok(builder),
         Provider::Cuda => (ep::CUDA::is_available(), ep::CUDA::default().build().error_on_failure()),
@@ -74,12 +78,12 @@ fn try_register(builder: SessionBuilder, p: Provider) -> std::result::Result<Ses
     };
     match available {
         Ok(true) => {}
-        Ok(false) => return Err((builder, format!("{p}: this ONNX Runtime build has no {p} provider"))),
-        Err(e) => return Err((builder, format!("{p}: {e}"))),
+        Ok(false) => return Err(Box::new((builder, format!("{p}: this ONNX Runtime build has no {p} provider")))),
+        Err(e) => return Err(Box::new((builder, format!("{p}: {e}")))),
     }
     builder.with_execution_providers([dispatch]).map_err(|e| {
         let msg = format!("{p}: {e}");
-        (e.recover(), msg)
+        Box::new((e.recover(), msg))
     })
 }
 
@@ -104,7 +108,8 @@ pub fn build_session(rt: &Runtime, bytes: &[u8], cfg: &SessionConfig, what: &str
                 chosen = Some(p);
                 break;
             }
-            Err((b, why)) => {
+            Err(failed) => {
+                let (b, why) = *failed;
                 log::warn!("{what}: execution provider not used: {why}");
                 reasons.push(why);
                 builder = b;
@@ -114,7 +119,10 @@ pub fn build_session(rt: &Runtime, bytes: &[u8], cfg: &SessionConfig, what: &str
     let provider = match chosen {
         Some(p) => p,
         None if cfg.strict => {
-            return Err(Error::ProviderUnavailable(format!("{what}: none of the requested providers registered: {}", reasons.join("; "))))
+            return Err(Error::ProviderUnavailable(format!(
+                "{what}: none of the requested providers registered: {}",
+                reasons.join("; ")
+            )))
         }
         None => {
             log::warn!("{what}: falling back to the CPU provider");

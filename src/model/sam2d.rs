@@ -73,11 +73,20 @@ pub struct Sam2d {
     pub fallback_reasons: Vec<String>,
 }
 
-fn check_io(session: &Session, specs_in: &[TensorSpec], specs_out: &[TensorSpec], want_in: &[&str], want_out: &[&str], what: &str) -> Result<()> {
+fn check_io(
+    session: &Session,
+    specs_in: &[TensorSpec],
+    specs_out: &[TensorSpec],
+    want_in: &[&str],
+    want_out: &[&str],
+    what: &str,
+) -> Result<()> {
     let names = |v: &[TensorSpec]| v.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
     let sess_in: Vec<String> = session.inputs().iter().map(|o| o.name().to_owned()).collect();
     let sess_out: Vec<String> = session.outputs().iter().map(|o| o.name().to_owned()).collect();
-    for (want, manifest, graph, dir) in [(want_in, names(specs_in), &sess_in, "input"), (want_out, names(specs_out), &sess_out, "output")] {
+    for (want, manifest, graph, dir) in
+        [(want_in, names(specs_in), &sess_in, "input"), (want_out, names(specs_out), &sess_out, "output")]
+    {
         for w in want {
             if !manifest.iter().any(|m| m == w) || !graph.iter().any(|g| g == w) {
                 return Err(Error::ModelContract(format!(
@@ -156,14 +165,22 @@ impl Sam2d {
     pub fn decode(&self, embedding: &[f32], prompts: &[Prompt2d]) -> Result<Vec<Decoded>> {
         let (e, c, s) = (self.embedding_size, self.embedding_dim, self.input_size);
         if embedding.len() != self.embedding_len() {
-            return Err(Error::ShapeMismatch(format!("embedding has {} values, expected {}", embedding.len(), self.embedding_len())));
+            return Err(Error::ShapeMismatch(format!(
+                "embedding has {} values, expected {}",
+                embedding.len(),
+                self.embedding_len()
+            )));
         }
         let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let tokens: Vec<_> = prompts.iter().map(Prompt2d::tokens).collect();
         for (i, t) in tokens.iter().enumerate() {
             if let Some(m) = &prompts[i].mask {
                 if m.len() != s * s {
-                    return Err(Error::ShapeMismatch(format!("mask prompt has {} values, expected {}", m.len(), s * s)));
+                    return Err(Error::ShapeMismatch(format!(
+                        "mask prompt has {} values, expected {}",
+                        m.len(),
+                        s * s
+                    )));
                 }
             }
             groups.entry(t.len()).or_default().push(i);

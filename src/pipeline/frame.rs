@@ -127,7 +127,12 @@ struct Axis {
 impl Axis {
     fn new(input: usize, output: usize) -> Axis {
         let scale = input as f32 / output as f32;
-        let mut a = Axis { idx0: Vec::with_capacity(output), idx1: Vec::with_capacity(output), w0: Vec::with_capacity(output), w1: Vec::with_capacity(output) };
+        let mut a = Axis {
+            idx0: Vec::with_capacity(output),
+            idx1: Vec::with_capacity(output),
+            w0: Vec::with_capacity(output),
+            w1: Vec::with_capacity(output),
+        };
         for o in 0..output {
             let real = (scale * (o as f32 + 0.5) - 0.5).max(0.0);
             let i0 = real as usize;
@@ -162,7 +167,7 @@ mod tests {
     fn mask_box_grows_and_clips() {
         let f = Frame::new(256, 256, 256);
         let mut m = vec![0u8; 256 * 256];
-        m[1 * 256 + 2] = 1;
+        m[256 + 2] = 1;
         m[254 * 256 + 255] = 1;
         let mut scratch = Vec::new();
         assert_eq!(f.mask_box(&m, 3, &mut scratch), Some([0, 0, 256, 256]));

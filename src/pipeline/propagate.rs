@@ -68,7 +68,12 @@ pub struct Stats {
 pub type Progress<'a> = &'a mut dyn FnMut(f32) -> bool;
 
 /// Runs the reference pipeline for `objects` on a uint8 volume (i fastest) and returns the label mask.
-pub fn reference_middle_out(model: &Sam2d, volume: &U8Volume, objects: &[Object], mut progress: Option<Progress<'_>>) -> Result<(U8Volume, Stats)> {
+pub fn reference_middle_out(
+    model: &Sam2d,
+    volume: &U8Volume,
+    objects: &[Object],
+    mut progress: Option<Progress<'_>>,
+) -> Result<(U8Volume, Stats)> {
     let [w, h, d] = volume.dims;
     for o in objects {
         o.bbox.validate(volume.dims)?;
@@ -102,7 +107,12 @@ pub fn reference_middle_out(model: &Sam2d, volume: &U8Volume, objects: &[Object]
         let idx = (n + 1) as u8;
         let (z_min, z_max) = (o.bbox.min[2], o.bbox.max[2]);
         let z_mid = (z_max - z_min) / 2 + z_min;
-        let user_box = frame.box_to_frame([o.bbox.min[0] as i64, o.bbox.min[1] as i64, o.bbox.max[0] as i64, o.bbox.max[1] as i64]);
+        let user_box = frame.box_to_frame([
+            o.bbox.min[0] as i64,
+            o.bbox.min[1] as i64,
+            o.bbox.max[0] as i64,
+            o.bbox.max[1] as i64,
+        ]);
         temp.data.fill(0);
         let order = (z_mid..=z_max).chain((z_min..z_mid).rev());
         let mut iou_sum = 0f32;
@@ -125,10 +135,14 @@ pub fn reference_middle_out(model: &Sam2d, volume: &U8Volume, objects: &[Object]
                 cache[z] = Some(emb);
             }
             let t = Instant::now();
-            let prev = if z == z_mid { None } else if z > z_mid { Some(z - 1) } else { Some(z + 1) };
-            let b = prev
-                .and_then(|p| frame.mask_box(temp.slice(p), model.box_shift, &mut scratch))
-                .unwrap_or(user_box);
+            let prev = if z == z_mid {
+                None
+            } else if z > z_mid {
+                Some(z - 1)
+            } else {
+                Some(z + 1)
+            };
+            let b = prev.and_then(|p| frame.mask_box(temp.slice(p), model.box_shift, &mut scratch)).unwrap_or(user_box);
             stats.preprocess += t.elapsed();
             let t = Instant::now();
             let prompt = Prompt2d::from_box(b.map(|v| v as f32));

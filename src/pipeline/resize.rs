@@ -71,32 +71,11 @@ pub fn longest_side_size(h: usize, w: usize, target: usize) -> (usize, usize) {
 
 /// Resize a single-channel u8 image (row-major, `src_w` columns × `src_h` rows, tightly packed)
 /// into `dst` (`dst_w` × `dst_h`, tightly packed), bit-identical to OpenCV's INTER_AREA.
-pub fn resize_area_u8(
-    src: &[u8],
-    src_w: usize,
-    src_h: usize,
-    dst: &mut [u8],
-    dst_w: usize,
-    dst_h: usize,
-) {
-    assert!(
-        src_w > 0 && src_h > 0,
-        "resize_area_u8: empty source {src_w}x{src_h}"
-    );
-    assert!(
-        dst_w > 0 && dst_h > 0,
-        "resize_area_u8: empty destination {dst_w}x{dst_h}"
-    );
-    assert_eq!(
-        src.len(),
-        src_w * src_h,
-        "resize_area_u8: source buffer length"
-    );
-    assert_eq!(
-        dst.len(),
-        dst_w * dst_h,
-        "resize_area_u8: destination buffer length"
-    );
+pub fn resize_area_u8(src: &[u8], src_w: usize, src_h: usize, dst: &mut [u8], dst_w: usize, dst_h: usize) {
+    assert!(src_w > 0 && src_h > 0, "resize_area_u8: empty source {src_w}x{src_h}");
+    assert!(dst_w > 0 && dst_h > 0, "resize_area_u8: empty destination {dst_w}x{dst_h}");
+    assert_eq!(src.len(), src_w * src_h, "resize_area_u8: source buffer length");
+    assert_eq!(dst.len(), dst_w * dst_h, "resize_area_u8: destination buffer length");
     assert!(
         src_w <= i32::MAX as usize
             && src_h <= i32::MAX as usize
@@ -119,52 +98,22 @@ pub fn resize_area_u8(
     // saturate_cast<int>(double) == cvRound (half to even).
     let iscale_x = scale_x.round_ties_even();
     let iscale_y = scale_y.round_ties_even();
-    let is_area_fast =
-        (scale_x - iscale_x).abs() < f64::EPSILON && (scale_y - iscale_y).abs() < f64::EPSILON;
+    let is_area_fast = (scale_x - iscale_x).abs() < f64::EPSILON && (scale_y - iscale_y).abs() < f64::EPSILON;
 
     if scale_x >= 1.0 && scale_y >= 1.0 {
         if is_area_fast {
-            area_fast(
-                src,
-                src_w,
-                src_h,
-                dst,
-                dst_w,
-                dst_h,
-                iscale_x as usize,
-                iscale_y as usize,
-            );
+            area_fast(src, src_w, src_h, dst, dst_w, dst_h, iscale_x as usize, iscale_y as usize);
         } else {
             area_general(src, src_w, src_h, dst, dst_w, dst_h, scale_x, scale_y);
         }
     } else {
-        linear_area_mode(
-            src,
-            src_w,
-            src_h,
-            dst,
-            dst_w,
-            dst_h,
-            scale_x,
-            scale_y,
-            inv_scale_x,
-            inv_scale_y,
-        );
+        linear_area_mode(src, src_w, src_h, dst, dst_w, dst_h, scale_x, scale_y, inv_scale_x, inv_scale_y);
     }
 }
 
 /// `resizeAreaFast_<uchar, int, ResizeAreaFastVec<uchar, ...>>` for one channel (integral scales).
 #[allow(clippy::too_many_arguments)]
-fn area_fast(
-    src: &[u8],
-    sw: usize,
-    sh: usize,
-    dst: &mut [u8],
-    dw: usize,
-    dh: usize,
-    scale_x: usize,
-    scale_y: usize,
-) {
+fn area_fast(src: &[u8], sw: usize, sh: usize, dst: &mut [u8], dw: usize, dh: usize, scale_x: usize, scale_y: usize) {
     let area = scale_x * scale_y;
     let scale = 1.0f32 / area as f32;
     let dwidth1 = (sw / scale_x).min(dw);
@@ -219,11 +168,7 @@ fn area_fast(
                     count += 1;
                 }
             }
-            *d = if count == 0 {
-                0
-            } else {
-                sat_u8_from_f32(sum as f32 / count as f32)
-            };
+            *d = if count == 0 { 0 } else { sat_u8_from_f32(sum as f32 / count as f32) };
         }
     }
 }
@@ -260,37 +205,20 @@ fn compute_resize_area_tab(ssize: usize, dsize: usize, scale: f64, tab: &mut Vec
             });
         }
         for sx in sx1..sx2 {
-            tab.push(DecimateAlpha {
-                di: dx,
-                si: sx as usize,
-                alpha: (1.0 / cell_width) as f32,
-            });
+            tab.push(DecimateAlpha { di: dx, si: sx as usize, alpha: (1.0 / cell_width) as f32 });
         }
         if fsx2 - sx2 as f64 > 1e-3 {
             let a = fsx2 - sx2 as f64;
             let a = if 1.0 < a { 1.0 } else { a };
             let a = if cell_width < a { cell_width } else { a };
-            tab.push(DecimateAlpha {
-                di: dx,
-                si: sx2 as usize,
-                alpha: (a / cell_width) as f32,
-            });
+            tab.push(DecimateAlpha { di: dx, si: sx2 as usize, alpha: (a / cell_width) as f32 });
         }
     }
 }
 
 /// `resizeArea_<uchar, float>` (`ResizeArea_Invoker`) for one channel.
 #[allow(clippy::too_many_arguments)]
-fn area_general(
-    src: &[u8],
-    sw: usize,
-    sh: usize,
-    dst: &mut [u8],
-    dw: usize,
-    dh: usize,
-    scale_x: f64,
-    scale_y: f64,
-) {
+fn area_general(src: &[u8], sw: usize, sh: usize, dst: &mut [u8], dw: usize, dh: usize, scale_x: f64, scale_y: f64) {
     let mut xtab = Vec::with_capacity(sw * 2);
     let mut ytab = Vec::with_capacity(sh * 2);
     compute_resize_area_tab(sw, dw, scale_x, &mut xtab);
@@ -370,11 +298,7 @@ fn linear_area_mode(
     for dx in 0..dw {
         let mut sx = floor_i64(dx as f64 * scale_x);
         let mut fx = ((dx as i64 + 1) as f64 - (sx + 1) as f64 * inv_scale_x) as f32;
-        fx = if fx <= 0.0 {
-            0.0
-        } else {
-            fx - (fx.floor() as i32) as f32
-        };
+        fx = if fx <= 0.0 { 0.0 } else { fx - (fx.floor() as i32) as f32 };
 
         // ksize2 - 1 == 0
         if sx < 0 {
@@ -391,10 +315,7 @@ fn linear_area_mode(
         xofs[dx] = sx as usize;
         let c0 = 1.0f32 - fx;
         let c1 = fx;
-        alpha[dx] = [
-            sat_i16_from_f32(c0 * COEF_SCALE as f32),
-            sat_i16_from_f32(c1 * COEF_SCALE as f32),
-        ];
+        alpha[dx] = [sat_i16_from_f32(c0 * COEF_SCALE as f32), sat_i16_from_f32(c1 * COEF_SCALE as f32)];
     }
 
     // Vertical tables.
@@ -403,18 +324,11 @@ fn linear_area_mode(
     for dy in 0..dh {
         let sy = floor_i64(dy as f64 * scale_y);
         let mut fy = ((dy as i64 + 1) as f64 - (sy + 1) as f64 * inv_scale_y) as f32;
-        fy = if fy <= 0.0 {
-            0.0
-        } else {
-            fy - (fy.floor() as i32) as f32
-        };
+        fy = if fy <= 0.0 { 0.0 } else { fy - (fy.floor() as i32) as f32 };
         yofs[dy] = sy;
         let c0 = 1.0f32 - fy;
         let c1 = fy;
-        beta[dy] = [
-            sat_i16_from_f32(c0 * COEF_SCALE as f32),
-            sat_i16_from_f32(c1 * COEF_SCALE as f32),
-        ];
+        beta[dy] = [sat_i16_from_f32(c0 * COEF_SCALE as f32), sat_i16_from_f32(c1 * COEF_SCALE as f32)];
     }
 
     // HResizeLinear for one source row.
@@ -480,8 +394,7 @@ mod tests {
     }
 
     fn rand_base(seed: u64, stream: u64) -> u64 {
-        seed.wrapping_mul(0x0000_0100_0000_01B3)
-            .wrapping_add(stream.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+        seed.wrapping_mul(0x0000_0100_0000_01B3).wrapping_add(stream.wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
     }
 
     /// `rand_stream(seed, stream, n)[i]`.
@@ -598,18 +511,11 @@ mod tests {
         use ndarray::{Array2, Ix2, OwnedRepr};
         use ndarray_npy::NpzReader;
 
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/resize/resize_goldens.npz"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/resize/resize_goldens.npz");
         let file = std::fs::File::open(path).expect("open resize goldens");
         let mut npz = NpzReader::new(file).expect("read npz");
         let meta: Array2<i64> = npz.by_name::<OwnedRepr<i64>, Ix2>("meta").expect("meta");
-        assert!(
-            meta.nrows() >= 100,
-            "expected >= 100 golden cases, got {}",
-            meta.nrows()
-        );
+        assert!(meta.nrows() >= 100, "expected >= 100 golden cases, got {}", meta.nrows());
 
         let mut failures = Vec::new();
         let mut total_px = 0usize;
@@ -617,15 +523,9 @@ mod tests {
             let (sh, sw, dh, dw) = (m[0] as usize, m[1] as usize, m[2] as usize, m[3] as usize);
             let (kind, seed, sum) = (m[4], m[5] as u64, m[6] as u64);
             let src = make_image(kind, seed, sh, sw);
-            assert_eq!(
-                fnv1a(&src),
-                sum,
-                "case {i}: source generator mismatch (kind {kind}, {sh}x{sw})"
-            );
+            assert_eq!(fnv1a(&src), sum, "case {i}: source generator mismatch (kind {kind}, {sh}x{sw})");
 
-            let want: Array2<u8> = npz
-                .by_name::<OwnedRepr<u8>, Ix2>(&format!("out_{i:03}"))
-                .expect("golden output");
+            let want: Array2<u8> = npz.by_name::<OwnedRepr<u8>, Ix2>(&format!("out_{i:03}")).expect("golden output");
             assert_eq!(want.dim(), (dh, dw), "case {i}: golden shape");
             let want: Vec<u8> = want.iter().copied().collect();
 
@@ -702,10 +602,7 @@ mod tests {
     fn constant_images_stay_constant() {
         for &(sw, sh, dw, dh) in &[(7, 5, 3, 2), (5, 7, 13, 3), (3, 3, 10, 10), (10, 4, 4, 9)] {
             let src = vec![200u8; sw * sh];
-            assert!(
-                resized(&src, sw, sh, dw, dh).iter().all(|&p| p == 200),
-                "{sw}x{sh}->{dw}x{dh}"
-            );
+            assert!(resized(&src, sw, sh, dw, dh).iter().all(|&p| p == 200), "{sw}x{sh}->{dw}x{dh}");
         }
     }
 
