@@ -109,7 +109,10 @@ impl Frame {
             let r1 = &logits[y1 * s..y1 * s + s];
             for x in 0..w {
                 let (x0, x1, wx0, wx1) = xs.at(x);
-                let v = (r0[x0] * wx0 + r0[x1] * wx1) * wy0 + (r1[x0] * wx0 + r1[x1] * wx1) * wy1;
+                // PyTorch's CPU kernel: per axis fma(a, w0, b * w1), width first, then height.
+                let t0 = r0[x0].mul_add(wx0, r0[x1] * wx1);
+                let t1 = r1[x0].mul_add(wx0, r1[x1] * wx1);
+                let v = t0.mul_add(wy0, t1 * wy1);
                 f(y * w + x, v);
             }
         }
