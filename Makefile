@@ -5,7 +5,7 @@ export VXP_ORT_LIB := $(ORT_LIB)
 CARGO ?= cargo
 OUT ?= out/demo
 
-.PHONY: all setup build demo test test-header clean-out
+.PHONY: all setup build demo test test-header test-symbols clean-out
 
 all: build
 
@@ -31,8 +31,16 @@ demo: $(ORT_LIB) build
 	@echo "wrote $(OUT)/liver_mask.nii.gz and $(OUT)/liver.png"
 
 test: setup
+	$(CARGO) build --locked
 	$(CARGO) test --locked -- --test-threads 2
-	$(MAKE) test-header
+	$(MAKE) test-header test-symbols
+
+# Only vxp_* symbols are exported, and the SONAME carries the ABI major.
+test-symbols:
+	@bad=$$(nm -D --defined-only target/debug/libvoxprompt.so | awk '$$3 !~ /^vxp_/ {print $$3}'); \
+	  if [ -n "$$bad" ]; then echo "unexpected exported symbols: $$bad"; exit 1; fi
+	readelf -d target/debug/libvoxprompt.so | grep -q 'SONAME.*libvoxprompt.so.0'
+	@echo "exports: $$(nm -D --defined-only target/debug/libvoxprompt.so | wc -l) vxp_* symbols, SONAME libvoxprompt.so.0"
 
 # The generated header compiles as C99 and C++17, strictly, included twice.
 test-header:

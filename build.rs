@@ -4,19 +4,13 @@
 fn main() {
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
+    // The SONAME carries the ABI major (src/ffi/version.rs VXP_ABI_VERSION_MAJOR).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libvoxprompt.so.0");
     let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let config = cbindgen::Config::from_file(format!("{crate_dir}/cbindgen.toml")).expect("cbindgen.toml");
-    // Only src/ffi is the ABI; parsing the whole crate would export core constants too.
-    let mut builder = cbindgen::Builder::new().with_config(config);
-    let mut files: Vec<_> = std::fs::read_dir(format!("{crate_dir}/src/ffi"))
-        .expect("src/ffi")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-        .collect();
-    files.sort();
-    for f in files {
-        builder = builder.with_src(f);
-    }
+    // Only src/ffi is the ABI (cbindgen follows its `mod` items); parsing the whole crate would export core
+    // constants too.
+    let builder = cbindgen::Builder::new().with_config(config).with_src(format!("{crate_dir}/src/ffi/mod.rs"));
     match builder.generate() {
         Ok(bindings) => {
             bindings.write_to_file(format!("{crate_dir}/include/voxprompt.h"));

@@ -16,9 +16,480 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/**
+ * ABI major version: bumped on any incompatible change; the SONAME carries it.
+ */
+#define VXP_ABI_VERSION_MAJOR 0
+
+/**
+ * ABI minor version: bumped when functions or fields are added compatibly.
+ */
+#define VXP_ABI_VERSION_MINOR 1
+
+/**
+ * The result of every `vxp_*` call that can fail. `VXP_RESULT_OK` is 0; anything else is an error whose
+ * message `vxp_last_error` returns on the same thread. Values never change meaning between versions.
+ */
+enum vxp_result
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  VXP_RESULT_OK = 0,
+  VXP_RESULT_NULL_ARGUMENT = 100,
+  VXP_RESULT_INVALID_ARGUMENT = 101,
+  VXP_RESULT_SHAPE_MISMATCH = 102,
+  VXP_RESULT_UNSUPPORTED_DTYPE = 103,
+  VXP_RESULT_BUFFER_TOO_SMALL = 104,
+  VXP_RESULT_INVALID_VOLUME = 105,
+  VXP_RESULT_INVALID_PROMPT = 106,
+  VXP_RESULT_UNKNOWN_CONCEPT = 107,
+  VXP_RESULT_UNSUPPORTED = 108,
+  VXP_RESULT_MODEL_NOT_FOUND = 200,
+  VXP_RESULT_MODEL_INTEGRITY = 201,
+  VXP_RESULT_MODEL_CONTRACT = 202,
+  VXP_RESULT_RUNTIME_LOAD = 300,
+  VXP_RESULT_RUNTIME_VERSION = 301,
+  VXP_RESULT_RUNTIME_MISMATCH = 302,
+  VXP_RESULT_PROVIDER_UNAVAILABLE = 303,
+  VXP_RESULT_INFERENCE = 304,
+  VXP_RESULT_CANCELLED = 400,
+  VXP_RESULT_OUT_OF_MEMORY = 401,
+  VXP_RESULT_IO = 402,
+  VXP_RESULT_PANIC = 900,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vxp_result vxp_result;
+#else
+typedef uint32_t vxp_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Voxel data types.
+ */
+enum vxp_dtype
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  VXP_DTYPE_U8 = 1,
+  VXP_DTYPE_I8 = 2,
+  VXP_DTYPE_U16 = 3,
+  VXP_DTYPE_I16 = 4,
+  VXP_DTYPE_U32 = 5,
+  VXP_DTYPE_I32 = 6,
+  VXP_DTYPE_F32 = 7,
+  VXP_DTYPE_F64 = 8,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vxp_dtype vxp_dtype;
+#else
+typedef uint32_t vxp_dtype;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * How intensities are mapped to the model's 0..255 range.
+ */
+enum vxp_intensity
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * CT when the volume holds values below −500 (Hounsfield air), else MR.
+   */
+  VXP_INTENSITY_AUTO = 0,
+  /**
+   * CT soft-tissue window, level 40, width 400 (the LiteMedSAM reference).
+   */
+  VXP_INTENSITY_CT = 1,
+  /**
+   * 0.5 and 99.5 percentiles of the voxels > 0; zeros stay zero (the LiteMedSAM reference for MR).
+   */
+  VXP_INTENSITY_MR = 2,
+  /**
+   * The window given by `window_level` and `window_width`.
+   */
+  VXP_INTENSITY_WINDOW = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vxp_intensity vxp_intensity;
+#else
+typedef uint32_t vxp_intensity;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Stages reported to a progress callback.
+ */
+enum vxp_stage
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Encoding and decoding slices, propagating through the volume.
+   */
+  VXP_STAGE_SEGMENT = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vxp_stage vxp_stage;
+#else
+typedef uint32_t vxp_stage;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * A loaded engine. Create with `vxp_engine_new`, release with `vxp_engine_free`. Every function taking a
+ * `const vxp_engine *` is safe to call from several threads at once; sessions keep the engine alive.
+ */
+typedef struct vxp_engine vxp_engine;
+
+/**
+ * Options for `vxp_engine_new`. Create with `vxp_options_new`, release with `vxp_options_free`.
+ * One thread at a time.
+ */
+typedef struct vxp_options vxp_options;
+
+/**
+ * A segmentation session over one volume. Create with `vxp_session_new`, release with
+ * `vxp_session_free`.
+ */
+typedef struct vxp_session vxp_session;
+
+/**
+ * A host volume. Set `struct_size = sizeof(vxp_volume)` so later versions can add fields.
+ *
+ * Voxel (i, j, k) is at byte `data + i*strides[0] + j*strides[1] + k*strides[2]`; strides may be
+ * negative, and every voxel must lie inside `[data, data + data_len)` when the strides are applied from
+ * the lowest address the layout reaches. i is the in-slice column axis, j the row axis, k the slice axis.
+ * The library reads the buffer only during the call that takes the descriptor and keeps no pointer to it.
+ */
+typedef struct vxp_volume {
+  /**
+   * `sizeof(vxp_volume)` as the host compiled it.
+   */
+  uint32_t struct_size;
+  /**
+   * A `vxp_dtype` value.
+   */
+  uint32_t dtype;
+  /**
+   * Address of voxel (0, 0, 0).
+   */
+  const void *data;
+  /**
+   * Bytes readable from `data - data_offset`.
+   */
+  size_t data_len;
+  /**
+   * Bytes from the start of the readable buffer to voxel (0, 0, 0) (non-zero with negative strides).
+   */
+  size_t data_offset;
+  /**
+   * Voxels along i, j, k.
+   */
+  size_t dims[3];
+  /**
+   * Byte strides along i, j, k.
+   */
+  int64_t strides[3];
+  /**
+   * Voxel spacing in mm along i, j, k.
+   */
+  double spacing[3];
+  /**
+   * Row-major 4×4 matrix from voxel indices (i, j, k, 1) to RAS millimetres.
+   */
+  double ijk_to_ras[16];
+  /**
+   * A `vxp_intensity` value.
+   */
+  uint32_t intensity;
+  double window_level;
+  double window_width;
+} vxp_volume;
+
+/**
+ * Progress callback: `stage` is a `vxp_stage`, `fraction` in [0, 1]. Return false to cancel; the run then
+ * returns `VXP_RESULT_CANCELLED`. Called on the thread that runs the session.
+ */
+typedef bool (*vxp_progress_fn)(void *user_data, uint32_t stage, float fraction);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Builds an engine from `options`: loads ONNX Runtime (first engine of the process only; a later engine
+ * must name the same library), verifies the model package's sha256 sums and creates its sessions. This
+ * takes a fraction of a second on CPU. `options` is only read and stays owned by the caller.
+ *
+ * On `VXP_RESULT_OK`, `*out` receives a handle the caller owns (`vxp_engine_free`). Otherwise `*out` is
+ * untouched and the result is one of `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (no model
+ * directory set), `VXP_RESULT_RUNTIME_LOAD`, `VXP_RESULT_RUNTIME_VERSION`, `VXP_RESULT_RUNTIME_MISMATCH`,
+ * `VXP_RESULT_MODEL_NOT_FOUND`, `VXP_RESULT_MODEL_INTEGRITY`, `VXP_RESULT_MODEL_CONTRACT`,
+ * `VXP_RESULT_INFERENCE`, `VXP_RESULT_PANIC`. Thread-safe.
+ *
+ * # Safety
+ * `options` must be a live handle; `out` NULL or valid for writing one pointer.
+ */
+vxp_result vxp_engine_new(const struct vxp_options *options,
+                          struct vxp_engine **out);
+
+/**
+ * Releases an engine handle. NULL is fine. Sessions created from it stay valid until freed.
+ *
+ * # Safety
+ * `engine` must be NULL or a live handle from `vxp_engine_new`, not used afterwards.
+ */
+void vxp_engine_free(struct vxp_engine *engine);
+
+/**
+ * Copies a description of the execution provider that really runs the model into `buf`: its name ("cpu",
+ * "cuda" or "tensorrt"), followed, when requested providers were skipped, by "; " and each reason.
+ * `*needed` (if not NULL) receives the full length without the NUL, also when the buffer is too small.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_BUFFER_TOO_SMALL` (buf untouched).
+ * Thread-safe.
+ *
+ * # Safety
+ * `engine` a live handle; `buf` valid for `len` bytes (NULL with len 0 queries the size); `needed` NULL or
+ * valid.
+ */
+vxp_result vxp_engine_provider(const struct vxp_engine *engine,
+                               char *buf,
+                               size_t len,
+                               size_t *needed);
+
+/**
+ * Copies the calling thread's last error message into `buf` (NUL-terminated, truncated to `len - 1`
+ * bytes) and writes its full length (without the NUL) to `*needed` when `needed` is not NULL.
+ *
+ * `buf` may be NULL when `len` is 0, to query the size. The message describes the most recent failed call
+ * on this thread; a successful call clears it. Safe to call from any thread.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` (buf NULL with len > 0), or
+ * `VXP_RESULT_BUFFER_TOO_SMALL` (the message was truncated; `*needed` tells the size).
+ *
+ * # Safety
+ * `buf` must be valid for `len` bytes; `needed` must be NULL or valid for one `size_t`.
+ */
+vxp_result vxp_last_error(char *buf,
+                          size_t len,
+                          size_t *needed);
+
+/**
+ * A static, NUL-terminated description of a result code (never NULL; unknown values get a generic text).
+ * Safe to call from any thread.
+ */
+const char *vxp_result_str(uint32_t result);
+
+/**
+ * Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
+ * directory (must be set), providers "cpu", ONNX Runtime's default thread count.
+ *
+ * On `VXP_RESULT_OK`, `*out` receives a new handle the caller owns and must release with
+ * `vxp_options_free`. Returns `VXP_RESULT_NULL_ARGUMENT` if `out` is NULL (nothing written).
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing one pointer.
+ */
+vxp_result vxp_options_new(struct vxp_options **out);
+
+/**
+ * Releases options. NULL is fine. The pointer must not be used afterwards.
+ *
+ * # Safety
+ * `options` must be NULL or a handle from `vxp_options_new` not yet freed.
+ */
+void vxp_options_free(struct vxp_options *options);
+
+/**
+ * Sets the absolute path of the ONNX Runtime library (`libonnxruntime.so.1.*`, version ≥ 1.31). NULL
+ * restores the default search (`VXP_ORT_LIB`, then next to libvoxprompt.so). The string is copied.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` (options NULL) or `VXP_RESULT_INVALID_ARGUMENT`
+ * (not UTF-8).
+ *
+ * # Safety
+ * `options` must be a live handle; `path` NULL or a NUL-terminated string.
+ */
+vxp_result vxp_options_set_ort_library(struct vxp_options *options,
+                                       const char *path);
+
+/**
+ * Sets the model package directory (the folder holding `manifest.toml`). The string is copied.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (not UTF-8).
+ *
+ * # Safety
+ * `options` must be a live handle; `dir` a NUL-terminated string.
+ */
+vxp_result vxp_options_set_model_dir(struct vxp_options *options, const char *dir);
+
+/**
+ * Sets the execution providers in order of preference, comma-separated: "cpu", "cuda", "tensorrt"
+ * (e.g. "tensorrt,cuda,cpu"). A GPU provider that cannot be used is skipped with a reason the engine
+ * reports (`vxp_engine_provider`).
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
+ * the options are unchanged).
+ *
+ * # Safety
+ * `options` must be a live handle; `providers` a NUL-terminated string.
+ */
+vxp_result vxp_options_set_providers(struct vxp_options *options,
+                                     const char *providers);
+
+/**
+ * Sets the intra-op thread count of each ONNX Runtime session (0 = ONNX Runtime's default, all cores).
+ *
+ * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `options` must be a live handle.
+ */
+vxp_result vxp_options_set_threads(struct vxp_options *options,
+                                   uint32_t threads);
+
+/**
+ * Creates a session: validates the descriptor, maps the volume's intensities (as `volume->intensity`
+ * says) and keeps that 8-bit copy; the host buffer is not referenced after the call. `engine` stays
+ * owned by the caller and may be freed before the session.
+ *
+ * On `VXP_RESULT_OK`, `*out` receives a handle the caller owns (`vxp_session_free`). Otherwise `*out` is
+ * untouched: `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (struct_size, intensity),
+ * `VXP_RESULT_UNSUPPORTED_DTYPE`, `VXP_RESULT_INVALID_VOLUME` (zero or overflowing dims, strides outside the
+ * buffer, NaN/Inf voxels, constant intensity, bad spacing or matrix), `VXP_RESULT_PANIC`. The engine may
+ * be used by other threads meanwhile.
+ *
+ * # Safety
+ * `engine` a live handle; `volume` a valid descriptor whose buffer is readable as described; `out` NULL
+ * or valid for writing one pointer.
+ */
+vxp_result vxp_session_new(const struct vxp_engine *engine,
+                           const struct vxp_volume *volume,
+                           struct vxp_session **out);
+
+/**
+ * Releases a session. NULL is fine. No run may be in progress on it.
+ *
+ * # Safety
+ * `session` must be NULL or a live handle from `vxp_session_new`, not used afterwards.
+ */
+void vxp_session_free(struct vxp_session *session);
+
+/**
+ * Adds an object with a box prompt in voxel indices: `box = {i0, j0, k0, i1, j1, k1}`, inclusive, i the
+ * column axis, k the slice axis. Objects are segmented in the order added; where they overlap, the later
+ * one wins (as the reference pipeline). `label` (1–255) is the value written into the mask.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, or `VXP_RESULT_INVALID_PROMPT` (label out of range
+ * or already used, box inverted or outside the volume; nothing is added).
+ *
+ * # Safety
+ * `session` a live handle; `box` NULL or valid for reading 6 `int64_t`.
+ */
+vxp_result vxp_session_add_box_ijk(struct vxp_session *session,
+                                   uint32_t label,
+                                   const int64_t *box);
+
+/**
+ * Adds an object with a box given by two opposite RAS corners in millimetres: `box = {r0, a0, s0, r1, a1,
+ * s1}`. The enclosing voxel box (corners rounded to the nearest voxel, clipped to the volume) is used.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_PROMPT` (entirely outside the
+ * volume, non-finite values, label out of range or used) or `VXP_RESULT_INVALID_VOLUME` (singular matrix).
+ *
+ * # Safety
+ * `session` a live handle; `box` NULL or valid for reading 6 `double`.
+ */
+vxp_result vxp_session_add_box_ras(struct vxp_session *session,
+                                   uint32_t label,
+                                   const double *box);
+
+/**
+ * Point prompts are not part of the reference 3D pipeline; they arrive with interactive refinement.
+ * Always returns `VXP_RESULT_UNSUPPORTED` in this version (or `VXP_RESULT_NULL_ARGUMENT`).
+ *
+ * # Safety
+ * `session` a live handle; `ijk` NULL or valid for reading 3 `int64_t`.
+ */
+vxp_result vxp_session_add_point_ijk(struct vxp_session *session,
+                                     uint32_t label,
+                                     const int64_t *ijk,
+                                     bool positive);
+
+/**
+ * Text prompts ("left kidney") are not supported by this version: always `VXP_RESULT_UNSUPPORTED` (or
+ * `VXP_RESULT_NULL_ARGUMENT`).
+ *
+ * # Safety
+ * `session` a live handle; `text` NULL or a NUL-terminated string.
+ */
+vxp_result vxp_session_add_text(struct vxp_session *session,
+                                uint32_t label,
+                                const char *text);
+
+/**
+ * Removes the object with `label` and its prompts.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (no such object).
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_remove_object(struct vxp_session *session,
+                                     uint32_t label);
+
+/**
+ * Removes every object and prompt. Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_clear_prompts(struct vxp_session *session);
+
+/**
+ * Requests cancellation of the run in progress on `session` (or of the next run, if none is). The run
+ * returns `VXP_RESULT_CANCELLED` at the next slice boundary, leaves the mask buffer untouched, and the
+ * session stays usable. Safe to call from any thread while another thread runs the session.
+ *
+ * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_cancel(const struct vxp_session *session);
+
+/**
+ * Segments every object of the session in 3D (the LiteMedSAM reference middle-out propagation, each
+ * slice encoded once however many objects cover it) and writes the label mask into the caller's buffer:
+ * voxel (i, j, k) at byte `i*mask_strides[0] + j*mask_strides[1] + k*mask_strides[2]` (non-negative
+ * strides), 0 = background. `progress` may be NULL.
+ *
+ * Returns `VXP_RESULT_OK` (mask written), or, with the mask buffer untouched: `VXP_RESULT_NULL_ARGUMENT`,
+ * `VXP_RESULT_INVALID_ARGUMENT` (strides), `VXP_RESULT_BUFFER_TOO_SMALL`, `VXP_RESULT_INVALID_PROMPT` (no
+ * objects), `VXP_RESULT_CANCELLED`, `VXP_RESULT_INFERENCE`, `VXP_RESULT_PANIC`. One thread at a time per
+ * session; sessions of one engine may run on different threads concurrently.
+ *
+ * # Safety
+ * `session` a live handle; `mask` valid for writing `mask_len` bytes; `mask_strides` valid for reading 3
+ * `int64_t`; `progress`, when not NULL, callable with `user_data`.
+ */
+vxp_result vxp_session_run(struct vxp_session *session,
+                           vxp_progress_fn progress,
+                           void *user_data,
+                           uint8_t *mask,
+                           size_t mask_len,
+                           const int64_t *mask_strides);
 
 /**
  * Returns the library version and what it was built against, e.g.
@@ -27,6 +498,18 @@ extern "C" {
  * The string is static and NUL-terminated: do not free it. Safe to call from any thread, at any time.
  */
 const char *vxp_version(void);
+
+/**
+ * Writes the ABI version of the loaded library to `*major` and `*minor`, so a host can refuse a library
+ * whose major differs from `VXP_ABI_VERSION_MAJOR` in the header it was compiled with.
+ *
+ * Returns `VXP_RESULT_OK`, or `VXP_RESULT_NULL_ARGUMENT` (nothing written). Safe to call from any thread.
+ *
+ * # Safety
+ * `major` and `minor` must be NULL or valid for one `uint32_t` each.
+ */
+vxp_result vxp_abi_version(uint32_t *major,
+                           uint32_t *minor);
 
 #ifdef __cplusplus
 }  // extern "C"

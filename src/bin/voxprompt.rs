@@ -96,55 +96,7 @@ fn parse_list<T: std::str::FromStr>(s: &str, n: usize, what: &str) -> Result<Vec
 
 fn ras_box(s: &str, g: &Geometry, dims: [usize; 3]) -> Result<BoxIjk> {
     let v: Vec<f64> = parse_list(s, 6, "--box-ras")?;
-    let inv =
-        invert_affine(&g.ijk_to_ras).ok_or_else(|| Error::InvalidVolume("the IJK→RAS matrix is singular".into()))?;
-    let mut min = [f64::INFINITY; 3];
-    let mut max = [f64::NEG_INFINITY; 3];
-    for corner in 0..8 {
-        let p = [
-            v[if corner & 1 == 0 { 0 } else { 3 }],
-            v[if corner & 2 == 0 { 1 } else { 4 }],
-            v[if corner & 4 == 0 { 2 } else { 5 }],
-        ];
-        for a in 0..3 {
-            let ijk = inv[a][0] * p[0] + inv[a][1] * p[1] + inv[a][2] * p[2] + inv[a][3];
-            min[a] = min[a].min(ijk);
-            max[a] = max[a].max(ijk);
-        }
-    }
-    let mut b = BoxIjk { min: [0; 3], max: [0; 3] };
-    for a in 0..3 {
-        let (lo, hi) = (min[a].round(), max[a].round());
-        if hi < 0.0 || lo > (dims[a] - 1) as f64 {
-            return Err(Error::InvalidPrompt(format!(
-                "--box-ras {s}: outside the volume on axis {a} (voxel {lo}..{hi})"
-            )));
-        }
-        b.min[a] = lo.max(0.0) as usize;
-        b.max[a] = (hi as usize).min(dims[a] - 1);
-    }
-    Ok(b)
-}
-
-fn invert_affine(m: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
-    let a = |r: usize, c: usize| m[r][c];
-    let det = a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1)) - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
-        + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0));
-    if det.abs() < 1e-12 {
-        return None;
-    }
-    let mut inv = [[0.0; 4]; 4];
-    for r in 0..3 {
-        for c in 0..3 {
-            let (r1, r2, c1, c2) = ((c + 1) % 3, (c + 2) % 3, (r + 1) % 3, (r + 2) % 3);
-            inv[r][c] = (a(r1, c1) * a(r2, c2) - a(r1, c2) * a(r2, c1)) / det;
-        }
-    }
-    for r in 0..3 {
-        inv[r][3] = -(inv[r][0] * m[0][3] + inv[r][1] * m[1][3] + inv[r][2] * m[2][3]);
-    }
-    inv[3][3] = 1.0;
-    Some(inv)
+    g.ras_box_to_ijk([v[0], v[1], v[2]], [v[3], v[4], v[5]], dims)
 }
 
 fn label_box(labels: &[f64], dims: [usize; 3], value: u32) -> Option<BoxIjk> {
@@ -188,12 +140,7 @@ fn choose_mapping(args: &SegmentArgs, volume: &Volume) -> Result<IntensityMappin
     match args.modality.to_ascii_lowercase().as_str() {
         "ct" => Ok(IntensityMapping::CT),
         "mr" | "mri" => Ok(IntensityMapping::MR),
-        "auto" => {
-            // CT stores Hounsfield units, with air near −1000; MR intensities are non-negative.
-            let mut min = f64::INFINITY;
-            volume.view()?.for_each(|v| min = min.min(v));
-            Ok(if min < -500.0 { IntensityMapping::CT } else { IntensityMapping::MR })
-        }
+        "auto" => Ok(voxprompt::volume::intensity::auto(&volume.view()?)),
         other => Err(Error::InvalidArgument(format!("--modality {other:?}: expected ct, mr or auto"))),
     }
 }

@@ -16,33 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::sam2d::{Prompt2d, Sam2d};
 use crate::volume::U8Volume;
 
-/// An inclusive voxel box: i (x), j (y), k (z).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BoxIjk {
-    pub min: [usize; 3],
-    pub max: [usize; 3],
-}
-
-impl BoxIjk {
-    /// Checks the box against the volume's dims.
-    pub fn validate(&self, dims: [usize; 3]) -> Result<()> {
-        for a in 0..3 {
-            if self.min[a] > self.max[a] {
-                return Err(Error::InvalidPrompt(format!(
-                    "box {:?}..{:?} is inverted on axis {a} ({} > {})",
-                    self.min, self.max, self.min[a], self.max[a]
-                )));
-            }
-            if self.max[a] >= dims[a] {
-                return Err(Error::InvalidPrompt(format!(
-                    "box {:?}..{:?} reaches index {} on axis {a}, outside the volume of dims {dims:?}",
-                    self.min, self.max, self.max[a]
-                )));
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::volume::BoxIjk;
 
 /// One object to segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,6 +20,18 @@ impl IntensityMapping {
     pub const MR: IntensityMapping = IntensityMapping::Percentile { lower: 0.5, upper: 99.5 };
 }
 
+/// The reference mapping that fits the data: CT when the volume holds values below −500 (Hounsfield air),
+/// else MR.
+pub fn auto(view: &VolumeView<'_>) -> IntensityMapping {
+    let mut min = f64::INFINITY;
+    view.for_each(|v| min = min.min(v));
+    if min < -500.0 {
+        IntensityMapping::CT
+    } else {
+        IntensityMapping::MR
+    }
+}
+
 /// Statistics of one pass over a volume.
 struct Scan {
     min: f64,

@@ -63,6 +63,94 @@ impl Geometry {
     }
 }
 
+impl Geometry {
+    /// The inverse of the IJK → RAS matrix, or `None` when it is singular.
+    pub fn ras_to_ijk(&self) -> Option<[[f64; 4]; 4]> {
+        let m = &self.ijk_to_ras;
+        let a = |r: usize, c: usize| m[r][c];
+        let det = a(0, 0) * (a(1, 1) * a(2, 2) - a(1, 2) * a(2, 1)) - a(0, 1) * (a(1, 0) * a(2, 2) - a(1, 2) * a(2, 0))
+            + a(0, 2) * (a(1, 0) * a(2, 1) - a(1, 1) * a(2, 0));
+        if !det.is_finite() || det.abs() < 1e-12 {
+            return None;
+        }
+        let mut inv = [[0.0; 4]; 4];
+        for r in 0..3 {
+            for c in 0..3 {
+                let (r1, r2, c1, c2) = ((c + 1) % 3, (c + 2) % 3, (r + 1) % 3, (r + 2) % 3);
+                inv[r][c] = (a(r1, c1) * a(r2, c2) - a(r1, c2) * a(r2, c1)) / det;
+            }
+        }
+        for r in 0..3 {
+            inv[r][3] = -(inv[r][0] * m[0][3] + inv[r][1] * m[1][3] + inv[r][2] * m[2][3]);
+        }
+        inv[3][3] = 1.0;
+        Some(inv)
+    }
+
+    /// The voxel box enclosing a box given by two opposite RAS corners (mm), corners rounded to the nearest
+    /// voxel and clipped to `dims`.
+    pub fn ras_box_to_ijk(&self, p0: [f64; 3], p1: [f64; 3], dims: [usize; 3]) -> Result<BoxIjk> {
+        if p0.iter().chain(&p1).any(|v| !v.is_finite()) {
+            return Err(Error::InvalidPrompt(format!("RAS box {p0:?}..{p1:?} has a non-finite coordinate")));
+        }
+        let inv = self.ras_to_ijk().ok_or_else(|| Error::InvalidVolume("the IJK→RAS matrix is singular".into()))?;
+        let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
+        for corner in 0..8 {
+            let p = [
+                if corner & 1 == 0 { p0[0] } else { p1[0] },
+                if corner & 2 == 0 { p0[1] } else { p1[1] },
+                if corner & 4 == 0 { p0[2] } else { p1[2] },
+            ];
+            for a in 0..3 {
+                let v = inv[a][0] * p[0] + inv[a][1] * p[1] + inv[a][2] * p[2] + inv[a][3];
+                lo[a] = lo[a].min(v);
+                hi[a] = hi[a].max(v);
+            }
+        }
+        let mut b = BoxIjk { min: [0; 3], max: [0; 3] };
+        for a in 0..3 {
+            let (l, h) = (lo[a].round(), hi[a].round());
+            if h < 0.0 || l > (dims[a] - 1) as f64 {
+                return Err(Error::InvalidPrompt(format!(
+                    "RAS box {p0:?}..{p1:?} lies outside the volume on axis {a} (voxels {l}..{h} of {})",
+                    dims[a]
+                )));
+            }
+            b.min[a] = l.max(0.0) as usize;
+            b.max[a] = (h as usize).min(dims[a] - 1);
+        }
+        Ok(b)
+    }
+}
+
+/// An inclusive voxel box: i (x), j (y), k (z).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoxIjk {
+    pub min: [usize; 3],
+    pub max: [usize; 3],
+}
+
+impl BoxIjk {
+    /// Checks the box against the volume's dims.
+    pub fn validate(&self, dims: [usize; 3]) -> Result<()> {
+        for a in 0..3 {
+            if self.min[a] > self.max[a] {
+                return Err(Error::InvalidPrompt(format!(
+                    "box {:?}..{:?} is inverted on axis {a} ({} > {})",
+                    self.min, self.max, self.min[a], self.max[a]
+                )));
+            }
+            if self.max[a] >= dims[a] {
+                return Err(Error::InvalidPrompt(format!(
+                    "box {:?}..{:?} reaches index {} on axis {a}, outside the volume of dims {dims:?}",
+                    self.min, self.max, self.max[a]
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A borrowed, validated view of a host volume: every voxel's bytes lie inside `data`.
 #[derive(Debug, Clone, Copy)]
 pub struct VolumeView<'a> {

@@ -1,0 +1,110 @@
+//! Engines: the ONNX Runtime plus one loaded model package. Shareable across threads.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use super::error::{boundary, fail, null_arg, set_last_error};
+use super::handle::{copy_out, try_ref};
+use super::options::vxp_options;
+use super::result::vxp_result;
+use crate::engine::{Engine, EngineOptions};
+use crate::model::SessionConfig;
+
+/// A loaded engine. Create with `vxp_engine_new`, release with `vxp_engine_free`. Every function taking a
+/// `const vxp_engine *` is safe to call from several threads at once; sessions keep the engine alive.
+pub struct vxp_engine {
+    pub(crate) inner: Arc<Engine>,
+}
+
+/// Builds an engine from `options`: loads ONNX Runtime (first engine of the process only; a later engine
+/// must name the same library), verifies the model package's sha256 sums and creates its sessions. This
+/// takes a fraction of a second on CPU. `options` is only read and stays owned by the caller.
+///
+/// On `VXP_RESULT_OK`, `*out` receives a handle the caller owns (`vxp_engine_free`). Otherwise `*out` is
+/// untouched and the result is one of `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (no model
+/// directory set), `VXP_RESULT_RUNTIME_LOAD`, `VXP_RESULT_RUNTIME_VERSION`, `VXP_RESULT_RUNTIME_MISMATCH`,
+/// `VXP_RESULT_MODEL_NOT_FOUND`, `VXP_RESULT_MODEL_INTEGRITY`, `VXP_RESULT_MODEL_CONTRACT`,
+/// `VXP_RESULT_INFERENCE`, `VXP_RESULT_PANIC`. Thread-safe.
+///
+/// # Safety
+/// `options` must be a live handle; `out` NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *mut vxp_engine) -> vxp_result {
+    boundary(|| {
+        // SAFETY: NULL or a live handle.
+        let o = match unsafe { try_ref(options, "options") } {
+            Ok(o) => o,
+            Err(r) => return r,
+        };
+        if out.is_null() {
+            return null_arg("out");
+        }
+        let Some(model_dir) = o.model_dir.clone() else {
+            set_last_error("no model directory: call vxp_options_set_model_dir first");
+            return vxp_result::InvalidArgument;
+        };
+        let opts = EngineOptions {
+            ort_library: o.ort_library.clone(),
+            model_dir,
+            session: SessionConfig { providers: o.providers.clone(), threads: o.threads, strict: false },
+        };
+        match Engine::new(&opts) {
+            Ok(e) => {
+                let h = Box::new(vxp_engine { inner: Arc::new(e) });
+                // SAFETY: out checked non-null.
+                unsafe { *out = Box::into_raw(h) };
+                vxp_result::Ok
+            }
+            Err(e) => fail(e),
+        }
+    })
+}
+
+/// Releases an engine handle. NULL is fine. Sessions created from it stay valid until freed.
+///
+/// # Safety
+/// `engine` must be NULL or a live handle from `vxp_engine_new`, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_engine_free(engine: *mut vxp_engine) {
+    let _ = boundary(|| {
+        if !engine.is_null() {
+            // SAFETY: a live handle, per the contract.
+            drop(unsafe { Box::from_raw(engine) });
+        }
+        vxp_result::Ok
+    });
+}
+
+/// Copies a description of the execution provider that really runs the model into `buf`: its name ("cpu",
+/// "cuda" or "tensorrt"), followed, when requested providers were skipped, by "; " and each reason.
+/// `*needed` (if not NULL) receives the full length without the NUL, also when the buffer is too small.
+///
+/// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_BUFFER_TOO_SMALL` (buf untouched).
+/// Thread-safe.
+///
+/// # Safety
+/// `engine` a live handle; `buf` valid for `len` bytes (NULL with len 0 queries the size); `needed` NULL or
+/// valid.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_engine_provider(
+    engine: *const vxp_engine,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> vxp_result {
+    boundary(|| {
+        // SAFETY: NULL or a live handle.
+        let e = match unsafe { try_ref(engine, "engine") } {
+            Ok(e) => e,
+            Err(r) => return r,
+        };
+        let m = &e.inner.model;
+        let mut s = m.provider.name().to_string();
+        for r in &m.fallback_reasons {
+            s.push_str("; ");
+            s.push_str(r);
+        }
+        // SAFETY: forwarded buffer contract.
+        unsafe { copy_out(&s, buf, len, needed) }
+    })
+}

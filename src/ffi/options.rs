@@ -1,0 +1,156 @@
+//! Engine options: built with setters, then frozen into an engine by `vxp_engine_new`.
+
+use std::ffi::c_char;
+use std::path::PathBuf;
+
+use super::error::{boundary, fail, null_arg};
+use super::handle::try_str;
+use super::result::vxp_result;
+use crate::model::Provider;
+
+/// Options for `vxp_engine_new`. Create with `vxp_options_new`, release with `vxp_options_free`.
+/// One thread at a time.
+pub struct vxp_options {
+    pub(crate) ort_library: Option<PathBuf>,
+    pub(crate) model_dir: Option<PathBuf>,
+    pub(crate) providers: Vec<Provider>,
+    pub(crate) threads: usize,
+}
+
+/// Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
+/// directory (must be set), providers "cpu", ONNX Runtime's default thread count.
+///
+/// On `VXP_RESULT_OK`, `*out` receives a new handle the caller owns and must release with
+/// `vxp_options_free`. Returns `VXP_RESULT_NULL_ARGUMENT` if `out` is NULL (nothing written).
+///
+/// # Safety
+/// `out` must be NULL or valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_new(out: *mut *mut vxp_options) -> vxp_result {
+    boundary(|| {
+        if out.is_null() {
+            return null_arg("out");
+        }
+        let o =
+            Box::new(vxp_options { ort_library: None, model_dir: None, providers: vec![Provider::Cpu], threads: 0 });
+        // SAFETY: out checked non-null.
+        unsafe { *out = Box::into_raw(o) };
+        vxp_result::Ok
+    })
+}
+
+/// Releases options. NULL is fine. The pointer must not be used afterwards.
+///
+/// # Safety
+/// `options` must be NULL or a handle from `vxp_options_new` not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_free(options: *mut vxp_options) {
+    let _ = boundary(|| {
+        if !options.is_null() {
+            // SAFETY: a live handle from vxp_options_new, per the contract.
+            drop(unsafe { Box::from_raw(options) });
+        }
+        vxp_result::Ok
+    });
+}
+
+unsafe fn with_options(options: *mut vxp_options, f: impl FnOnce(&mut vxp_options) -> vxp_result) -> vxp_result {
+    boundary(|| {
+        // SAFETY: NULL or a live handle, per the callers' contracts.
+        match unsafe { options.as_mut() } {
+            Some(o) => f(o),
+            None => null_arg("options"),
+        }
+    })
+}
+
+/// Sets the absolute path of the ONNX Runtime library (`libonnxruntime.so.1.*`, version ≥ 1.31). NULL
+/// restores the default search (`VXP_ORT_LIB`, then next to libvoxprompt.so). The string is copied.
+///
+/// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` (options NULL) or `VXP_RESULT_INVALID_ARGUMENT`
+/// (not UTF-8).
+///
+/// # Safety
+/// `options` must be a live handle; `path` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_ort_library(options: *mut vxp_options, path: *const c_char) -> vxp_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        with_options(options, |o| {
+            if path.is_null() {
+                o.ort_library = None;
+                return vxp_result::Ok;
+            }
+            match try_str(path, "path") {
+                Ok(p) => {
+                    o.ort_library = Some(PathBuf::from(p));
+                    vxp_result::Ok
+                }
+                Err(r) => r,
+            }
+        })
+    }
+}
+
+/// Sets the model package directory (the folder holding `manifest.toml`). The string is copied.
+///
+/// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (not UTF-8).
+///
+/// # Safety
+/// `options` must be a live handle; `dir` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_model_dir(options: *mut vxp_options, dir: *const c_char) -> vxp_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        with_options(options, |o| match try_str(dir, "dir") {
+            Ok(d) => {
+                o.model_dir = Some(PathBuf::from(d));
+                vxp_result::Ok
+            }
+            Err(r) => r,
+        })
+    }
+}
+
+/// Sets the execution providers in order of preference, comma-separated: "cpu", "cuda", "tensorrt"
+/// (e.g. "tensorrt,cuda,cpu"). A GPU provider that cannot be used is skipped with a reason the engine
+/// reports (`vxp_engine_provider`).
+///
+/// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
+/// the options are unchanged).
+///
+/// # Safety
+/// `options` must be a live handle; `providers` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_providers(options: *mut vxp_options, providers: *const c_char) -> vxp_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        with_options(options, |o| match try_str(providers, "providers") {
+            Ok(s) => match s.split(',').map(Provider::parse).collect::<crate::Result<Vec<_>>>() {
+                Ok(v) => {
+                    o.providers = v;
+                    vxp_result::Ok
+                }
+                Err(e) => fail(e),
+            },
+            Err(r) => r,
+        })
+    }
+}
+
+/// Sets the intra-op thread count of each ONNX Runtime session (0 = ONNX Runtime's default, all cores).
+///
+/// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `options` must be a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_threads(options: *mut vxp_options, threads: u32) -> vxp_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_options(options, |o| {
+            o.threads = threads as usize;
+            vxp_result::Ok
+        })
+    }
+}
