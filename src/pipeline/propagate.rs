@@ -73,6 +73,8 @@ pub fn reference_middle_out(
     let total: usize = pending.iter().sum();
     let mut done = 0usize;
     let mut cache: Vec<Option<Vec<f32>>> = vec![None; d];
+    // Embedding buffers no longer needed are reused instead of reallocated.
+    let mut spare: Vec<Vec<f32>> = Vec::new();
     let mut image = vec![0f32; 3 * s * s];
     let mut scratch = Vec::new();
     let mut temp = U8Volume::zeros(volume.dims);
@@ -102,7 +104,7 @@ pub fn reference_middle_out(
                 frame.encoder_input(volume.slice(z), &mut scratch, &mut image);
                 stats.preprocess += t.elapsed();
                 let t = Instant::now();
-                let mut emb = vec![0f32; model.embedding_len()];
+                let mut emb = spare.pop().unwrap_or_else(|| vec![0f32; model.embedding_len()]);
                 model.encode_into(&image, &mut emb)?;
                 stats.encode += t.elapsed();
                 stats.slices_encoded += 1;
@@ -130,7 +132,7 @@ pub fn reference_middle_out(
             visited += 1;
             pending[z] -= 1;
             if pending[z] == 0 {
-                cache[z] = None;
+                spare.extend(cache[z].take());
             }
             done += 1;
         }
