@@ -5,7 +5,7 @@ export VXP_ORT_LIB := $(ORT_LIB)
 CARGO ?= cargo
 OUT ?= out/demo
 
-.PHONY: all setup build demo test test-header test-symbols clean-out
+.PHONY: all setup build demo install test test-header test-symbols test-hosts test-c test-install test-itk clean-out
 
 all: build
 
@@ -20,6 +20,8 @@ setup: $(ORT_LIB) data/.setup-done
 
 build:
 	$(CARGO) build --release --locked
+	@# the SONAME is libvoxprompt.so.0: hosts linked against the build tree need that name too
+	ln -sf libvoxprompt.so target/release/libvoxprompt.so.0
 
 # Segment the liver (label 5) of TotalSegmentator case A in 3D from one box taken from its reference mask.
 demo: $(ORT_LIB) build
@@ -48,6 +50,26 @@ test-header:
 	printf '#include "voxprompt.h"\n#include "voxprompt.h"\nint main(void) { return vxp_version() == 0; }\n' > target/header-check/t.c
 	cc -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude -c target/header-check/t.c -o target/header-check/t.o
 	c++ -std=c++17 -Wall -Wextra -Werror -pedantic -Iinclude -x c++ -c target/header-check/t.c -o target/header-check/t.o
+
+# Installs the library, header, pkg-config file, CMake package, ONNX Runtime and the model under PREFIX.
+PREFIX ?= /usr/local
+install: $(ORT_LIB) build
+	PREFIX=$(PREFIX) scripts/install
+
+# C and C++ hosts (Debian packages: cmake pkg-config zlib1g-dev valgrind libinsighttoolkit5-dev; .ci/run
+# installs them): a C99 program under valgrind and ASan/UBSan, the installed copy through pkg-config and
+# CMake, and the ITK example, which must produce the CLI's mask exactly.
+test-hosts: test-c test-install test-itk
+
+test-c: $(ORT_LIB)
+	$(CARGO) build --locked
+	scripts/test-c
+
+test-install: $(ORT_LIB)
+	scripts/test-install
+
+test-itk: $(ORT_LIB) build
+	scripts/test-itk
 
 clean-out:
 	rm -rf out
