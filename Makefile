@@ -56,7 +56,7 @@ PREFIX ?= /usr/local
 install: $(ORT_LIB) build
 	PREFIX=$(PREFIX) scripts/install
 
-# C and C++ hosts (Debian packages: cmake pkg-config zlib1g-dev valgrind libinsighttoolkit5-dev; .ci/run
+# C and C++ hosts (Debian packages: cmake pkg-config zlib1g-dev valgrind libc6-dbg libinsighttoolkit5-dev; .ci/run
 # installs them): a C99 program under valgrind and ASan/UBSan, the installed copy through pkg-config and
 # CMake, and the ITK example, which must produce the CLI's mask exactly.
 test-hosts: test-c test-install test-itk
