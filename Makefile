@@ -32,9 +32,10 @@ demo: $(ORT_LIB) build
 	    --modality ct
 	@echo "wrote $(OUT)/liver_mask.nii.gz and $(OUT)/liver.png"
 
+# test-panic adds vxp_test_panic() to the debug library so the panic boundary is tested through the ABI.
 test: setup
-	$(CARGO) build --locked
-	$(CARGO) test --locked -- --test-threads 2
+	$(CARGO) build --locked --features test-panic
+	$(CARGO) test --locked --features test-panic -- --test-threads 2
 	$(MAKE) test-header test-symbols
 
 # Only vxp_* symbols are exported, and the SONAME carries the ABI major.

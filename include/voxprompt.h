@@ -16,6 +16,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/** Library version this header belongs to (see vxp_version() for the loaded library). */
+#define VXP_VERSION_MAJOR 0
+#define VXP_VERSION_MINOR 1
+#define VXP_VERSION_PATCH 0
+/** The version as one comparable number: MAJOR * 10000 + MINOR * 100 + PATCH. */
+#define VXP_VERSION_NUMBER (VXP_VERSION_MAJOR * 10000 + VXP_VERSION_MINOR * 100 + VXP_VERSION_PATCH)
+
+
 /**
  * ABI major version: bumped on any incompatible change; the SONAME carries it.
  */
@@ -510,6 +518,14 @@ const char *vxp_version(void);
  */
 vxp_result vxp_abi_version(uint32_t *major,
                            uint32_t *minor);
+
+#if defined(VXP_TEST_PANIC)
+/**
+ * Test-only (built with the `test-panic` cargo feature): panics inside the library on purpose and must
+ * return `VXP_RESULT_PANIC`, with the panic message in `vxp_last_error`, leaving the host running.
+ */
+vxp_result vxp_test_panic(void);
+#endif
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -420,3 +420,18 @@ fn a_strided_host_layout_gives_the_same_mask_and_cancel_works_from_another_threa
         (a.session_free)(s2);
     }
 }
+
+#[cfg(feature = "test-panic")]
+#[test]
+fn a_panic_inside_the_library_comes_back_as_a_result() {
+    let a = api();
+    // SAFETY: the test-only export takes no arguments.
+    let panic_fn: Symbol<'static, unsafe extern "C" fn() -> u32> = unsafe { a._lib.get(b"vxp_test_panic\0") }.unwrap();
+    for _ in 0..2 {
+        assert_eq!(unsafe { panic_fn() }, 900, "VXP_RESULT_PANIC");
+        assert!(last_error().contains("deliberate panic"), "{}", last_error());
+    }
+    // The library keeps working after a caught panic.
+    let (mut major, mut minor) = (0u32, 0u32);
+    assert_eq!(unsafe { (a.abi_version)(&mut major, &mut minor) }, OK);
+}

@@ -39,3 +39,11 @@ pub unsafe extern "C" fn vxp_abi_version(major: *mut u32, minor: *mut u32) -> vx
         vxp_result::Ok
     })
 }
+
+/// Test-only (built with the `test-panic` cargo feature): panics inside the library on purpose and must
+/// return `VXP_RESULT_PANIC`, with the panic message in `vxp_last_error`, leaving the host running.
+#[cfg(feature = "test-panic")]
+#[no_mangle]
+pub extern "C" fn vxp_test_panic() -> vxp_result {
+    super::error::boundary(|| panic!("vxp_test_panic: a deliberate panic"))
+}
