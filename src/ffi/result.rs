@@ -95,3 +95,44 @@ impl vxp_result {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_core_code_keeps_its_value_and_has_a_description() {
+        use ErrorCode::*;
+        for c in [
+            Ok,
+            NullArgument,
+            InvalidArgument,
+            ShapeMismatch,
+            UnsupportedDtype,
+            BufferTooSmall,
+            InvalidVolume,
+            InvalidPrompt,
+            UnknownConcept,
+            Unsupported,
+            ModelNotFound,
+            ModelIntegrity,
+            ModelContract,
+            RuntimeLoad,
+            RuntimeVersion,
+            RuntimeMismatch,
+            ProviderUnavailable,
+            Inference,
+            Cancelled,
+            OutOfMemory,
+            Io,
+            Panic,
+        ] {
+            let r = vxp_result::from(c);
+            assert_eq!(r as u32, c as u32, "{c:?}");
+            // SAFETY: vxp_result_str returns a static NUL-terminated string.
+            let s = unsafe { std::ffi::CStr::from_ptr(crate::ffi::error::vxp_result_str(r as u32)) };
+            assert_eq!(s, r.describe(), "{c:?}");
+            assert_ne!(s.to_bytes(), b"unknown result code");
+        }
+    }
+}
