@@ -47,10 +47,36 @@ impl fmt::Display for Provider {
 pub struct SessionConfig {
     /// Providers in order of preference; CPU is always the last resort unless `strict` is set.
     pub providers: Vec<Provider>,
-    /// Intra-op threads per session (0 = ONNX Runtime's default).
+    /// Threads for the whole engine (0 = all cores). With two or more, the slices above and below the middle
+    /// slice are processed concurrently by two workers, each with its own single-threaded sessions; on two
+    /// cores that beats one two-threaded session.
     pub threads: usize,
     /// Fail instead of falling back to CPU when no requested GPU provider registers.
     pub strict: bool,
+}
+
+impl SessionConfig {
+    fn total_threads(&self) -> usize {
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Concurrent workers: 2 when at least two threads are available, else 1.
+    pub fn worker_count(&self) -> usize {
+        if self.total_threads() >= 2 {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Intra-op threads of each session.
+    pub fn session_threads(&self) -> usize {
+        (self.total_threads() / self.worker_count()).max(1)
+    }
 }
 
 impl Default for SessionConfig {
@@ -96,9 +122,7 @@ pub fn build_session(rt: &Runtime, bytes: &[u8], cfg: &SessionConfig, what: &str
         // Encoder and decoder sessions alternate; spinning threads of one starve the other (METHODS §0.8).
         .with_intra_op_spinning(false)
         .map_err(ort_err)?;
-    if cfg.threads > 0 {
-        builder = builder.with_intra_threads(cfg.threads).map_err(ort_err)?;
-    }
+    builder = builder.with_intra_threads(cfg.session_threads()).map_err(ort_err)?;
     let mut reasons = Vec::new();
     let mut chosen = None;
     for &p in &cfg.providers {

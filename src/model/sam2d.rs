@@ -62,8 +62,9 @@ pub struct Decoded {
 }
 
 pub struct Sam2d {
-    encoder: Mutex<Session>,
-    decoder: Mutex<Session>,
+    /// One encoder and one decoder session per worker, so independent slices can run concurrently.
+    encoders: Vec<Mutex<Session>>,
+    decoders: Vec<Mutex<Session>>,
     /// Model input side (256 for LiteMedSAM).
     pub input_size: usize,
     pub embedding_size: usize,
@@ -106,8 +107,15 @@ impl Sam2d {
         }
         let enc_spec = package.graph("encoder")?;
         let dec_spec = package.graph("decoder")?;
-        let enc = build_session(rt, &package.verified_bytes("encoder")?, cfg, "encoder")?;
-        let dec = build_session(rt, &package.verified_bytes("decoder")?, cfg, "decoder")?;
+        let (enc_bytes, dec_bytes) = (package.verified_bytes("encoder")?, package.verified_bytes("decoder")?);
+        let mut encoders = Vec::new();
+        let mut decoders = Vec::new();
+        for _ in 1..cfg.worker_count() {
+            encoders.push(Mutex::new(build_session(rt, &enc_bytes, cfg, "encoder")?.session));
+            decoders.push(Mutex::new(build_session(rt, &dec_bytes, cfg, "decoder")?.session));
+        }
+        let enc = build_session(rt, &enc_bytes, cfg, "encoder")?;
+        let dec = build_session(rt, &dec_bytes, cfg, "decoder")?;
         check_io(&enc.session, &enc_spec.inputs, &enc_spec.outputs, &ENCODER_IN, &ENCODER_OUT, "encoder")?;
         check_io(&dec.session, &dec_spec.inputs, &dec_spec.outputs, &DECODER_IN, &DECODER_OUT, "decoder")?;
         let emb_shape = &enc_spec.outputs.iter().find(|o| o.name == ENCODER_OUT[0]).expect("checked").shape;
@@ -123,8 +131,8 @@ impl Sam2d {
         let mut reasons = enc.fallback_reasons;
         reasons.extend(dec.fallback_reasons);
         Ok(Sam2d {
-            encoder: Mutex::new(enc.session),
-            decoder: Mutex::new(dec.session),
+            encoders: std::iter::once(Mutex::new(enc.session)).chain(encoders).collect(),
+            decoders: std::iter::once(Mutex::new(dec.session)).chain(decoders).collect(),
             input_size: m.preprocess.input_size,
             embedding_size: m.preprocess.embedding_size,
             embedding_dim,
@@ -140,6 +148,16 @@ impl Sam2d {
 
     /// Encodes one preprocessed image (3×S×S, CHW) into `out` (C×E×E).
     pub fn encode_into(&self, image: &[f32], out: &mut [f32]) -> Result<()> {
+        self.encode_on(0, image, out)
+    }
+
+    /// How many slices can be encoded and decoded concurrently (`encode_on` / `decode_on` workers).
+    pub fn workers(&self) -> usize {
+        self.encoders.len()
+    }
+
+    /// `encode_into` on the sessions of `worker` (modulo the worker count).
+    pub fn encode_on(&self, worker: usize, image: &[f32], out: &mut [f32]) -> Result<()> {
         let s = self.input_size;
         if image.len() != 3 * s * s || out.len() != self.embedding_len() {
             return Err(Error::ShapeMismatch(format!(
@@ -151,7 +169,7 @@ impl Sam2d {
             )));
         }
         let input = TensorRef::from_array_view(([1usize, 3, s, s], image))?;
-        let mut enc = self.encoder.lock();
+        let mut enc = self.encoders[worker % self.encoders.len()].lock();
         let outputs = enc.run(ort::inputs![ENCODER_IN[0] => input])?;
         let (_, emb) = outputs[ENCODER_OUT[0]].try_extract_tensor::<f32>()?;
         if emb.len() != out.len() {
@@ -163,6 +181,11 @@ impl Sam2d {
 
     /// Decodes several prompts against one embedding. Prompts with the same token count share one run.
     pub fn decode(&self, embedding: &[f32], prompts: &[Prompt2d]) -> Result<Vec<Decoded>> {
+        self.decode_on(0, embedding, prompts)
+    }
+
+    /// `decode` on the sessions of `worker` (modulo the worker count).
+    pub fn decode_on(&self, worker: usize, embedding: &[f32], prompts: &[Prompt2d]) -> Result<Vec<Decoded>> {
         let (e, c, s) = (self.embedding_size, self.embedding_dim, self.input_size);
         if embedding.len() != self.embedding_len() {
             return Err(Error::ShapeMismatch(format!(
@@ -203,7 +226,7 @@ impl Sam2d {
                     has_mask[slot] = 1.0;
                 }
             }
-            let mut dec = self.decoder.lock();
+            let mut dec = self.decoders[worker % self.decoders.len()].lock();
             let outputs = dec.run(ort::inputs![
                 DECODER_IN[0] => emb.view(),
                 DECODER_IN[1] => TensorRef::from_array_view(([b, n, 2], coords.as_slice()))?,
