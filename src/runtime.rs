@@ -82,22 +82,12 @@ fn resolve_library(requested: Option<&Path>) -> Result<PathBuf> {
     } else if let Some(p) = std::env::var_os(ORT_LIB_ENV).filter(|p| !p.is_empty()) {
         PathBuf::from(p)
     } else {
-        let mut found = None;
-        for dir in [own_library_dir(), std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf))]
+        let dirs = [own_library_dir(), std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf))];
+        let found = dirs
             .into_iter()
             .flatten()
-        {
-            for name in [ORT_LIB_NAME, "libonnxruntime.so"] {
-                let p = dir.join(name);
-                if p.exists() {
-                    found = Some(p);
-                    break;
-                }
-            }
-            if found.is_some() {
-                break;
-            }
-        }
+            .flat_map(|dir| [ORT_LIB_NAME, "libonnxruntime.so"].map(|name| dir.join(name)))
+            .find(|p| p.exists());
         found.ok_or_else(|| {
             Error::RuntimeLoad(format!(
                 "no ONNX Runtime library given: set the engine option, {ORT_LIB_ENV}, or put {ORT_LIB_NAME} next to libvoxprompt.so"

@@ -184,3 +184,27 @@ fn unavailable_gpu_provider_falls_back_to_cpu_with_a_reason() {
     assert!(reasons.iter().any(|m| m.starts_with("tensorrt:")), "{reasons:?}");
     assert!(reasons.iter().any(|m| m.starts_with("cuda:")), "{reasons:?}");
 }
+
+#[test]
+fn one_thread_walks_sequentially_with_the_same_mask() {
+    let run = |threads: &str, name: &str| {
+        let out = tmp(name);
+        let o = cli()
+            .args([
+                "segment",
+                data("tests/fixtures/data/example_ct_sm.nii.gz").to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ])
+            .args(["--box-ijk", "23,27,0,44,49,22", "--modality", "ct", "--json", "--threads", threads])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read_volume(&out).unwrap().volume.data
+    };
+    let one = run("1", "kidney-1thread.nii.gz");
+    let two = run("2", "kidney-2threads.nii.gz");
+    // 4010 voxels: the reference pipeline's kidney_left mask (tests/fixtures/parity).
+    assert_eq!(one.iter().filter(|&&v| v == 1).count(), 4010);
+    assert_eq!(one, two, "one worker and two workers give the identical mask");
+}

@@ -117,8 +117,9 @@ impl Step<'_> {
     }
 }
 
-/// Walks away from the middle slice: `masks[i]` is the i-th slice from it, `prev_mid` the middle slice's mask.
-/// `zs[i]` is its slice index; cache and pending are indexed the same way as `masks`.
+/// Walks away from the middle slice: `masks[i]` is the i-th slice from it, `mid` the middle slice's mask.
+/// `zs[i]` is its slice index; cache and pending are indexed the same way as `masks`. `tick`, when given, runs
+/// before each slice on this thread (progress and cancel for the single-worker walk).
 #[allow(clippy::too_many_arguments)]
 fn chain(
     step: &Step<'_>,
@@ -130,11 +131,15 @@ fn chain(
     pending: &mut [&mut usize],
     done: &AtomicUsize,
     stop: &AtomicBool,
+    mut tick: Option<&mut dyn FnMut() -> Result<()>>,
 ) -> Result<()> {
     let n = step.volume.slice_len();
     for (i, &z) in zs.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             return Err(Error::Cancelled);
+        }
+        if let Some(t) = tick.as_mut() {
+            t()?;
         }
         let (before, rest) = masks.split_at_mut(i * n);
         let prev = if i == 0 { mid } else { &before[(i - 1) * n..] };
@@ -231,9 +236,10 @@ pub fn reference_middle_out(
         let [w0, w1] = &mut workers;
         if model.workers() >= 2 && !z_up.is_empty() && !z_down.is_empty() {
             let result = std::thread::scope(|scope| -> Result<()> {
-                let up = scope.spawn(|| chain(&step, w0, &z_up, mid, above, &mut c_up, &mut p_up, &done, &stop));
-                let down = scope
-                    .spawn(|| chain(&step, w1, &z_down, mid, &mut below_rev, &mut c_down, &mut p_down, &done, &stop));
+                let up = scope.spawn(|| chain(&step, w0, &z_up, mid, above, &mut c_up, &mut p_up, &done, &stop, None));
+                let down = scope.spawn(|| {
+                    chain(&step, w1, &z_down, mid, &mut below_rev, &mut c_down, &mut p_down, &done, &stop, None)
+                });
                 let mut cancelled = Ok(());
                 while !(up.is_finished() && down.is_finished()) {
                     if cancelled.is_ok() {
@@ -255,17 +261,9 @@ pub fn reference_middle_out(
             });
             result?;
         } else {
-            for (zs, masks, c, p) in
-                [(&z_up, &mut *above, &mut c_up, &mut p_up), (&z_down, &mut below_rev[..], &mut c_down, &mut p_down)]
-            {
-                for (i, &z) in zs.iter().enumerate() {
-                    report(&mut progress)?;
-                    let (before, rest) = masks.split_at_mut(i * n);
-                    let prev = if i == 0 { mid } else { &before[(i - 1) * n..i * n] };
-                    step.run(w0, z, Some(prev), c[i], p[i], &mut rest[..n])?;
-                    done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            let mut tick = || report(&mut progress);
+            chain(&step, w0, &z_up, mid, above, &mut c_up, &mut p_up, &done, &stop, Some(&mut tick))?;
+            chain(&step, w0, &z_down, mid, &mut below_rev, &mut c_down, &mut p_down, &done, &stop, Some(&mut tick))?;
         }
         for (i, z) in (z_min..z_mid).rev().enumerate() {
             below[z * n..(z + 1) * n].copy_from_slice(&below_rev[i * n..(i + 1) * n]);
