@@ -53,6 +53,7 @@ enum vxp_result
   VXP_RESULT_INVALID_PROMPT = 106,
   VXP_RESULT_UNKNOWN_CONCEPT = 107,
   VXP_RESULT_UNSUPPORTED = 108,
+  VXP_RESULT_NOTHING_TO_UNDO = 109,
   VXP_RESULT_MODEL_NOT_FOUND = 200,
   VXP_RESULT_MODEL_INTEGRITY = 201,
   VXP_RESULT_MODEL_CONTRACT = 202,
@@ -64,6 +65,7 @@ enum vxp_result
   VXP_RESULT_CANCELLED = 400,
   VXP_RESULT_OUT_OF_MEMORY = 401,
   VXP_RESULT_IO = 402,
+  VXP_RESULT_BUDGET_TOO_SMALL = 403,
   VXP_RESULT_PANIC = 900,
 };
 #ifndef __cplusplus
@@ -166,8 +168,8 @@ typedef struct vxp_engine vxp_engine;
 typedef struct vxp_options vxp_options;
 
 /**
- * A segmentation session over one volume. Create with `vxp_session_new`, release with
- * `vxp_session_free`.
+ * A segmentation session over one volume: its objects and prompts, the embedding cache they share, the
+ * last result and the undo history. Create with `vxp_session_new`, release with `vxp_session_free`.
  */
 typedef struct vxp_session vxp_session;
 
@@ -229,6 +231,41 @@ typedef struct vxp_volume {
  * returns `VXP_RESULT_CANCELLED`. Called on the thread that runs the session.
  */
 typedef bool (*vxp_progress_fn)(void *user_data, uint32_t stage, float fraction);
+
+/**
+ * What the last successful run did. Pass `struct_size = sizeof(vxp_run_stats)`; fields added later are
+ * only written when the caller's struct is large enough.
+ */
+typedef struct vxp_run_stats {
+  uint32_t struct_size;
+  /**
+   * Slices encoded by the run (0 when every embedding came from the session cache).
+   */
+  uint64_t slices_encoded;
+  /**
+   * Slices decoded by the run, all objects together.
+   */
+  uint64_t slices_decoded;
+  /**
+   * Decoder prompts run (one per object and slice).
+   */
+  uint64_t decoder_runs;
+  /**
+   * Objects propagated in full, refined, and left unchanged.
+   */
+  uint32_t objects_full;
+  uint32_t objects_refined;
+  uint32_t objects_unchanged;
+  /**
+   * Embeddings and bytes held by the session cache after the run.
+   */
+  uint64_t cache_entries;
+  uint64_t cache_bytes;
+  /**
+   * Wall-clock seconds of the run.
+   */
+  double seconds;
+} vxp_run_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -301,7 +338,8 @@ const char *vxp_result_str(uint32_t result);
 
 /**
  * Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
- * directory (must be set), providers "cpu", ONNX Runtime's default thread count.
+ * directory (must be set), providers "cpu", ONNX Runtime's default thread count, a 1 GiB embedding
+ * cache per session.
  *
  * On `VXP_RESULT_OK`, `*out` receives a new handle the caller owns and must release with
  * `vxp_options_free`. Returns `VXP_RESULT_NULL_ARGUMENT` if `out` is NULL (nothing written).
@@ -368,14 +406,30 @@ vxp_result vxp_options_set_threads(struct vxp_options *options,
                                    uint32_t threads);
 
 /**
+ * Sets the embedding cache budget of each session made by engines built from these options, in bytes
+ * (default 1 GiB; one LiteMedSAM slice embedding takes 4 MiB). Within the budget no slice is encoded
+ * twice in a session; beyond it the least recently used embeddings are dropped. A budget too small for one
+ * embedding makes `vxp_session_new` fail with `VXP_RESULT_BUDGET_TOO_SMALL`.
+ *
+ * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `options` must be a live handle.
+ */
+vxp_result vxp_options_set_cache_budget(struct vxp_options *options,
+                                        size_t bytes);
+
+/**
  * Creates a session: validates the descriptor, maps the volume's intensities (as `volume->intensity`
  * says) and keeps that 8-bit copy; the host buffer is not referenced after the call. `engine` stays
- * owned by the caller and may be freed before the session.
+ * owned by the caller and may be freed before the session. The session starts with the best measured
+ * policy (`VXP_POLICY_RESEED`), propagation along k, and the engine's embedding cache budget.
  *
  * On `VXP_RESULT_OK`, `*out` receives a handle the caller owns (`vxp_session_free`). Otherwise `*out` is
  * untouched: `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (struct_size, intensity),
  * `VXP_RESULT_UNSUPPORTED_DTYPE`, `VXP_RESULT_INVALID_VOLUME` (zero or overflowing dims, strides outside the
- * buffer, NaN/Inf voxels, constant intensity, bad spacing or matrix), `VXP_RESULT_PANIC`. The engine may
+ * buffer, NaN/Inf voxels, constant intensity, bad spacing or matrix), `VXP_RESULT_BUDGET_TOO_SMALL` (the
+ * engine's cache budget cannot hold one embedding), `VXP_RESULT_PANIC`. The engine may
  * be used by other threads meanwhile.
  *
  * # Safety
@@ -395,12 +449,14 @@ vxp_result vxp_session_new(const struct vxp_engine *engine,
 void vxp_session_free(struct vxp_session *session);
 
 /**
- * Adds an object with a box prompt in voxel indices: `box = {i0, j0, k0, i1, j1, k1}`, inclusive, i the
- * column axis, k the slice axis. Objects are segmented in the order added; where they overlap, the later
- * one wins (as the reference pipeline). `label` (1–255) is the value written into the mask.
+ * Adds a box prompt in voxel indices to object `label` (1–255, the value written into the mask),
+ * creating the object on first use: `box = {i0, j0, k0, i1, j1, k1}`, inclusive, i the column axis, k the
+ * slice axis. An object may have several boxes (e.g. on different slices: a box on one slice has
+ * k0 = k1); its first box seeds the propagation, later ones re-prompt their own middle slice.
  *
- * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, or `VXP_RESULT_INVALID_PROMPT` (label out of range
- * or already used, box inverted or outside the volume; nothing is added).
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, or `VXP_RESULT_INVALID_PROMPT` (label out of range,
+ * the same box again, box inverted, negative or outside the volume, e.g. a slice range past the last
+ * slice; nothing is added).
  *
  * # Safety
  * `session` a live handle; `box` NULL or valid for reading 6 `int64_t`.
@@ -410,11 +466,12 @@ vxp_result vxp_session_add_box_ijk(struct vxp_session *session,
                                    const int64_t *box);
 
 /**
- * Adds an object with a box given by two opposite RAS corners in millimetres: `box = {r0, a0, s0, r1, a1,
- * s1}`. The enclosing voxel box (corners rounded to the nearest voxel, clipped to the volume) is used.
+ * Adds a box given by two opposite RAS corners in millimetres, `box = {r0, a0, s0, r1, a1, s1}`, to object
+ * `label`. The enclosing voxel box (corners rounded to the nearest voxel, clipped to the volume) is used.
  *
  * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_PROMPT` (entirely outside the
- * volume, non-finite values, label out of range or used) or `VXP_RESULT_INVALID_VOLUME` (singular matrix).
+ * volume, non-finite values, label out of range, a duplicate) or `VXP_RESULT_INVALID_VOLUME` (singular
+ * matrix).
  *
  * # Safety
  * `session` a live handle; `box` NULL or valid for reading 6 `double`.
@@ -424,8 +481,13 @@ vxp_result vxp_session_add_box_ras(struct vxp_session *session,
                                    const double *box);
 
 /**
- * Point prompts are not part of the reference 3D pipeline; they arrive with interactive refinement.
- * Always returns `VXP_RESULT_UNSUPPORTED` in this version (or `VXP_RESULT_NULL_ARGUMENT`).
+ * Adds a point prompt `ijk = {i, j, k}` (voxel indices) to object `label`: `positive` marks the object,
+ * otherwise the point marks background (e.g. where the mask leaks). An object may be started from
+ * positive points alone. After a run, adding or removing points and running again refines the object:
+ * only the touched slices are decoded again and propagation re-runs only as far as the mask changes.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_PROMPT` (point outside the
+ * volume, label out of range; nothing is added).
  *
  * # Safety
  * `session` a live handle; `ijk` NULL or valid for reading 3 `int64_t`.
@@ -434,6 +496,52 @@ vxp_result vxp_session_add_point_ijk(struct vxp_session *session,
                                      uint32_t label,
                                      const int64_t *ijk,
                                      bool positive);
+
+/**
+ * Adds a point given in RAS millimetres `ras = {r, a, s}` (rounded to the nearest voxel) to object
+ * `label`. Results as `vxp_session_add_point_ijk`, plus `VXP_RESULT_INVALID_VOLUME` (singular matrix).
+ *
+ * # Safety
+ * `session` a live handle; `ras` NULL or valid for reading 3 `double`.
+ */
+vxp_result vxp_session_add_point_ras(struct vxp_session *session,
+                                     uint32_t label,
+                                     const double *ras,
+                                     bool positive);
+
+/**
+ * Removes the most recent point of object `label` at `ijk`.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (no such object or
+ * point).
+ *
+ * # Safety
+ * `session` a live handle; `ijk` NULL or valid for reading 3 `int64_t`.
+ */
+vxp_result vxp_session_remove_point_ijk(struct vxp_session *session,
+                                        uint32_t label,
+                                        const int64_t *ijk);
+
+/**
+ * Sets the seed (coarse) mask of object `label`, creating the object on first use: `mask` holds one byte
+ * per voxel (nonzero = inside) at byte offset `i*strides[0] + j*strides[1] + k*strides[2]`, over `dims`,
+ * which must equal the session volume's dims. The mask is copied. The reseed policy keeps its reliable
+ * slices and re-propagates from them; the reference policy uses its 3D bounding box as the box prompt.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_SHAPE_MISMATCH` (dims differ from the
+ * volume's), `VXP_RESULT_INVALID_ARGUMENT` (negative strides), `VXP_RESULT_BUFFER_TOO_SMALL` (the layout
+ * does not fit `mask_len` bytes) or `VXP_RESULT_INVALID_PROMPT` (empty mask, label out of range).
+ *
+ * # Safety
+ * `session` a live handle; `mask` valid for reading `mask_len` bytes; `dims` and `strides` NULL or valid
+ * for reading 3 values.
+ */
+vxp_result vxp_session_set_seed_mask(struct vxp_session *session,
+                                     uint32_t label,
+                                     const uint8_t *mask,
+                                     size_t mask_len,
+                                     const size_t *dims,
+                                     const int64_t *strides);
 
 /**
  * Text prompts ("left kidney") are not supported by this version: always `VXP_RESULT_UNSUPPORTED` (or
@@ -458,7 +566,8 @@ vxp_result vxp_session_remove_object(struct vxp_session *session,
                                      uint32_t label);
 
 /**
- * Removes every object and prompt. Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ * Removes every object and prompt (undo brings them back once a run has checkpointed them). Returns
+ * `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
  *
  * # Safety
  * `session` a live handle.
@@ -466,9 +575,82 @@ vxp_result vxp_session_remove_object(struct vxp_session *session,
 vxp_result vxp_session_clear_prompts(struct vxp_session *session);
 
 /**
+ * Chooses the propagation policy (a `vxp_policy`) for the next runs; objects computed under another
+ * policy are recomputed by the next run.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown policy).
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_set_policy(struct vxp_session *session,
+                                  uint32_t policy);
+
+/**
+ * Chooses the propagation axis for the next runs: 2 = slices along k (the default, as the reference), 1 =
+ * along j, 0 = along i (sagittal or coronal acquisitions). Prompts stay in voxel indices of the volume.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (axis > 2).
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_set_axis(struct vxp_session *session,
+                                uint32_t axis);
+
+/**
+ * Chooses which object wins where masks overlap (a `vxp_overlap`).
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown rule).
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_set_overlap(struct vxp_session *session,
+                                   uint32_t rule);
+
+/**
+ * Post-processing of every object after its policy: keep only the largest 3D connected component
+ * (26-connected), fill holes (per slice, then in 3D), remove 3D components smaller than `min_size` voxels
+ * (0 = off). All off by default beyond what the policy itself does.
+ *
+ * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_set_postprocess(struct vxp_session *session,
+                                       bool keep_largest,
+                                       bool fill_holes,
+                                       uint64_t min_size);
+
+/**
+ * Returns to the state before the last successful run: prompts and masks exactly as they were (prompt
+ * edits made since that run are dropped). The next `vxp_session_run` writes that state without any
+ * inference.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_NOTHING_TO_UNDO`.
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_undo(struct vxp_session *session);
+
+/**
+ * Re-applies the state that the last `vxp_session_undo` left.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_NOTHING_TO_UNDO` (nothing to redo).
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_redo(struct vxp_session *session);
+
+/**
  * Requests cancellation of the run in progress on `session` (or of the next run, if none is). The run
- * returns `VXP_RESULT_CANCELLED` at the next slice boundary, leaves the mask buffer untouched, and the
- * session stays usable. Safe to call from any thread while another thread runs the session.
+ * returns `VXP_RESULT_CANCELLED` at the next slice boundary, leaves the output buffers untouched, and the
+ * session stays usable with its previous results. Safe to call from any thread while another thread
+ * runs the session.
  *
  * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
  *
@@ -478,15 +660,16 @@ vxp_result vxp_session_clear_prompts(struct vxp_session *session);
 vxp_result vxp_session_cancel(const struct vxp_session *session);
 
 /**
- * Segments every object of the session in 3D (the LiteMedSAM reference middle-out propagation, each
- * slice encoded once however many objects cover it) and writes the label mask into the caller's buffer:
- * voxel (i, j, k) at byte `i*mask_strides[0] + j*mask_strides[1] + k*mask_strides[2]` (non-negative
- * strides), 0 = background. `progress` may be NULL.
+ * Brings every object up to date with its prompts (full propagation, refinement, or nothing, as needed)
+ * and writes the label mask into the caller's buffer: voxel (i, j, k) at byte
+ * `i*mask_strides[0] + j*mask_strides[1] + k*mask_strides[2]` (non-negative strides), 0 = background.
+ * `progress` may be NULL. Same as `vxp_session_run_confidence` without a confidence buffer.
  *
  * Returns `VXP_RESULT_OK` (mask written), or, with the mask buffer untouched: `VXP_RESULT_NULL_ARGUMENT`,
  * `VXP_RESULT_INVALID_ARGUMENT` (strides), `VXP_RESULT_BUFFER_TOO_SMALL`, `VXP_RESULT_INVALID_PROMPT` (no
- * objects), `VXP_RESULT_CANCELLED`, `VXP_RESULT_INFERENCE`, `VXP_RESULT_PANIC`. One thread at a time per
- * session; sessions of one engine may run on different threads concurrently.
+ * objects, or an object with nothing to start from), `VXP_RESULT_CANCELLED`, `VXP_RESULT_INFERENCE`,
+ * `VXP_RESULT_PANIC`. One thread at a time per session; sessions of one engine may run on different
+ * threads concurrently.
  *
  * # Safety
  * `session` a live handle; `mask` valid for writing `mask_len` bytes; `mask_strides` valid for reading 3
@@ -498,6 +681,41 @@ vxp_result vxp_session_run(struct vxp_session *session,
                            uint8_t *mask,
                            size_t mask_len,
                            const int64_t *mask_strides);
+
+/**
+ * `vxp_session_run`, also writing the confidence map when `confidence` is not NULL: one `float` per voxel
+ * in [0, 1] at byte offset `i*confidence_strides[0] + …` inside `confidence_len` bytes. For a labelled
+ * voxel it is |2p − 1| of the fused probability p of the object holding it; for a background voxel the
+ * lowest such certainty among the objects whose slices cover it; 1 where no object looked.
+ *
+ * Returns what `vxp_session_run` returns; both buffers are written only on `VXP_RESULT_OK`.
+ *
+ * # Safety
+ * As `vxp_session_run`; `confidence` NULL or valid for writing `confidence_len` bytes, with
+ * `confidence_strides` then valid for reading 3 `int64_t`.
+ */
+vxp_result vxp_session_run_confidence(struct vxp_session *session,
+                                      vxp_progress_fn progress,
+                                      void *user_data,
+                                      uint8_t *mask,
+                                      size_t mask_len,
+                                      const int64_t *mask_strides,
+                                      float *confidence,
+                                      size_t confidence_len,
+                                      const int64_t *confidence_strides);
+
+/**
+ * Copies what the last successful run did into `*out` (`out->struct_size` must be set by the caller; only
+ * fields that fit are written).
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (struct_size too
+ * small for the first field); `*out` is untouched on error.
+ *
+ * # Safety
+ * `session` a live handle; `out` NULL or valid for reading `struct_size` and writing that many bytes.
+ */
+vxp_result vxp_session_last_stats(const struct vxp_session *session,
+                                  struct vxp_run_stats *out);
 
 /**
  * Returns the library version and what it was built against, e.g.

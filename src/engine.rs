@@ -2,6 +2,7 @@
 //! (sessions are locked only around `run`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
@@ -9,6 +10,7 @@ use crate::model::sam2d::Sam2d;
 use crate::model::{Package, Provider, SessionConfig};
 use crate::pipeline::propagate::{self, Object, Progress, Stats};
 use crate::runtime::{self, Runtime};
+use crate::session::{Session, SessionOptions};
 use crate::volume::intensity::{self, IntensityMapping};
 use crate::volume::{U8Volume, VolumeView};
 
@@ -69,5 +71,17 @@ impl Engine {
         let intensity_time = t.elapsed();
         let (mask, stats) = propagate::reference_middle_out(&self.model, &image, objects, progress)?;
         Ok(Segmentation { mask, image, stats, intensity_time })
+    }
+
+    /// Maps the volume's intensities and opens an interactive session over it (the mapped 8-bit copy is
+    /// kept; `volume` is not referenced afterwards).
+    pub fn open_session(
+        self: &Arc<Self>,
+        volume: &VolumeView<'_>,
+        mapping: IntensityMapping,
+        opts: SessionOptions,
+    ) -> Result<Session> {
+        let image = intensity::map_to_u8(volume, mapping)?;
+        Session::new(self.clone(), image, *volume.geometry(), opts)
     }
 }

@@ -18,6 +18,7 @@ pub enum ErrorCode {
     InvalidPrompt = 106,
     UnknownConcept = 107,
     Unsupported = 108,
+    NothingToUndo = 109,
     // --- model packages (2xx)
     ModelNotFound = 200,
     ModelIntegrity = 201,
@@ -32,6 +33,7 @@ pub enum ErrorCode {
     Cancelled = 400,
     OutOfMemory = 401,
     Io = 402,
+    BudgetTooSmall = 403,
     // --- bugs (9xx)
     Panic = 900,
 }
@@ -72,6 +74,10 @@ pub enum Error {
     Io { path: PathBuf, message: String },
     #[error("unsupported: {0}")]
     Unsupported(String),
+    #[error("{0}")]
+    NothingToUndo(String),
+    #[error("memory budget too small: {0}")]
+    BudgetTooSmall(String),
 }
 
 impl Error {
@@ -93,6 +99,8 @@ impl Error {
             Error::Cancelled => ErrorCode::Cancelled,
             Error::Io { .. } => ErrorCode::Io,
             Error::Unsupported(_) => ErrorCode::Unsupported,
+            Error::NothingToUndo(_) => ErrorCode::NothingToUndo,
+            Error::BudgetTooSmall(_) => ErrorCode::BudgetTooSmall,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod runtime;
+pub mod session;
 pub mod volume;
 
 pub use error::{Error, ErrorCode, Result};

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -11,7 +12,10 @@ use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io;
 use voxprompt::metrics::dice;
 use voxprompt::model::{Provider, SessionConfig};
-use voxprompt::pipeline::propagate::{BoxIjk, Object};
+use voxprompt::pipeline::policy::Policy;
+use voxprompt::pipeline::postprocess::PostprocessOptions;
+use voxprompt::pipeline::propagate::BoxIjk;
+use voxprompt::session::{PointIjk, SessionOptions};
 use voxprompt::volume::intensity::IntensityMapping;
 use voxprompt::volume::{Geometry, Volume};
 use voxprompt::{Error, Result};
@@ -80,6 +84,36 @@ struct SegmentArgs {
     /// Intra-op threads per ONNX Runtime session (0 = all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// A point prompt x,y,z[,+|-[,OBJECT]] in voxel indices: positive (+, the default) or negative (-), for
+    /// object OBJECT (1-based, default 1). Repeat for several points.
+    #[arg(long = "point-ijk", value_name = "X,Y,Z[,+|-[,OBJECT]]")]
+    point_ijk: Vec<String>,
+    /// A coarse mask on the input grid (NIfTI/NRRD): each nonzero value becomes one more object, refined by
+    /// the policy (reseed keeps its reliable slices and re-propagates from them).
+    #[arg(long)]
+    seed_mask: Option<PathBuf>,
+    /// Propagation policy: reseed (reliable-slice re-seeding + confidence fusion, the default) or reference
+    /// (the CVPR24 LiteMedSAM pipeline, voxel for voxel).
+    #[arg(long, default_value = "reseed")]
+    policy: String,
+    /// Confidence map output (float32 NIfTI in [0, 1], |2p − 1| of the fused probability).
+    #[arg(long)]
+    confidence: Option<PathBuf>,
+    /// Propagation axis: k (slices along the third array axis, as the reference), j or i.
+    #[arg(long, default_value = "k")]
+    axis: String,
+    /// Keep only the largest 3D connected component of each object.
+    #[arg(long)]
+    keep_largest: bool,
+    /// Fill holes in each object (per slice, then in 3D).
+    #[arg(long)]
+    fill_holes: bool,
+    /// Remove 3D components smaller than this many voxels.
+    #[arg(long, default_value_t = 0)]
+    min_size: usize,
+    /// Embedding cache budget in MiB (LRU beyond it; each LiteMedSAM slice embedding is 4 MiB).
+    #[arg(long, default_value_t = 1024)]
+    cache_mb: usize,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str, n: usize, what: &str) -> Result<Vec<T>> {
@@ -92,6 +126,31 @@ fn parse_list<T: std::str::FromStr>(s: &str, n: usize, what: &str) -> Result<Vec
         return Err(Error::InvalidArgument(format!("{what} {s:?}: expected {n} numbers, got {}", v.len())));
     }
     Ok(v)
+}
+
+fn parse_point(s: &str, dims: [usize; 3]) -> Result<(u8, PointIjk)> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    if !(3..=5).contains(&parts.len()) {
+        return Err(Error::InvalidArgument(format!("--point-ijk {s:?}: expected x,y,z[,+|-[,OBJECT]]")));
+    }
+    let xyz: Vec<usize> = parse_list(&parts[..3].join(","), 3, "--point-ijk")?;
+    let positive = match parts.get(3).copied() {
+        None | Some("+") | Some("1") => true,
+        Some("-") | Some("0") => false,
+        Some(o) => return Err(Error::InvalidArgument(format!("--point-ijk {s:?}: sign {o:?} is not + or -"))),
+    };
+    let label = match parts.get(4) {
+        None => 1,
+        Some(l) => l
+            .parse::<u8>()
+            .ok()
+            .filter(|&l| l > 0)
+            .ok_or_else(|| Error::InvalidArgument(format!("--point-ijk {s:?}: object {l:?} is not in 1..=255")))?,
+    };
+    if (0..3).any(|a| xyz[a] >= dims[a]) {
+        return Err(Error::InvalidPrompt(format!("--point-ijk {s:?} lies outside the volume of dims {dims:?}")));
+    }
+    Ok((label, PointIjk { ijk: [xyz[0], xyz[1], xyz[2]], positive }))
 }
 
 fn ras_box(s: &str, g: &Geometry, dims: [usize; 3]) -> Result<BoxIjk> {
@@ -165,7 +224,7 @@ fn check_writable(path: &Path) -> Result<()> {
 fn segment(args: SegmentArgs) -> Result<()> {
     let t_all = Instant::now();
     check_writable(&args.output)?;
-    for p in args.png.iter() {
+    for p in args.png.iter().chain(&args.confidence) {
         check_writable(p)?;
     }
     let t = Instant::now();
@@ -220,19 +279,88 @@ fn segment(args: SegmentArgs) -> Result<()> {
             boxes.len()
         )));
     }
-    let objects: Vec<Object> =
-        boxes.iter().enumerate().map(|(n, &bbox)| Object { label: (n + 1).min(255) as u8, bbox }).collect();
-    for o in &objects {
-        o.bbox.validate(dims)?;
+    let mut points: Vec<(u8, PointIjk)> = Vec::new();
+    for p in &args.point_ijk {
+        points.push(parse_point(p, dims)?);
     }
+    let seed_objects = match &args.seed_mask {
+        Some(path) => {
+            let m = io::read_volume(path)?.volume;
+            if m.dims != dims {
+                return Err(Error::ShapeMismatch(format!(
+                    "{}: seed mask dims {:?} differ from the input's {:?}",
+                    path.display(),
+                    m.dims,
+                    dims
+                )));
+            }
+            let v = m.to_f64()?;
+            let mut values: Vec<f64> = v.iter().copied().filter(|&x| x != 0.0).collect();
+            values.sort_by(f64::total_cmp);
+            values.dedup();
+            if values.is_empty() {
+                return Err(Error::InvalidPrompt(format!("{}: seed mask is empty", path.display())));
+            }
+            values.iter().map(|&val| v.iter().map(|&x| (x == val) as u8).collect::<Vec<u8>>()).collect()
+        }
+        None => Vec::new(),
+    };
+    if boxes.is_empty() && seed_objects.is_empty() && !points.iter().any(|(_, p)| p.positive) {
+        return Err(Error::InvalidPrompt(
+            "no prompt: give --box-ijk, --box-ras, --box-from-reference, --seed-mask or a positive --point-ijk".into(),
+        ));
+    }
+    let n_objects = (boxes.len() + seed_objects.len()).max(1);
+    if !args.reference_label.is_empty() && args.reference_label.len() != n_objects {
+        return Err(Error::InvalidArgument(format!(
+            "{} --reference-label values for {n_objects} objects",
+            args.reference_label.len(),
+        )));
+    }
+    if n_objects > 255 {
+        return Err(Error::InvalidPrompt(format!("{n_objects} objects; at most 255 fit a u8 label mask")));
+    }
+    for b in &boxes {
+        b.validate(dims)?;
+    }
+    let policy = Policy::parse(&args.policy)
+        .ok_or_else(|| Error::InvalidArgument(format!("--policy {:?}: expected reseed or reference", args.policy)))?;
+    let axis = match args.axis.as_str() {
+        "i" | "0" => 0,
+        "j" | "1" => 1,
+        "k" | "2" => 2,
+        other => return Err(Error::InvalidArgument(format!("--axis {other:?}: expected i, j or k"))),
+    };
     let mapping = choose_mapping(&args, &volume)?;
 
     let providers = args.providers.split(',').map(Provider::parse).collect::<Result<Vec<_>>>()?;
-    let engine = Engine::new(&EngineOptions {
+    let engine = Arc::new(Engine::new(&EngineOptions {
         ort_library: args.ort_lib.clone(),
         model_dir: args.model.clone().unwrap_or_else(default_model_dir),
         session: SessionConfig { providers, threads: args.threads, strict: false },
-    })?;
+    })?);
+    let post = PostprocessOptions::new()
+        .with_keep_largest(args.keep_largest)
+        .with_fill_holes(args.fill_holes)
+        .with_min_size(args.min_size);
+    let opts = SessionOptions::default()
+        .with_policy(policy)
+        .with_axis(axis)
+        .with_postprocess(post)
+        .with_cache_budget(args.cache_mb.saturating_mul(1 << 20));
+    let view = volume.view()?;
+    let t = Instant::now();
+    let mut session = engine.open_session(&view, mapping, opts)?;
+    let intensity_time = t.elapsed();
+    for (n, b) in boxes.iter().enumerate() {
+        session.add_box((n + 1) as u8, *b)?;
+    }
+    for (n, m) in seed_objects.into_iter().enumerate() {
+        session.set_seed((boxes.len() + n + 1) as u8, m)?;
+    }
+    for (label, p) in &points {
+        session.add_point(*label, *p)?;
+    }
 
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
         let b = indicatif::ProgressBar::new(1000);
@@ -247,51 +375,63 @@ fn segment(args: SegmentArgs) -> Result<()> {
         }
         true
     };
-    let view = volume.view()?;
-    let seg = engine.segment_reference(&view, mapping, &objects, Some(&mut report))?;
+    let run = session.run(Some(&mut report))?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let (mask, confidence) = session.compose(args.confidence.is_some() || args.png.is_some());
 
     let t = Instant::now();
-    io::nifti::write_mask(&args.output, &seg.mask, loaded.nifti_header.as_ref(), &volume.geometry)?;
+    io::nifti::write_mask(&args.output, &mask, loaded.nifti_header.as_ref(), &volume.geometry)?;
+    if let (Some(p), Some(c)) = (&args.confidence, &confidence) {
+        io::nifti::write_f32(p, c, dims, loaded.nifti_header.as_ref(), &volume.geometry)?;
+    }
     if let Some(p) = &args.png {
-        io::png::write_montage(p, &seg.image, &seg.mask, &io::png::pick_slices(&seg.mask, 16))?;
+        io::png::write_montage(p, session.image(), &mask, confidence.as_deref(), &io::png::pick_slices(&mask, 16))?;
     }
     let write_time = t.elapsed();
 
-    let st = &seg.stats;
+    let st = &run.stats;
     let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e3 * 100.0).round() / 100.0;
     let mut objs = Vec::new();
-    for (n, o) in objects.iter().enumerate() {
-        let (_, slices, iou) = st.objects[n];
-        let voxels = seg.mask.data.iter().filter(|&&v| v == o.label).count();
+    for s in session.summaries() {
+        let n = s.label as usize - 1;
         let d = match (&reference, args.reference_label.get(n)) {
             (Some(r), Some(&l)) => {
-                Some(dice(seg.mask.data.iter().map(|&m| m == o.label), r.iter().map(|&v| v == l as f64)))
+                Some(dice(mask.data.iter().map(|&m| m == s.label), r.iter().map(|&v| v == l as f64)))
             }
             _ => None,
         };
+        let voxels = mask.data.iter().filter(|&&v| v == s.label).count();
+        let per_slice: Vec<_> = s
+            .per_slice
+            .iter()
+            .map(|&(z, area, iou, c)| serde_json::json!({"slice": z, "area": area, "iou_pred": iou, "confidence": c}))
+            .collect();
         objs.push(serde_json::json!({
-            "label": o.label, "box_ijk": [o.bbox.min, o.bbox.max], "voxels": voxels,
-            "slices": slices, "mean_iou_pred": iou, "dice": d, "reference_label": args.reference_label.get(n),
+            "label": s.label, "box_ijk": boxes.get(n).map(|b| [b.min, b.max]), "voxels": voxels,
+            "slices": s.slices, "mean_iou_pred": s.mean_iou, "confidence": s.confidence, "dice": d,
+            "reference_label": args.reference_label.get(n), "per_slice": per_slice,
         }));
     }
     let model_ms = st.preprocess + st.encode + st.decode + st.postprocess;
     let total = t_all.elapsed();
+    let axis_name = ["i", "j", "k"][axis as usize];
     let report = serde_json::json!({
         "input": args.input, "output": args.output, "dims": dims,
+        "policy": policy.name(), "axis": axis_name,
         "provider": engine.provider().name(),
         "provider_fallbacks": engine.model.fallback_reasons,
         "onnxruntime": { "version": engine.runtime.version, "path": engine.runtime.path },
         "intensity": format!("{mapping:?}"),
-        "slices_encoded": st.slices_encoded, "decoder_runs": st.decoder_runs,
+        "slices_encoded": run.slices_encoded, "slices_decoded": run.slices_decoded,
+        "decoder_runs": st.decoder_runs, "decoder_batches": st.decoder_batches,
         "timings_ms": {
-            "read": ms(read_time), "load_model": ms(engine.load_time), "intensity": ms(seg.intensity_time),
+            "read": ms(read_time), "load_model": ms(engine.load_time), "intensity": ms(intensity_time),
             "preprocess": ms(st.preprocess), "encode": ms(st.encode), "decode": ms(st.decode),
             "postprocess": ms(st.postprocess), "write": ms(write_time), "total": ms(total),
         },
-        "ms_per_slice": if st.decoder_runs > 0 { ms(model_ms) / st.decoder_runs as f64 } else { 0.0 },
+        "ms_per_slice": if run.slices_decoded > 0 { ms(model_ms) / run.slices_decoded as f64 } else { 0.0 },
         "peak_rss_mb": peak_rss_mb(),
         "objects": objs,
     });
@@ -304,7 +444,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         }
         eprintln!(
             "{} slices encoded, {:.0} ms per slice ({}), total {:.1} s; wrote {}",
-            st.slices_encoded,
+            run.slices_encoded,
             report["ms_per_slice"].as_f64().unwrap_or(0.0),
             engine.provider(),
             total.as_secs_f64(),

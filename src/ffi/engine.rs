@@ -14,6 +14,8 @@ use crate::model::SessionConfig;
 /// `const vxp_engine *` is safe to call from several threads at once; sessions keep the engine alive.
 pub struct vxp_engine {
     pub(crate) inner: Arc<Engine>,
+    /// Embedding cache budget of each session made from this engine.
+    pub(crate) cache_budget: usize,
 }
 
 /// Builds an engine from `options`: loads ONNX Runtime (first engine of the process only; a later engine
@@ -50,7 +52,7 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
         };
         match Engine::new(&opts) {
             Ok(e) => {
-                let h = Box::new(vxp_engine { inner: Arc::new(e) });
+                let h = Box::new(vxp_engine { inner: Arc::new(e), cache_budget: o.cache_budget });
                 // SAFETY: out checked non-null.
                 unsafe { *out = Box::into_raw(h) };
                 vxp_result::Ok

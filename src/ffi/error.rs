@@ -104,6 +104,7 @@ pub extern "C" fn vxp_result_str(result: u32) -> *const c_char {
         106 => vxp_result::InvalidPrompt,
         107 => vxp_result::UnknownConcept,
         108 => vxp_result::Unsupported,
+        109 => vxp_result::NothingToUndo,
         200 => vxp_result::ModelNotFound,
         201 => vxp_result::ModelIntegrity,
         202 => vxp_result::ModelContract,
@@ -115,6 +116,7 @@ pub extern "C" fn vxp_result_str(result: u32) -> *const c_char {
         400 => vxp_result::Cancelled,
         401 => vxp_result::OutOfMemory,
         402 => vxp_result::Io,
+        403 => vxp_result::BudgetTooSmall,
         900 => vxp_result::Panic,
         _ => return c"unknown result code".as_ptr(),
     };

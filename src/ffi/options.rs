@@ -15,10 +15,12 @@ pub struct vxp_options {
     pub(crate) model_dir: Option<PathBuf>,
     pub(crate) providers: Vec<Provider>,
     pub(crate) threads: usize,
+    pub(crate) cache_budget: usize,
 }
 
 /// Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
-/// directory (must be set), providers "cpu", ONNX Runtime's default thread count.
+/// directory (must be set), providers "cpu", ONNX Runtime's default thread count, a 1 GiB embedding
+/// cache per session.
 ///
 /// On `VXP_RESULT_OK`, `*out` receives a new handle the caller owns and must release with
 /// `vxp_options_free`. Returns `VXP_RESULT_NULL_ARGUMENT` if `out` is NULL (nothing written).
@@ -31,8 +33,13 @@ pub unsafe extern "C" fn vxp_options_new(out: *mut *mut vxp_options) -> vxp_resu
         if out.is_null() {
             return null_arg("out");
         }
-        let o =
-            Box::new(vxp_options { ort_library: None, model_dir: None, providers: vec![Provider::Cpu], threads: 0 });
+        let o = Box::new(vxp_options {
+            ort_library: None,
+            model_dir: None,
+            providers: vec![Provider::Cpu],
+            threads: 0,
+            cache_budget: crate::session::SessionOptions::default().cache_budget,
+        });
         // SAFETY: out checked non-null.
         unsafe { *out = Box::into_raw(o) };
         vxp_result::Ok
@@ -150,6 +157,26 @@ pub unsafe extern "C" fn vxp_options_set_threads(options: *mut vxp_options, thre
     unsafe {
         with_options(options, |o| {
             o.threads = threads as usize;
+            vxp_result::Ok
+        })
+    }
+}
+
+/// Sets the embedding cache budget of each session made by engines built from these options, in bytes
+/// (default 1 GiB; one LiteMedSAM slice embedding takes 4 MiB). Within the budget no slice is encoded
+/// twice in a session; beyond it the least recently used embeddings are dropped. A budget too small for one
+/// embedding makes `vxp_session_new` fail with `VXP_RESULT_BUDGET_TOO_SMALL`.
+///
+/// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `options` must be a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_cache_budget(options: *mut vxp_options, bytes: usize) -> vxp_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_options(options, |o| {
+            o.cache_budget = bytes;
             vxp_result::Ok
         })
     }

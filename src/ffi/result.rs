@@ -19,6 +19,7 @@ pub enum vxp_result {
     InvalidPrompt = 106,
     UnknownConcept = 107,
     Unsupported = 108,
+    NothingToUndo = 109,
     // model packages
     ModelNotFound = 200,
     ModelIntegrity = 201,
@@ -33,6 +34,7 @@ pub enum vxp_result {
     Cancelled = 400,
     OutOfMemory = 401,
     Io = 402,
+    BudgetTooSmall = 403,
     // a bug in the library, caught at the boundary
     Panic = 900,
 }
@@ -50,6 +52,8 @@ impl From<ErrorCode> for vxp_result {
             ErrorCode::InvalidPrompt => vxp_result::InvalidPrompt,
             ErrorCode::UnknownConcept => vxp_result::UnknownConcept,
             ErrorCode::Unsupported => vxp_result::Unsupported,
+            ErrorCode::NothingToUndo => vxp_result::NothingToUndo,
+            ErrorCode::BudgetTooSmall => vxp_result::BudgetTooSmall,
             ErrorCode::ModelNotFound => vxp_result::ModelNotFound,
             ErrorCode::ModelIntegrity => vxp_result::ModelIntegrity,
             ErrorCode::ModelContract => vxp_result::ModelContract,
@@ -80,6 +84,8 @@ impl vxp_result {
             vxp_result::InvalidPrompt => c"invalid prompt",
             vxp_result::UnknownConcept => c"unknown concept",
             vxp_result::Unsupported => c"not supported",
+            vxp_result::NothingToUndo => c"nothing to undo or redo",
+            vxp_result::BudgetTooSmall => c"memory budget too small",
             vxp_result::ModelNotFound => c"model package not found",
             vxp_result::ModelIntegrity => c"model file failed its integrity check",
             vxp_result::ModelContract => c"model does not fulfil its declared contract",
@@ -114,6 +120,7 @@ mod tests {
             InvalidPrompt,
             UnknownConcept,
             Unsupported,
+            NothingToUndo,
             ModelNotFound,
             ModelIntegrity,
             ModelContract,
@@ -125,6 +132,7 @@ mod tests {
             Cancelled,
             OutOfMemory,
             Io,
+            BudgetTooSmall,
             Panic,
         ] {
             let r = vxp_result::from(c);

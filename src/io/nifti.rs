@@ -109,10 +109,35 @@ pub fn read(path: &Path) -> Result<(Volume, NiftiHeader)> {
     Ok((Volume { data, dtype, dims, geometry }, header))
 }
 
-/// Writes a u8 mask (i fastest) as NIfTI, copying the reference header's geometry when given, else
-/// writing an sform from `geometry`. The file appears only once complete.
+/// Writes a uint8 label mask on the input grid (i fastest). With `reference`, the input's header is reused
+/// (its sform/qform, pixdim and units); otherwise an sform is written from `geometry`.
 pub fn write_mask(path: &Path, mask: &U8Volume, reference: Option<&NiftiHeader>, geometry: &Geometry) -> Result<()> {
-    let [w, h, d] = mask.dims;
+    write_array(path, &mask.data, mask.dims, reference, geometry, NiftiType::Uint8)
+}
+
+/// Writes a float32 map (a confidence map in [0, 1]) on the input grid, with the geometry of `write_mask`.
+pub fn write_f32(
+    path: &Path,
+    data: &[f32],
+    dims: [usize; 3],
+    reference: Option<&NiftiHeader>,
+    geometry: &Geometry,
+) -> Result<()> {
+    write_array(path, data, dims, reference, geometry, NiftiType::Float32)
+}
+
+fn write_array<T>(
+    path: &Path,
+    data: &[T],
+    dims: [usize; 3],
+    reference: Option<&NiftiHeader>,
+    geometry: &Geometry,
+    ty: NiftiType,
+) -> Result<()>
+where
+    T: bytemuck::Pod,
+{
+    let [w, h, d] = dims;
     let mut header = match reference {
         Some(r) => r.clone(),
         None => {
@@ -140,8 +165,10 @@ pub fn write_mask(path: &Path, mask: &U8Volume, reference: Option<&NiftiHeader>,
     header.cal_min = 0.0;
     header.cal_max = 0.0;
     header.intent_code = 0;
-    let array = ArrayView3::from_shape((d, h, w), &mask.data)
-        .map_err(|e| Error::ShapeMismatch(format!("mask dims {:?}: {e}", mask.dims)))?
+    header.scl_slope = 1.0;
+    header.scl_inter = 0.0;
+    let array = ArrayView3::from_shape((d, h, w), data)
+        .map_err(|e| Error::ShapeMismatch(format!("volume dims {dims:?}: {e}")))?
         .reversed_axes();
     let compress = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
     let ext = if compress { "nii.gz" } else { "nii" };
@@ -149,7 +176,7 @@ pub fn write_mask(path: &Path, mask: &U8Volume, reference: Option<&NiftiHeader>,
         WriterOptions::new(tmp)
             .reference_header(&header)
             .compress(compress)
-            .write_nifti_with_type(&array, NiftiType::Uint8)
+            .write_nifti_with_type(&array, ty)
             .map_err(|e| Error::io(path, format!("cannot write NIfTI: {e}")))
     })
 }

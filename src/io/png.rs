@@ -28,25 +28,41 @@ pub fn pick_slices(mask: &U8Volume, max: usize) -> Vec<usize> {
 }
 
 /// Writes a grid of `slices` of `image` (u8, i fastest) with `mask` labels blended in colour. Rows are
-/// flipped so that increasing j points up, the usual radiological display for RAS/LPS-stored data.
-pub fn write_montage(path: &Path, image: &U8Volume, mask: &U8Volume, slices: &[usize]) -> Result<()> {
+/// flipped so that increasing j points up, the usual radiological display for RAS/LPS-stored data. With
+/// `confidence` (one value in [0, 1] per voxel), each slice gets a second panel to its right: the
+/// confidence as a heat map (dark red = unsure, yellow-white = sure) with the mask outline in blue.
+pub fn write_montage(
+    path: &Path,
+    image: &U8Volume,
+    mask: &U8Volume,
+    confidence: Option<&[f32]>,
+    slices: &[usize],
+) -> Result<()> {
     if image.dims != mask.dims {
         return Err(Error::ShapeMismatch(format!("image dims {:?} vs mask dims {:?}", image.dims, mask.dims)));
     }
+    if let Some(c) = confidence {
+        if c.len() != mask.data.len() {
+            return Err(Error::ShapeMismatch(format!("{} confidence values for {} voxels", c.len(), mask.data.len())));
+        }
+    }
     let [w, h, _] = image.dims;
+    let panels = if confidence.is_some() { 2 } else { 1 };
     let n = slices.len().max(1);
     let cols = (n as f64).sqrt().ceil() as usize;
     let rows = n.div_ceil(cols);
-    let (cw, ch) = (cols * w, rows * h);
+    let (cw, ch) = (cols * w * panels, rows * h);
     let mut rgb = vec![0u8; cw * ch * 3];
     for (t, &k) in slices.iter().enumerate() {
-        let (tx, ty) = ((t % cols) * w, (t / cols) * h);
+        let (tx, ty) = ((t % cols) * w * panels, (t / cols) * h);
         let (img, m) = (image.slice(k), mask.slice(k));
+        let n_slice = w * h;
         for y in 0..h {
             let src_row = h - 1 - y;
             for x in 0..w {
-                let g = img[src_row * w + x];
-                let l = m[src_row * w + x];
+                let i = src_row * w + x;
+                let g = img[i];
+                let l = m[i];
                 let px = [g; 3];
                 let out = if l > 0 {
                     let c = PALETTE[(l as usize - 1) % PALETTE.len()];
@@ -56,6 +72,25 @@ pub fn write_montage(path: &Path, image: &U8Volume, mask: &U8Volume, slices: &[u
                 };
                 let o = ((ty + y) * cw + tx + x) * 3;
                 rgb[o..o + 3].copy_from_slice(&out);
+                if let Some(conf) = confidence {
+                    let c = conf[k * n_slice + i].clamp(0.0, 1.0);
+                    let edge = l > 0
+                        && (x == 0
+                            || x + 1 == w
+                            || src_row == 0
+                            || src_row + 1 == h
+                            || m[i - 1] != l
+                            || m[i + 1] != l
+                            || m[i - w] != l
+                            || m[i + w] != l);
+                    let heat = if edge {
+                        [40, 120, 255]
+                    } else {
+                        [(80.0 + 175.0 * c) as u8, (255.0 * c * c) as u8, (200.0 * c.powi(4)) as u8]
+                    };
+                    let o = o + w * 3;
+                    rgb[o..o + 3].copy_from_slice(&heat);
+                }
             }
         }
     }

@@ -1,5 +1,11 @@
-//! Pipeline stages: preprocess (`frame`) → encode/decode (`model::sam2d`) → propagate → postprocess.
+//! Pipeline stages: preprocess (`frame`) → encode (`cache`, `model::sam2d`) → decode and propagate
+//! (`sweep`, `propagate`) → score and fuse (`policy`) → postprocess (`postprocess`, `morphology`).
 
+pub mod cache;
 pub mod frame;
+pub mod morphology;
+pub mod policy;
+pub mod postprocess;
 pub mod propagate;
 pub mod resize;
+pub mod sweep;

@@ -1,5 +1,6 @@
 //! The reference middle-out propagation (CVPR24_LiteMedSAM_infer.py, LiteMedSAM branch; METHODS §0.4b),
-//! for several objects, with each slice encoded at most once per run.
+//! for several objects, built from sweeps (`sweep`) so each slice is encoded at most once per run and
+//! objects standing on the same slice share one batched decoder call.
 //!
 //! Per object (in the order given; its 1-based position `idx` is the value its working mask holds, as in
 //! the reference, because INTER_AREA rounding of the previous mask depends on that value):
@@ -9,12 +10,16 @@
 //! 3. Downward z = z_mid − 1 … z_min, the same using slice z + 1.
 //! 4. The object's voxels are written into the output with its label; later objects overwrite earlier.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use super::cache::EmbeddingCache;
 use super::frame::Frame;
+use super::sweep::{sweep, sweep_both, Scratch, SliceOut, SlicePrompts, Stack, Steps, SweepStats, Walk};
 use crate::error::{Error, Result};
-use crate::model::sam2d::{Prompt2d, Sam2d};
+use crate::model::sam2d::Sam2d;
 use crate::volume::U8Volume;
 
 pub use crate::volume::BoxIjk;
@@ -31,6 +36,7 @@ pub struct Object {
 pub struct Stats {
     pub slices_encoded: usize,
     pub decoder_runs: usize,
+    pub decoder_batches: usize,
     pub preprocess: Duration,
     pub encode: Duration,
     pub decode: Duration,
@@ -39,130 +45,27 @@ pub struct Stats {
     pub objects: Vec<(u8, usize, f32)>,
 }
 
+impl Stats {
+    pub fn add_sweeps(&mut self, s: &SweepStats) {
+        self.decoder_runs += s.decoder_runs;
+        self.decoder_batches += s.decoder_batches;
+        self.preprocess += s.preprocess;
+        self.encode += s.encode;
+        self.decode += s.decode;
+        self.postprocess += s.postprocess;
+    }
+}
+
 /// Progress report: fraction of slices done; returning false cancels.
 pub type Progress<'a> = &'a mut dyn FnMut(f32) -> bool;
 
-/// Per-worker state: scratch buffers, spare embedding buffers and counters.
-struct Worker {
-    id: usize,
-    image: Vec<f32>,
-    scratch: Vec<u8>,
-    spare: Vec<Vec<f32>>,
-    stats: Stats,
-    iou_sum: f32,
-}
+/// One object's per-slice answers along the stack (None where it was not visited).
+pub type ObjectSlices = Vec<Option<SliceOut>>;
 
-impl Worker {
-    fn new(id: usize, s: usize) -> Worker {
-        Worker {
-            id,
-            image: vec![0f32; 3 * s * s],
-            scratch: Vec::new(),
-            spare: Vec::new(),
-            stats: Stats::default(),
-            iou_sum: 0.0,
-        }
-    }
-}
-
-/// What one slice step needs to know about its object.
-struct Step<'a> {
-    model: &'a Sam2d,
-    frame: &'a Frame,
-    volume: &'a U8Volume,
-    user_box: [i64; 4],
-    idx: u8,
-}
-
-impl Step<'_> {
-    /// Encodes slice `z` unless cached, prompts it with the box of `prev` (or the user box), paints `out`.
-    fn run(
-        &self,
-        w: &mut Worker,
-        z: usize,
-        prev: Option<&[u8]>,
-        cache: &mut Option<Vec<f32>>,
-        pending: &mut usize,
-        out: &mut [u8],
-    ) -> Result<()> {
-        let model = self.model;
-        if cache.is_none() {
-            let t = Instant::now();
-            self.frame.encoder_input(self.volume.slice(z), &mut w.scratch, &mut w.image);
-            w.stats.preprocess += t.elapsed();
-            let t = Instant::now();
-            let mut emb = w.spare.pop().unwrap_or_else(|| vec![0f32; model.embedding_len()]);
-            model.encode_on(w.id, &w.image, &mut emb)?;
-            w.stats.encode += t.elapsed();
-            w.stats.slices_encoded += 1;
-            *cache = Some(emb);
-        }
-        let t = Instant::now();
-        let b = prev.and_then(|p| self.frame.mask_box(p, model.box_shift, &mut w.scratch)).unwrap_or(self.user_box);
-        w.stats.preprocess += t.elapsed();
-        let t = Instant::now();
-        let prompt = Prompt2d::from_box(b.map(|v| v as f32));
-        let dec = model.decode_on(w.id, cache.as_ref().expect("encoded above"), std::slice::from_ref(&prompt))?;
-        w.stats.decode += t.elapsed();
-        w.stats.decoder_runs += 1;
-        let t = Instant::now();
-        self.frame.paint_mask(&dec[0].logits, self.idx, out);
-        w.stats.postprocess += t.elapsed();
-        w.iou_sum += dec[0].iou;
-        *pending -= 1;
-        if *pending == 0 {
-            w.spare.extend(cache.take());
-        }
-        Ok(())
-    }
-}
-
-/// Walks away from the middle slice: `masks[i]` is the i-th slice from it, `mid` the middle slice's mask.
-/// `zs[i]` is its slice index; cache and pending are indexed the same way as `masks`. `tick`, when given, runs
-/// before each slice on this thread (progress and cancel for the single-worker walk).
-#[allow(clippy::too_many_arguments)]
-fn chain(
-    step: &Step<'_>,
-    w: &mut Worker,
-    zs: &[usize],
-    mid: &[u8],
-    masks: &mut [u8],
-    cache: &mut [&mut Option<Vec<f32>>],
-    pending: &mut [&mut usize],
-    done: &AtomicUsize,
-    stop: &AtomicBool,
-    mut tick: Option<&mut dyn FnMut() -> Result<()>>,
-) -> Result<()> {
-    let n = step.volume.slice_len();
-    for (i, &z) in zs.iter().enumerate() {
-        if stop.load(Ordering::Relaxed) {
-            return Err(Error::Cancelled);
-        }
-        if let Some(t) = tick.as_mut() {
-            t()?;
-        }
-        let (before, rest) = masks.split_at_mut(i * n);
-        let prev = if i == 0 { mid } else { &before[(i - 1) * n..] };
-        step.run(w, z, Some(&prev[..n]), cache[i], pending[i], &mut rest[..n])?;
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(())
-}
-
-/// Runs the reference pipeline for `objects` on a uint8 volume (i fastest) and returns the label mask.
-///
-/// After each object's middle slice, the upward and downward walks are independent (each only reads its own
-/// previous slice), so with two model workers they run concurrently; the result is the same either way.
-/// `progress` is called on the calling thread only.
-pub fn reference_middle_out(
-    model: &Sam2d,
-    volume: &U8Volume,
-    objects: &[Object],
-    mut progress: Option<Progress<'_>>,
-) -> Result<(U8Volume, Stats)> {
-    let [w, h, d] = volume.dims;
+/// Checks objects against the volume and the u8 label range.
+pub fn validate_objects(objects: &[Object], dims: [usize; 3]) -> Result<()> {
     for o in objects {
-        o.bbox.validate(volume.dims)?;
+        o.bbox.validate(dims)?;
         if o.label == 0 {
             return Err(Error::InvalidPrompt("object label 0 is the background".into()));
         }
@@ -170,125 +73,163 @@ pub fn reference_middle_out(
     if objects.len() > 255 {
         return Err(Error::InvalidPrompt(format!("{} objects; at most 255 fit a u8 label mask", objects.len())));
     }
-    let frame = Frame::new(h, w, model.input_size);
-    let n = w * h;
-    let mut out = U8Volume::zeros(volume.dims);
+    Ok(())
+}
 
-    // Embeddings are kept only while another object still needs that slice.
-    let mut pending = vec![0usize; d];
-    for o in objects {
-        for p in &mut pending[o.bbox.min[2]..=o.bbox.max[2]] {
-            *p += 1;
-        }
-    }
-    let total: usize = pending.iter().sum();
-    let done = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let mut cache: Vec<Option<Vec<f32>>> = vec![None; d];
-    let mut workers = [Worker::new(0, model.input_size), Worker::new(1, model.input_size)];
-    let mut temp = U8Volume::zeros(volume.dims);
-    let mut per_object = Vec::new();
-    let report = |progress: &mut Option<Progress<'_>>| -> Result<()> {
-        if let Some(p) = progress.as_mut() {
-            if !p(done.load(Ordering::Relaxed) as f32 / total.max(1) as f32) {
-                return Err(Error::Cancelled);
+/// The reference's in-plane user box in the model frame.
+pub fn frame_box(frame: &Frame, b: &BoxIjk) -> [i64; 4] {
+    frame.box_to_frame([b.min[0] as i64, b.min[1] as i64, b.max[0] as i64, b.max[1] as i64])
+}
+
+/// Runs the reference middle-out walks of every object over `stack` and returns each object's slices.
+/// Objects on the same slice are decoded in one batch; the up and down sweeps run concurrently.
+pub fn reference_slices(
+    stack: &Stack<'_>,
+    objects: &[Object],
+    scratch: &mut [Scratch; 2],
+    progress: &mut dyn FnMut() -> bool,
+) -> Result<Vec<ObjectSlices>> {
+    reference_slices_with(stack, objects, objects, &SlicePrompts::default(), scratch, progress)
+}
+
+/// `reference_slices` generalised for interactive use: object n starts on the middle slice of
+/// `objects[n]`'s box with that box, walks over the slice range of `ranges[n]`, and takes the user's points
+/// and boxes on single slices from `prompts` (keyed by n). With `ranges == objects` and no slice prompts
+/// this is the reference exactly.
+pub fn reference_slices_with(
+    stack: &Stack<'_>,
+    objects: &[Object],
+    ranges: &[Object],
+    prompts: &SlicePrompts,
+    scratch: &mut [Scratch; 2],
+    progress: &mut dyn FnMut() -> bool,
+) -> Result<Vec<ObjectSlices>> {
+    let d = stack.volume.dims[2];
+    let mid = |o: &Object| (o.bbox.max[2] - o.bbox.min[2]) / 2 + o.bbox.min[2];
+    let user: Vec<[i64; 4]> = objects.iter().map(|o| frame_box(&stack.frame, &o.bbox)).collect();
+    let mut seeds = prompts.clone();
+    let mids: Vec<Walk> = objects
+        .iter()
+        .enumerate()
+        .map(|(k, o)| {
+            seeds.boxes.insert((k, mid(o)), user[k]);
+            Walk {
+                object: k,
+                value: (k + 1) as u8,
+                first: mid(o),
+                last: mid(o),
+                seed: None,
+                fallback: None,
+                stop: None,
+                anchor: mid(o),
             }
-        }
-        Ok(())
-    };
-
+        })
+        .collect();
+    let mid_steps = sweep(stack, 0, true, &mids, &seeds, &mut scratch[0], progress)?;
+    let mut up = Vec::new();
+    let mut down = Vec::new();
     for (k, o) in objects.iter().enumerate() {
-        let (z_min, z_max) = (o.bbox.min[2], o.bbox.max[2]);
-        let z_mid = (z_max - z_min) / 2 + z_min;
-        let step = Step {
-            model,
-            frame: &frame,
-            volume,
-            user_box: frame.box_to_frame([
-                o.bbox.min[0] as i64,
-                o.bbox.min[1] as i64,
-                o.bbox.max[0] as i64,
-                o.bbox.max[1] as i64,
-            ]),
-            idx: (k + 1) as u8,
+        let m = mid(o);
+        let (lo, hi) = (ranges[k].bbox.min[2], ranges[k].bbox.max[2]);
+        let seed = Some(Arc::new(mid_steps[k][0].out.mask.clone()));
+        let walk = |first, last| Walk {
+            object: k,
+            value: (k + 1) as u8,
+            first,
+            last,
+            seed: seed.clone(),
+            fallback: Some(user[k]),
+            stop: None,
+            anchor: m,
         };
-        temp.data.fill(0);
-        workers.iter_mut().for_each(|w| w.iou_sum = 0.0);
-        report(&mut progress)?;
-        step.run(&mut workers[0], z_mid, None, &mut cache[z_mid], &mut pending[z_mid], temp.slice_mut(z_mid))?;
-        done.fetch_add(1, Ordering::Relaxed);
-
-        // Split every per-slice array at the middle slice: below (walked downwards), middle, above.
-        let (below, rest) = temp.data.split_at_mut(z_mid * n);
-        let (mid, above) = rest.split_at_mut(n);
-        let above = &mut above[..(z_max - z_mid) * n];
-        // The downward walk visits z_mid − 1 … z_min: reverse the slab so index 0 is next to the middle.
-        let mut below_rev: Vec<u8> = vec![0; (z_mid - z_min) * n];
-        let (c_below, c_rest) = cache.split_at_mut(z_mid);
-        let (p_below, p_rest) = pending.split_at_mut(z_mid);
-        let mut c_up: Vec<&mut Option<Vec<f32>>> = c_rest[1..=z_max - z_mid].iter_mut().collect();
-        let mut p_up: Vec<&mut usize> = p_rest[1..=z_max - z_mid].iter_mut().collect();
-        let mut c_down: Vec<&mut Option<Vec<f32>>> = c_below[z_min..].iter_mut().rev().collect();
-        let mut p_down: Vec<&mut usize> = p_below[z_min..].iter_mut().rev().collect();
-        let z_up: Vec<usize> = (z_mid + 1..=z_max).collect();
-        let z_down: Vec<usize> = (z_min..z_mid).rev().collect();
-        let mid: &[u8] = mid;
-        let [w0, w1] = &mut workers;
-        if model.workers() >= 2 && !z_up.is_empty() && !z_down.is_empty() {
-            let result = std::thread::scope(|scope| -> Result<()> {
-                let up = scope.spawn(|| chain(&step, w0, &z_up, mid, above, &mut c_up, &mut p_up, &done, &stop, None));
-                let down = scope.spawn(|| {
-                    chain(&step, w1, &z_down, mid, &mut below_rev, &mut c_down, &mut p_down, &done, &stop, None)
-                });
-                let mut cancelled = Ok(());
-                while !(up.is_finished() && down.is_finished()) {
-                    if cancelled.is_ok() {
-                        cancelled = report(&mut progress);
-                        if cancelled.is_err() {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                let (a, b) = (up.join(), down.join());
-                for r in [a, b] {
-                    match r {
-                        Ok(r) => r?,
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    }
-                }
-                cancelled
-            });
-            result?;
-        } else {
-            let mut tick = || report(&mut progress);
-            chain(&step, w0, &z_up, mid, above, &mut c_up, &mut p_up, &done, &stop, Some(&mut tick))?;
-            chain(&step, w0, &z_down, mid, &mut below_rev, &mut c_down, &mut p_down, &done, &stop, Some(&mut tick))?;
+        if hi > m {
+            up.push(walk(m + 1, hi));
         }
-        for (i, z) in (z_min..z_mid).rev().enumerate() {
-            below[z * n..(z + 1) * n].copy_from_slice(&below_rev[i * n..(i + 1) * n]);
+        if m > lo {
+            down.push(walk(m - 1, lo));
         }
-        let t = Instant::now();
-        for (dst, &src) in out.data.iter_mut().zip(&temp.data) {
-            if src > 0 {
-                *dst = o.label;
+    }
+    let (up_steps, down_steps) = sweep_both(stack, &up, &down, prompts, scratch, progress)?;
+    let mut out: Vec<ObjectSlices> = vec![vec![None; d]; objects.len()];
+    let mut place = |walks: &[Walk], steps: Vec<Steps>| {
+        for (w, st) in walks.iter().zip(steps) {
+            for s in st {
+                out[w.object][s.z] = Some(s.out);
             }
         }
-        workers[0].stats.postprocess += t.elapsed();
-        let visited = z_max - z_min + 1;
-        per_object.push((o.label, visited, workers.iter().map(|w| w.iou_sum).sum::<f32>() / visited as f32));
+    };
+    place(&mids, mid_steps);
+    place(&up, up_steps);
+    place(&down, down_steps);
+    Ok(out)
+}
+
+/// Writes each object's mask into a label volume; later objects overwrite earlier ones (the reference).
+pub fn compose_overwrite(dims: [usize; 3], objects: &[Object], slices: &[ObjectSlices]) -> U8Volume {
+    let mut out = U8Volume::zeros(dims);
+    for (o, sl) in objects.iter().zip(slices) {
+        for (z, s) in sl.iter().enumerate() {
+            if let Some(s) = s {
+                for (dst, &m) in out.slice_mut(z).iter_mut().zip(&s.mask) {
+                    if m > 0 {
+                        *dst = o.label;
+                    }
+                }
+            }
+        }
     }
+    out
+}
+
+/// Per object: (label, slices visited, mean predicted IoU over them).
+pub fn object_summaries(objects: &[Object], slices: &[ObjectSlices]) -> Vec<(u8, usize, f32)> {
+    objects
+        .iter()
+        .zip(slices)
+        .map(|(o, sl)| {
+            let v: Vec<f32> = sl.iter().flatten().map(|s| s.iou).collect();
+            (o.label, v.len(), v.iter().sum::<f32>() / v.len().max(1) as f32)
+        })
+        .collect()
+}
+
+/// Runs the reference pipeline for `objects` on a uint8 volume (i fastest) and returns the label mask.
+/// Embeddings live in a run-local cache that holds every slice any object covers, so none is encoded
+/// twice. `progress` is called on the calling thread only.
+pub fn reference_middle_out(
+    model: &Sam2d,
+    volume: &U8Volume,
+    objects: &[Object],
+    mut progress: Option<Progress<'_>>,
+) -> Result<(U8Volume, Stats)> {
+    let [w, h, _] = volume.dims;
+    validate_objects(objects, volume.dims)?;
+    let union: BTreeSet<usize> = objects.iter().flat_map(|o| o.bbox.min[2]..=o.bbox.max[2]).collect();
+    let total: usize = objects.iter().map(|o| o.bbox.max[2] - o.bbox.min[2] + 1).sum();
+    let cache = EmbeddingCache::new(union.len().max(1) * model.embedding_len() * 4, model.embedding_len())?;
+    let (cancel, done) = (AtomicBool::new(false), AtomicUsize::new(0));
+    let stack = Stack {
+        model,
+        volume,
+        frame: Frame::new(h, w, model.input_size),
+        cache: &cache,
+        axis: 2,
+        cancel: &cancel,
+        done: &done,
+    };
+    let mut scratch = [Scratch::new(model), Scratch::new(model)];
+    let mut tick = || match progress.as_mut() {
+        Some(p) => p(done.load(Ordering::Relaxed) as f32 / total.max(1) as f32),
+        None => true,
+    };
+    let slices = reference_slices(&stack, objects, &mut scratch, &mut tick)?;
     if let Some(p) = progress.as_mut() {
         p(1.0);
     }
-    let mut stats = Stats { objects: per_object, ..Default::default() };
-    for w in &workers {
-        stats.slices_encoded += w.stats.slices_encoded;
-        stats.decoder_runs += w.stats.decoder_runs;
-        stats.preprocess += w.stats.preprocess;
-        stats.encode += w.stats.encode;
-        stats.decode += w.stats.decode;
-        stats.postprocess += w.stats.postprocess;
+    let mut stats = Stats { objects: object_summaries(objects, &slices), ..Default::default() };
+    for sc in &scratch {
+        stats.add_sweeps(&sc.stats);
     }
-    Ok((out, stats))
+    stats.slices_encoded = cache.stats().encoded;
+    Ok((compose_overwrite(volume.dims, objects, &slices), stats))
 }

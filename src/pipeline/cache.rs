@@ -1,0 +1,216 @@
+//! The per-session embedding cache: one image embedding per (slice axis, slice), shared by every object and
+//! every run of a session, bounded by a memory budget with least-recently-used eviction.
+//!
+//! Several workers may ask for embeddings at once. A slice that one worker is encoding is marked in flight;
+//! a second worker asking for it waits for that result instead of encoding it again, so within the budget a
+//! slice is encoded at most once per session.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Error, Result};
+
+/// Which slice of which propagation axis an embedding belongs to.
+pub type SliceKey = (u8, usize);
+
+/// Counters that tests, the JSON report and the benchmarks read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub encoded: usize,
+    pub hits: usize,
+    pub evicted: usize,
+    pub bytes: usize,
+    pub entries: usize,
+}
+
+struct Entry {
+    embedding: Arc<Vec<f32>>,
+    last_use: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<SliceKey, Entry>,
+    in_flight: Vec<SliceKey>,
+    clock: u64,
+    stats: CacheStats,
+}
+
+pub struct EmbeddingCache {
+    budget: usize,
+    entry_bytes: usize,
+    inner: Mutex<Inner>,
+    ready: Condvar,
+}
+
+impl EmbeddingCache {
+    /// A cache holding at most `budget_bytes` of embeddings of `embedding_len` f32 values each. A budget that
+    /// cannot hold a single embedding is an error: propagation needs the current slice's embedding.
+    pub fn new(budget_bytes: usize, embedding_len: usize) -> Result<EmbeddingCache> {
+        let entry_bytes = embedding_len * std::mem::size_of::<f32>();
+        if budget_bytes < entry_bytes {
+            return Err(Error::BudgetTooSmall(format!(
+                "embedding cache budget of {budget_bytes} bytes cannot hold one embedding ({entry_bytes} bytes)"
+            )));
+        }
+        Ok(EmbeddingCache {
+            budget: budget_bytes,
+            entry_bytes,
+            inner: Mutex::new(Inner::default()),
+            ready: Condvar::new(),
+        })
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.budget / self.entry_bytes
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.inner.lock().stats
+    }
+
+    pub fn contains(&self, key: SliceKey) -> bool {
+        self.inner.lock().entries.contains_key(&key)
+    }
+
+    /// The embedding of `key`, computed by `encode` on this thread when no one has it. `encode` fills the
+    /// buffer it is given (a recycled evicted buffer when there is one).
+    pub fn get_or_encode(
+        &self,
+        key: SliceKey,
+        encode: impl FnOnce(&mut Vec<f32>) -> Result<()>,
+    ) -> Result<Arc<Vec<f32>>> {
+        let mut g = self.inner.lock();
+        loop {
+            g.clock += 1;
+            let now = g.clock;
+            if let Some(e) = g.entries.get_mut(&key) {
+                e.last_use = now;
+                let emb = e.embedding.clone();
+                g.stats.hits += 1;
+                return Ok(emb);
+            }
+            if !g.in_flight.contains(&key) {
+                break;
+            }
+            self.ready.wait(&mut g);
+        }
+        g.in_flight.push(key);
+        let mut buf = self.make_room(&mut g);
+        drop(g);
+        let result = encode(&mut buf);
+        let mut g = self.inner.lock();
+        g.in_flight.retain(|k| *k != key);
+        let out = match result {
+            Ok(()) => {
+                // Another key may have filled the room meanwhile.
+                let _ = self.make_room(&mut g);
+                let emb = Arc::new(buf);
+                g.clock += 1;
+                let now = g.clock;
+                g.entries.insert(key, Entry { embedding: emb.clone(), last_use: now });
+                g.stats.encoded += 1;
+                g.stats.entries = g.entries.len();
+                g.stats.bytes = g.entries.len() * self.entry_bytes;
+                Ok(emb)
+            }
+            Err(e) => Err(e),
+        };
+        drop(g);
+        self.ready.notify_all();
+        out
+    }
+
+    /// Evicts least-recently-used entries until one more fits; returns a buffer to encode into (an evicted
+    /// one when no one else still holds it, so steady-state propagation allocates nothing).
+    fn make_room(&self, g: &mut Inner) -> Vec<f32> {
+        let mut spare = None;
+        while (g.entries.len() + g.in_flight.len()) * self.entry_bytes > self.budget && !g.entries.is_empty() {
+            let oldest = *g.entries.iter().min_by_key(|(_, e)| e.last_use).map(|(k, _)| k).expect("not empty");
+            let e = g.entries.remove(&oldest).expect("present");
+            g.stats.evicted += 1;
+            if spare.is_none() {
+                spare = Arc::try_unwrap(e.embedding).ok();
+            }
+        }
+        g.stats.entries = g.entries.len();
+        g.stats.bytes = g.entries.len() * self.entry_bytes;
+        spare.unwrap_or_else(|| vec![0f32; self.entry_bytes / std::mem::size_of::<f32>()])
+    }
+
+    /// Drops every embedding (a new volume, or the host asked to free memory).
+    pub fn clear(&self) {
+        let mut g = self.inner.lock();
+        g.entries.clear();
+        g.stats.entries = 0;
+        g.stats.bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(v: f32) -> impl FnOnce(&mut Vec<f32>) -> Result<()> {
+        move |b| {
+            b.iter_mut().for_each(|x| *x = v);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_budget_below_one_embedding_is_refused() {
+        assert!(matches!(EmbeddingCache::new(15, 4), Err(Error::BudgetTooSmall(_))));
+        assert_eq!(EmbeddingCache::new(16, 4).unwrap().capacity(), 1);
+    }
+
+    #[test]
+    fn hits_do_not_encode_and_lru_evicts_the_oldest() {
+        let c = EmbeddingCache::new(2 * 16, 4).unwrap();
+        c.get_or_encode((2, 0), fill(0.0)).unwrap();
+        c.get_or_encode((2, 1), fill(1.0)).unwrap();
+        let again = c.get_or_encode((2, 0), |_| panic!("cached")).unwrap();
+        assert_eq!(again[0], 0.0);
+        c.get_or_encode((2, 2), fill(2.0)).unwrap(); // evicts slice 1, the least recently used
+        assert!(c.contains((2, 0)) && c.contains((2, 2)) && !c.contains((2, 1)));
+        let s = c.stats();
+        assert_eq!((s.encoded, s.hits, s.evicted, s.entries, s.bytes), (3, 1, 1, 2, 32));
+    }
+
+    #[test]
+    fn a_failed_encode_leaves_nothing_behind() {
+        let c = EmbeddingCache::new(64, 4).unwrap();
+        let r = c.get_or_encode((2, 5), |_| Err(Error::Inference("boom".into())));
+        assert!(r.is_err());
+        assert!(!c.contains((2, 5)));
+        c.get_or_encode((2, 5), fill(5.0)).unwrap();
+        assert_eq!(c.stats().encoded, 1);
+    }
+
+    #[test]
+    fn concurrent_requests_for_one_slice_encode_it_once() {
+        let c = EmbeddingCache::new(1 << 20, 4).unwrap();
+        let runs = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    c.get_or_encode((0, 7), |b| {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(30));
+                        b[0] = 7.0;
+                        Ok(())
+                    })
+                    .unwrap();
+                });
+            }
+        });
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(c.stats().hits, 3);
+    }
+}

@@ -1,0 +1,373 @@
+//! Slice-by-slice propagation ("walks") over a stack of slices, with decoder calls batched per slice.
+//!
+//! A walk belongs to one object and runs in one direction from a start slice; each step prompts the next
+//! slice with the box of the previous slice's mask (the reference's `get_bbox256`, grown by the model's box
+//! shift), plus any user points and boxes the object has on that slice. A sweep advances every walk of one
+//! direction slice by slice, so walks of different objects that stand on the same slice share one
+//! embedding and one batched decoder run. The up and down sweeps are independent and run on two workers.
+//!
+//! What a slice step needs from the previous one is only its mask, so a walk is a pure function of its
+//! seed, the embeddings and the prompts: that is what lets interactive refinement stop re-propagating as
+//! soon as a slice comes out unchanged.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::cache::EmbeddingCache;
+use super::frame::Frame;
+use crate::error::{Error, Result};
+use crate::model::sam2d::{Prompt2d, Sam2d};
+use crate::volume::U8Volume;
+
+/// The decoder's answer for one object on one slice, at the slice's own resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceOut {
+    /// 0/1: logit > 0 after bilinear upsampling (the reference's `sigmoid > 0.5`).
+    pub mask: Vec<u8>,
+    /// round(255 · sigmoid(logit)) per pixel.
+    pub prob: Vec<u8>,
+    /// The decoder's predicted IoU.
+    pub iou: f32,
+    pub area: usize,
+}
+
+impl SliceOut {
+    pub fn empty(n: usize) -> SliceOut {
+        SliceOut { mask: vec![0; n], prob: vec![0; n], iou: 0.0, area: 0 }
+    }
+}
+
+/// Ends a walk beyond its guaranteed range, where the object may have ended (degraded or partial boxes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopRule {
+    /// Stop when the predicted IoU falls below this.
+    pub min_iou: f32,
+    /// Stop when the area grows by more than this factor from one slice to the next (a leak).
+    pub max_growth: f32,
+    /// Stop when the area falls below this fraction of the largest area seen in the walk.
+    pub min_area_fraction: f32,
+    /// Stop when the mask's Dice with the previous slice's mask falls below this (it jumped to another
+    /// structure).
+    pub min_continuity: f32,
+}
+
+impl Default for StopRule {
+    fn default() -> Self {
+        StopRule { min_iou: 0.6, max_growth: 1.6, min_area_fraction: 0.02, min_continuity: 0.5 }
+    }
+}
+
+/// One walk: `first..=last` in its direction.
+#[derive(Debug, Clone)]
+pub struct Walk {
+    /// Index of the object (into the prompt tables).
+    pub object: usize,
+    /// The value the object's working mask holds when its box is taken (the reference's 1-based object
+    /// position: INTER_AREA rounding of the mask depends on it).
+    pub value: u8,
+    pub first: usize,
+    pub last: usize,
+    /// The mask of the slice before `first` (None: the first step needs a prompt of its own).
+    pub seed: Option<Arc<Vec<u8>>>,
+    /// Frame box used when the previous mask gives none. None: the walk ends there instead.
+    pub fallback: Option<[i64; 4]>,
+    /// Applies to slices beyond `guard` (in walk order, exclusive): within it the walk always continues.
+    pub stop: Option<(StopRule, usize)>,
+    /// Distance counted from this slice (the anchor), reported with each output.
+    pub anchor: usize,
+}
+
+/// Points in the model frame: (x, y, label 1 positive / 0 negative).
+pub type FramePoints = Vec<(f32, f32, f32)>;
+
+/// Prompts the user placed on single slices, in frame coordinates.
+#[derive(Debug, Clone, Default)]
+pub struct SlicePrompts {
+    /// (object, slice) → points.
+    pub points: HashMap<(usize, usize), FramePoints>,
+    /// (object, slice) → a box that replaces the propagated box there.
+    pub boxes: HashMap<(usize, usize), [i64; 4]>,
+}
+
+/// Counters for one or more sweeps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SweepStats {
+    pub decoded_slices: usize,
+    pub decoder_runs: usize,
+    pub decoder_batches: usize,
+    pub preprocess: Duration,
+    pub encode: Duration,
+    pub decode: Duration,
+    pub postprocess: Duration,
+}
+
+impl SweepStats {
+    pub fn add(&mut self, o: &SweepStats) {
+        self.decoded_slices += o.decoded_slices;
+        self.decoder_runs += o.decoder_runs;
+        self.decoder_batches += o.decoder_batches;
+        self.preprocess += o.preprocess;
+        self.encode += o.encode;
+        self.decode += o.decode;
+        self.postprocess += o.postprocess;
+    }
+}
+
+/// Everything a slice step reads: the model, the slice stack and its frame, the shared embedding cache.
+pub struct Stack<'a> {
+    pub model: &'a Sam2d,
+    pub volume: &'a U8Volume,
+    pub frame: Frame,
+    pub cache: &'a EmbeddingCache,
+    /// Cache key namespace (the propagation axis).
+    pub axis: u8,
+    pub cancel: &'a AtomicBool,
+    /// Slices decoded so far (for progress).
+    pub done: &'a AtomicUsize,
+}
+
+/// Scratch buffers of one worker.
+pub struct Scratch {
+    image: Vec<f32>,
+    resized: Vec<u8>,
+    valued: Vec<u8>,
+    pub stats: SweepStats,
+}
+
+impl Scratch {
+    pub fn new(model: &Sam2d) -> Scratch {
+        let s = model.input_size;
+        Scratch { image: vec![0f32; 3 * s * s], resized: Vec::new(), valued: Vec::new(), stats: SweepStats::default() }
+    }
+}
+
+impl Stack<'_> {
+    pub fn slice_len(&self) -> usize {
+        self.volume.slice_len()
+    }
+
+    /// The embedding of slice `z`, encoded by `worker` unless the cache (or another worker) has it.
+    pub fn embedding(&self, worker: usize, z: usize, sc: &mut Scratch) -> Result<Arc<Vec<f32>>> {
+        let (model, frame, volume) = (self.model, &self.frame, self.volume);
+        let (mut pre, mut enc) = (Duration::ZERO, Duration::ZERO);
+        let emb = self.cache.get_or_encode((self.axis, z), |buf| {
+            let t = Instant::now();
+            frame.encoder_input(volume.slice(z), &mut sc.resized, &mut sc.image);
+            pre = t.elapsed();
+            let t = Instant::now();
+            buf.resize(model.embedding_len(), 0.0);
+            let r = model.encode_on(worker, &sc.image, buf);
+            enc = t.elapsed();
+            r
+        })?;
+        sc.stats.preprocess += pre;
+        sc.stats.encode += enc;
+        Ok(emb)
+    }
+
+    /// The frame box of a 0/1 mask as the reference takes it from a mask holding `value`.
+    pub fn mask_box(&self, mask: &[u8], value: u8, sc: &mut Scratch) -> Option<[i64; 4]> {
+        sc.valued.clear();
+        sc.valued.extend(mask.iter().map(|&m| m * value));
+        self.frame.mask_box(&sc.valued, self.model.box_shift, &mut sc.resized)
+    }
+
+    /// Decodes `prompts` on slice `z` in one batched call per token layout and upsamples each answer.
+    pub fn decode(&self, worker: usize, z: usize, prompts: &[Prompt2d], sc: &mut Scratch) -> Result<Vec<SliceOut>> {
+        let emb = self.embedding(worker, z, sc)?;
+        let t = Instant::now();
+        let dec = self.model.decode_on(worker, &emb, prompts)?;
+        sc.stats.decode += t.elapsed();
+        sc.stats.decoder_runs += prompts.len();
+        sc.stats.decoder_batches += 1;
+        let t = Instant::now();
+        let n = self.slice_len();
+        let outs = dec
+            .iter()
+            .map(|d| {
+                let mut o = SliceOut { mask: vec![0; n], prob: vec![0; n], iou: d.iou, area: 0 };
+                let mut area = 0;
+                self.frame.upsample(&d.logits, |i, v| {
+                    let fg = v > 0.0;
+                    o.mask[i] = fg as u8;
+                    area += fg as usize;
+                    o.prob[i] = (255.0 / (1.0 + (-v).exp()) + 0.5) as u8;
+                });
+                o.area = area;
+                o
+            })
+            .collect();
+        sc.stats.postprocess += t.elapsed();
+        sc.stats.decoded_slices += 1;
+        self.done.fetch_add(1, Ordering::Relaxed);
+        Ok(outs)
+    }
+}
+
+/// One output of a walk.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub z: usize,
+    pub out: SliceOut,
+    /// Slices from the walk's anchor.
+    pub distance: usize,
+}
+
+/// The result of one walk, in walk order.
+pub type Steps = Vec<Step>;
+
+/// Per-walk progress inside a sweep.
+struct Live {
+    next: usize,
+    steps: Steps,
+    stopped: bool,
+    max_area: usize,
+}
+
+/// Runs `walks` (all going up when `up`, else down) together, slice by slice. A walk whose first step has
+/// no seed must have a user box on its first slice (`prompts.boxes`).
+/// `tick` runs before each slice on this thread; returning false cancels.
+pub fn sweep(
+    stack: &Stack<'_>,
+    worker: usize,
+    up: bool,
+    walks: &[Walk],
+    prompts: &SlicePrompts,
+    sc: &mut Scratch,
+    tick: &mut dyn FnMut() -> bool,
+) -> Result<Vec<Steps>> {
+    let mut live: Vec<Live> =
+        walks.iter().map(|w| Live { next: w.first, steps: Vec::new(), stopped: false, max_area: 0 }).collect();
+    let before = |a: usize, b: usize| if up { a < b } else { a > b };
+    let in_range = |w: &Walk, z: usize| !before(z, w.first) && !before(w.last, z);
+    // Each round handles the slice every pending walk is heading to first.
+    while let Some(z) = live
+        .iter()
+        .zip(walks)
+        .filter(|(l, w)| !l.stopped && in_range(w, l.next))
+        .map(|(l, _)| l.next)
+        .reduce(|a, b| if before(a, b) { a } else { b })
+    {
+        if stack.cancel.load(Ordering::Relaxed) || !tick() {
+            return Err(Error::Cancelled);
+        }
+        let mut members = Vec::new();
+        let mut batch = Vec::new();
+        for (k, (l, w)) in live.iter_mut().zip(walks).enumerate() {
+            if l.stopped || l.next != z || !in_range(w, z) {
+                continue;
+            }
+            let prev: Option<&[u8]> = match l.steps.last() {
+                Some(s) => Some(&s.out.mask),
+                None => w.seed.as_deref().map(|v| v.as_slice()),
+            };
+            let t = Instant::now();
+            let b = prompts
+                .boxes
+                .get(&(w.object, z))
+                .copied()
+                .or_else(|| prev.and_then(|p| stack.mask_box(p, w.value, sc)))
+                .or(w.fallback);
+            sc.stats.preprocess += t.elapsed();
+            let Some(b) = b else {
+                l.stopped = true;
+                continue;
+            };
+            let mut p = Prompt2d::from_box(b.map(|v| v as f32));
+            if let Some(pts) = prompts.points.get(&(w.object, z)) {
+                p.points = pts.clone();
+            }
+            members.push(k);
+            batch.push(p);
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let outs = stack.decode(worker, z, &batch, sc)?;
+        for (k, out) in members.into_iter().zip(outs) {
+            let (l, w) = (&mut live[k], &walks[k]);
+            let guarded = match w.stop {
+                Some((_, guard)) => !before(guard, z),
+                None => true,
+            };
+            if let (Some((rule, _)), false) = (w.stop, guarded) {
+                let prev = l.steps.last().map(|s| &s.out.mask).or(w.seed.as_deref());
+                let prev_area = prev.map(|p| p.iter().map(|&m| m as usize).sum::<usize>());
+                let grew = prev_area.is_some_and(|a| a > 0 && out.area as f32 > rule.max_growth * a as f32);
+                let shrank = (out.area as f32) < rule.min_area_fraction * l.max_area as f32;
+                let jumped =
+                    prev.is_some_and(|p| (super::morphology::dice_u8(p, &out.mask) as f32) < rule.min_continuity);
+                if out.area == 0 || out.iou < rule.min_iou || grew || shrank || jumped {
+                    l.stopped = true;
+                    continue;
+                }
+            }
+            l.max_area = l.max_area.max(out.area);
+            l.steps.push(Step { z, out, distance: z.abs_diff(w.anchor) });
+            l.next = if up { z + 1 } else { z.wrapping_sub(1) };
+        }
+    }
+    Ok(live.into_iter().map(|l| l.steps).collect())
+}
+
+/// Runs an up sweep and a down sweep, concurrently when the model has two workers. `progress` is polled
+/// on the calling thread (every 10 ms while workers run); returning false cancels.
+pub fn sweep_both(
+    stack: &Stack<'_>,
+    up: &[Walk],
+    down: &[Walk],
+    prompts: &SlicePrompts,
+    scratch: &mut [Scratch; 2],
+    progress: &mut dyn FnMut() -> bool,
+) -> Result<(Vec<Steps>, Vec<Steps>)> {
+    let [s0, s1] = scratch;
+    if stack.model.workers() >= 2 && !up.is_empty() && !down.is_empty() {
+        let failed = Mutex::new(None);
+        let r = std::thread::scope(|scope| {
+            let a = scope.spawn(|| {
+                let r = sweep(stack, 0, true, up, prompts, s0, &mut || true);
+                if r.is_err() {
+                    stack.cancel.store(true, Ordering::Relaxed);
+                }
+                r
+            });
+            let b = scope.spawn(|| {
+                let r = sweep(stack, 1, false, down, prompts, s1, &mut || true);
+                if r.is_err() {
+                    stack.cancel.store(true, Ordering::Relaxed);
+                }
+                r
+            });
+            while !(a.is_finished() && b.is_finished()) {
+                if failed.lock().is_none() && !progress() {
+                    *failed.lock() = Some(Error::Cancelled);
+                    stack.cancel.store(true, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<Steps>>>| match h.join() {
+                Ok(r) => r,
+                Err(p) => std::panic::resume_unwind(p),
+            };
+            let (ra, rb) = (join(a), join(b));
+            // A real error wins over the Cancelled that it caused in the other worker.
+            match (ra, rb) {
+                (Err(e), _) | (_, Err(e)) if !matches!(e, Error::Cancelled) => Err(e),
+                (Ok(a), Ok(b)) => Ok((a, b)),
+                _ => Err(Error::Cancelled),
+            }
+        });
+        if let Some(e) = failed.into_inner() {
+            return Err(e);
+        }
+        r
+    } else {
+        let a = sweep(stack, 0, true, up, prompts, s0, progress)?;
+        let b = sweep(stack, 0, false, down, prompts, s0, progress)?;
+        Ok((a, b))
+    }
+}
