@@ -23,14 +23,16 @@ build:
 	@# the SONAME is libvoxprompt.so.0: hosts linked against the build tree need that name too
 	ln -sf libvoxprompt.so target/release/libvoxprompt.so.0
 
-# Segment the liver (label 5) of TotalSegmentator case A in 3D from one box taken from its reference mask.
+# Segment four organs of TotalSegmentator case A at once in 3D (liver 5, spleen 1, kidneys 2 and 3), each from
+# one box taken from its reference mask, with the default policy; writes the label mask, the confidence map and
+# a PNG montage of both.
 demo: $(ORT_LIB) build
 	@mkdir -p $(OUT)
 	./target/release/voxprompt segment tests/fixtures/data/example_ct_sm.nii.gz \
-	    -o $(OUT)/liver_mask.nii.gz --png $(OUT)/liver.png \
-	    --reference tests/fixtures/data/example_seg.nii.gz --reference-label 5 --box-from-reference \
-	    --modality ct
-	@echo "wrote $(OUT)/liver_mask.nii.gz and $(OUT)/liver.png"
+	    -o $(OUT)/organs_mask.nii.gz --confidence $(OUT)/organs_confidence.nii.gz --png $(OUT)/organs.png \
+	    --reference tests/fixtures/data/example_seg.nii.gz --box-from-reference \
+	    --reference-label 5 --reference-label 1 --reference-label 2 --reference-label 3 --modality ct
+	@echo "wrote $(OUT)/organs_mask.nii.gz, $(OUT)/organs_confidence.nii.gz and $(OUT)/organs.png"
 
 # test-panic adds vxp_test_panic() to the debug library so the panic boundary is tested through the ABI.
 test: setup

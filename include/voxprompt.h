@@ -32,7 +32,7 @@
 /**
  * ABI minor version: bumped when functions or fields are added compatibly.
  */
-#define VXP_ABI_VERSION_MINOR 1
+#define VXP_ABI_VERSION_MINOR 2
 
 /**
  * The result of every `vxp_*` call that can fail. `VXP_RESULT_OK` is 0; anything else is an error whose

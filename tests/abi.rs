@@ -21,7 +21,10 @@ const BUFFER_TOO_SMALL: u32 = 104;
 const INVALID_VOLUME: u32 = 105;
 const INVALID_PROMPT: u32 = 106;
 const UNSUPPORTED: u32 = 108;
+const NOTHING_TO_UNDO: u32 = 109;
+const SHAPE_MISMATCH: u32 = 102;
 const MODEL_NOT_FOUND: u32 = 200;
+const BUDGET_TOO_SMALL: u32 = 403;
 const CANCELLED: u32 = 400;
 
 #[repr(C)]
@@ -39,6 +42,21 @@ struct VxpVolume {
     intensity: u32,
     window_level: f64,
     window_width: f64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+struct VxpRunStats {
+    struct_size: u32,
+    slices_encoded: u64,
+    slices_decoded: u64,
+    decoder_runs: u64,
+    objects_full: u32,
+    objects_refined: u32,
+    objects_unchanged: u32,
+    cache_entries: u64,
+    cache_bytes: u64,
+    seconds: f64,
 }
 
 type Opaque = c_void;
@@ -69,6 +87,33 @@ struct Api {
     clear_prompts: Symbol<'static, unsafe extern "C" fn(*mut Opaque) -> u32>,
     cancel: Symbol<'static, unsafe extern "C" fn(*const Opaque) -> u32>,
     run: Symbol<'static, unsafe extern "C" fn(*mut Opaque, ProgressFn, *mut c_void, *mut u8, usize, *const i64) -> u32>,
+    #[allow(clippy::type_complexity)]
+    run_confidence: Symbol<
+        'static,
+        unsafe extern "C" fn(
+            *mut Opaque,
+            ProgressFn,
+            *mut c_void,
+            *mut u8,
+            usize,
+            *const i64,
+            *mut f32,
+            usize,
+            *const i64,
+        ) -> u32,
+    >,
+    options_set_cache_budget: Symbol<'static, unsafe extern "C" fn(*mut Opaque, usize) -> u32>,
+    add_point_ras: Symbol<'static, unsafe extern "C" fn(*mut Opaque, u32, *const f64, bool) -> u32>,
+    remove_point_ijk: Symbol<'static, unsafe extern "C" fn(*mut Opaque, u32, *const i64) -> u32>,
+    set_seed_mask:
+        Symbol<'static, unsafe extern "C" fn(*mut Opaque, u32, *const u8, usize, *const usize, *const i64) -> u32>,
+    set_policy: Symbol<'static, unsafe extern "C" fn(*mut Opaque, u32) -> u32>,
+    set_axis: Symbol<'static, unsafe extern "C" fn(*mut Opaque, u32) -> u32>,
+    set_overlap: Symbol<'static, unsafe extern "C" fn(*mut Opaque, u32) -> u32>,
+    set_postprocess: Symbol<'static, unsafe extern "C" fn(*mut Opaque, bool, bool, u64) -> u32>,
+    undo: Symbol<'static, unsafe extern "C" fn(*mut Opaque) -> u32>,
+    redo: Symbol<'static, unsafe extern "C" fn(*mut Opaque) -> u32>,
+    last_stats: Symbol<'static, unsafe extern "C" fn(*const Opaque, *mut VxpRunStats) -> u32>,
 }
 
 fn api() -> &'static Api {
@@ -110,6 +155,18 @@ fn api() -> &'static Api {
             clear_prompts: sym!("vxp_session_clear_prompts"),
             cancel: sym!("vxp_session_cancel"),
             run: sym!("vxp_session_run"),
+            run_confidence: sym!("vxp_session_run_confidence"),
+            options_set_cache_budget: sym!("vxp_options_set_cache_budget"),
+            add_point_ras: sym!("vxp_session_add_point_ras"),
+            remove_point_ijk: sym!("vxp_session_remove_point_ijk"),
+            set_seed_mask: sym!("vxp_session_set_seed_mask"),
+            set_policy: sym!("vxp_session_set_policy"),
+            set_axis: sym!("vxp_session_set_axis"),
+            set_overlap: sym!("vxp_session_set_overlap"),
+            set_postprocess: sym!("vxp_session_set_postprocess"),
+            undo: sym!("vxp_session_undo"),
+            redo: sym!("vxp_session_redo"),
+            last_stats: sym!("vxp_session_last_stats"),
         }
     })
 }
@@ -302,7 +359,9 @@ fn segments_a_real_volume_through_the_abi() {
         }
         assert_eq!((a.add_box_ijk)(s, 0, [23i64, 27, 0, 44, 49, 22].as_ptr()), INVALID_PROMPT);
         assert_eq!((a.add_box_ijk)(s, 3, ptr::null()), NULL_ARGUMENT);
-        assert_eq!((a.add_point_ijk)(s, 3, [30i64, 30, 10].as_ptr(), true), UNSUPPORTED);
+        assert_eq!((a.add_point_ijk)(s, 3, [30i64, 30, 40].as_ptr(), true), INVALID_PROMPT, "point outside");
+        assert_eq!((a.add_point_ijk)(s, 3, [30i64, -1, 10].as_ptr(), true), INVALID_PROMPT);
+        assert_eq!((a.add_point_ijk)(s, 3, ptr::null(), true), NULL_ARGUMENT);
         assert_eq!((a.add_text)(s, 3, cstr("left kidney").as_ptr()), UNSUPPORTED);
         assert_eq!((a.add_box_ras)(s, 3, [1e6, 1e6, 1e6, 2e6, 2e6, 2e6].as_ptr()), INVALID_PROMPT);
         let mut mask = vec![0xABu8; n];
@@ -314,7 +373,7 @@ fn segments_a_real_volume_through_the_abi() {
 
         // kidney_left (3): the box of the reference label, as the parity fixtures use.
         assert_eq!((a.add_box_ijk)(s, 3, [23i64, 27, 0, 44, 49, 22].as_ptr()), OK);
-        assert_eq!((a.add_box_ijk)(s, 3, [23i64, 27, 0, 44, 49, 22].as_ptr()), INVALID_PROMPT, "label reused");
+        assert_eq!((a.add_box_ijk)(s, 3, [23i64, 27, 0, 44, 49, 22].as_ptr()), INVALID_PROMPT, "the same box again");
         assert_eq!((a.add_box_ijk)(s, 9, [1i64, 1, 1, 5, 5, 5].as_ptr()), OK);
         assert_eq!((a.remove_object)(s, 9), OK);
         assert_eq!((a.remove_object)(s, 9), INVALID_ARGUMENT);
@@ -329,6 +388,8 @@ fn segments_a_real_volume_through_the_abi() {
         assert_eq!((a.run)(s, Some(stop_progress), ptr::null_mut(), mask.as_mut_ptr(), n, strides.as_ptr()), CANCELLED);
         assert!(mask.iter().all(|&m| m == 0xAB), "nothing written on error");
 
+        // The reference policy: the Dice the PyTorch reference pipeline reaches.
+        assert_eq!((a.set_policy)(s, 1), OK);
         let calls = std::sync::atomic::AtomicUsize::new(0);
         let r =
             (a.run)(s, Some(count_progress), &calls as *const _ as *mut c_void, mask.as_mut_ptr(), n, strides.as_ptr());
@@ -354,6 +415,139 @@ fn segments_a_real_volume_through_the_abi() {
             }
         }
         assert_eq!((a.clear_prompts)(s), OK);
+        (a.session_free)(s);
+    }
+}
+
+#[test]
+fn points_seeds_policies_confidence_and_undo_through_the_abi() {
+    let a = api();
+    let v = read_volume(&data("tests/fixtures/data/example_ct_sm.nii.gz")).unwrap().volume;
+    let labels = read_volume(&data("tests/fixtures/data/example_seg.nii.gz")).unwrap().volume.to_f64().unwrap();
+    let d = descriptor(&v);
+    let dims = v.dims;
+    let n = dims.iter().product::<usize>();
+    let strides = [1i64, dims[0] as i64, (dims[0] * dims[1]) as i64];
+    let fstrides = [4i64, 4 * dims[0] as i64, 4 * (dims[0] * dims[1]) as i64];
+    unsafe {
+        // A budget that cannot hold one embedding: BUDGET_TOO_SMALL, out untouched.
+        let mut o = ptr::null_mut();
+        assert_eq!((a.options_new)(&mut o), OK);
+        assert_eq!((a.options_set_ort_library)(o, cstr(ort_lib().to_str().unwrap()).as_ptr()), OK);
+        assert_eq!((a.options_set_model_dir)(o, cstr(model_dir().to_str().unwrap()).as_ptr()), OK);
+        assert_eq!((a.options_set_cache_budget)(o, 1024), OK);
+        assert_eq!((a.options_set_cache_budget)(ptr::null_mut(), 1024), NULL_ARGUMENT);
+        let mut tiny = SENTINEL;
+        assert_eq!((a.engine_new)(o, &mut tiny), OK, "{}", last_error());
+        (a.options_free)(o);
+        let mut s = SENTINEL;
+        assert_eq!((a.session_new)(tiny, &d, &mut s), BUDGET_TOO_SMALL);
+        assert!(last_error().contains("cannot hold one embedding"), "{}", last_error());
+        assert_eq!(s, SENTINEL);
+        (a.engine_free)(tiny);
+
+        assert_eq!((a.session_new)(engine(), &d, &mut s), OK, "{}", last_error());
+        // Settings: unknown values are INVALID_ARGUMENT.
+        assert_eq!((a.set_policy)(s, 7), INVALID_ARGUMENT);
+        assert_eq!((a.set_axis)(s, 3), INVALID_ARGUMENT);
+        assert_eq!((a.set_overlap)(s, 9), INVALID_ARGUMENT);
+        assert_eq!((a.set_postprocess)(s, false, false, 0), OK);
+        assert_eq!((a.undo)(s), NOTHING_TO_UNDO, "nothing to undo yet");
+        assert_eq!((a.redo)(s), NOTHING_TO_UNDO);
+
+        // Seed masks: wrong dims and too-small buffers are refused; nothing is added.
+        let liver: Vec<u8> = labels.iter().map(|&l| (l == 5.0) as u8).collect();
+        let bad_dims = [dims[0], dims[1], dims[2] + 1];
+        assert_eq!((a.set_seed_mask)(s, 2, liver.as_ptr(), n, bad_dims.as_ptr(), strides.as_ptr()), SHAPE_MISMATCH);
+        assert_eq!((a.set_seed_mask)(s, 2, liver.as_ptr(), n - 1, dims.as_ptr(), strides.as_ptr()), BUFFER_TOO_SMALL);
+        assert_eq!((a.set_seed_mask)(s, 2, ptr::null(), n, dims.as_ptr(), strides.as_ptr()), NULL_ARGUMENT);
+        let empty = vec![0u8; n];
+        assert_eq!((a.set_seed_mask)(s, 2, empty.as_ptr(), n, dims.as_ptr(), strides.as_ptr()), INVALID_PROMPT);
+        assert_eq!((a.remove_point_ijk)(s, 2, [1i64, 1, 1].as_ptr()), INVALID_ARGUMENT, "no such object");
+
+        // Kidney from a box, default policy (reseed), with confidence.
+        assert_eq!((a.add_box_ijk)(s, 3, [23i64, 27, 0, 44, 49, 22].as_ptr()), OK);
+        let mut mask = vec![0xABu8; n];
+        let mut conf = vec![-1.0f32; n];
+        // A confidence layout that does not fit: BUFFER_TOO_SMALL and neither buffer is written.
+        let r = (a.run_confidence)(
+            s,
+            None,
+            ptr::null_mut(),
+            mask.as_mut_ptr(),
+            n,
+            strides.as_ptr(),
+            conf.as_mut_ptr(),
+            4 * n - 1,
+            fstrides.as_ptr(),
+        );
+        assert_eq!(r, BUFFER_TOO_SMALL);
+        let r = (a.run_confidence)(
+            s,
+            None,
+            ptr::null_mut(),
+            mask.as_mut_ptr(),
+            n,
+            strides.as_ptr(),
+            conf.as_mut_ptr(),
+            4 * n,
+            ptr::null(),
+        );
+        assert_eq!(r, NULL_ARGUMENT);
+        assert!(mask.iter().all(|&m| m == 0xAB) && conf.iter().all(|&c| c == -1.0), "nothing half-written");
+        let r = (a.run_confidence)(
+            s,
+            None,
+            ptr::null_mut(),
+            mask.as_mut_ptr(),
+            n,
+            strides.as_ptr(),
+            conf.as_mut_ptr(),
+            4 * n,
+            fstrides.as_ptr(),
+        );
+        assert_eq!(r, OK, "{}", last_error());
+        let kd = dice(mask.iter().map(|&m| m == 3), labels.iter().map(|&l| l == 3.0));
+        assert!(kd > 0.9, "kidney Dice {kd}");
+        assert!(conf.iter().all(|&c| (0.0..=1.0).contains(&c)), "confidence in [0, 1]");
+        let inside: Vec<f32> = (0..n).filter(|&i| mask[i] == 3).map(|i| conf[i]).collect();
+        assert!(inside.iter().sum::<f32>() / inside.len() as f32 > 0.5);
+        let mut st = VxpRunStats { struct_size: std::mem::size_of::<VxpRunStats>() as u32, ..Default::default() };
+        assert_eq!((a.last_stats)(s, &mut st), OK);
+        assert!(st.slices_encoded >= 23 && st.slices_decoded >= 23 && st.objects_full == 1, "{st:?}");
+        let mut short = VxpRunStats { struct_size: 2, ..Default::default() };
+        assert_eq!((a.last_stats)(s, &mut short), INVALID_ARGUMENT);
+        assert_eq!(short.slices_encoded, 0, "untouched on error");
+        let first = mask.clone();
+
+        // A negative point refines without encoding; undo restores the mask exactly.
+        let (i, j, k) = (30i64, 40i64, 11i64);
+        assert_eq!((a.add_point_ijk)(s, 3, [i, j, k].as_ptr(), false), OK);
+        assert_eq!((a.add_point_ijk)(s, 3, [i, j, k].as_ptr(), false), INVALID_PROMPT, "the same point again");
+        assert_eq!((a.run)(s, None, ptr::null_mut(), mask.as_mut_ptr(), n, strides.as_ptr()), OK);
+        assert_eq!((a.last_stats)(s, &mut st), OK);
+        assert_eq!((st.slices_encoded, st.objects_refined, st.objects_full), (0, 1, 0), "{st:?}");
+        assert!(st.slices_decoded >= 1 && st.slices_decoded < 23, "{st:?}");
+        let refined = mask.clone();
+        assert_eq!((a.undo)(s), OK);
+        assert_eq!((a.run)(s, None, ptr::null_mut(), mask.as_mut_ptr(), n, strides.as_ptr()), OK);
+        assert_eq!(mask, first, "undo restores the previous mask exactly");
+        assert_eq!((a.last_stats)(s, &mut st), OK);
+        assert_eq!((st.slices_encoded, st.slices_decoded), (0, 0));
+        assert_eq!((a.redo)(s), OK);
+        assert_eq!((a.run)(s, None, ptr::null_mut(), mask.as_mut_ptr(), n, strides.as_ptr()), OK);
+        assert_eq!(mask, refined);
+        assert_eq!((a.redo)(s), NOTHING_TO_UNDO);
+        assert_eq!((a.remove_point_ijk)(s, 3, [i, j, k].as_ptr()), OK);
+
+        // A RAS point outside the volume, and the liver from a seed mask as a second object.
+        assert_eq!((a.add_point_ras)(s, 4, [1e6, 1e6, 1e6].as_ptr(), true), INVALID_PROMPT);
+        assert_eq!((a.set_seed_mask)(s, 2, liver.as_ptr(), n, dims.as_ptr(), strides.as_ptr()), OK);
+        assert_eq!((a.run)(s, None, ptr::null_mut(), mask.as_mut_ptr(), n, strides.as_ptr()), OK);
+        let ld = dice(mask.iter().map(|&m| m == 2), labels.iter().map(|&l| l == 5.0));
+        assert!(ld > 0.9, "liver from its own mask as seed: Dice {ld}");
+        assert_eq!((a.last_stats)(s, &mut st), OK);
+        assert_eq!(st.objects_full, 1, "only the new object is computed: {st:?}");
         (a.session_free)(s);
     }
 }

@@ -75,6 +75,7 @@ fn several_objects_share_slice_embeddings() {
         ])
         .args(["--reference", data("tests/fixtures/data/example_seg.nii.gz").to_str().unwrap()])
         .args(["--reference-label", "5", "--reference-label", "3", "--box-from-reference", "--json", "--threads", "2"])
+        .args(["--policy", "reference"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -197,6 +198,7 @@ fn one_thread_walks_sequentially_with_the_same_mask() {
                 out.to_str().unwrap(),
             ])
             .args(["--box-ijk", "23,27,0,44,49,22", "--modality", "ct", "--json", "--threads", threads])
+            .args(["--policy", "reference"])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -207,4 +209,75 @@ fn one_thread_walks_sequentially_with_the_same_mask() {
     // 4010 voxels: the reference pipeline's kidney_left mask (tests/fixtures/parity).
     assert_eq!(one.iter().filter(|&&v| v == 1).count(), 4010);
     assert_eq!(one, two, "one worker and two workers give the identical mask");
+}
+
+#[test]
+fn default_policy_writes_confidence_and_takes_points_and_seed_masks() {
+    let input = data("tests/fixtures/data/example_ct_sm.nii.gz");
+    let reference = data("tests/fixtures/data/example_seg.nii.gz");
+    let (out, conf, png) = (tmp("reseed.nii.gz"), tmp("reseed-conf.nii.gz"), tmp("reseed.png"));
+    let o = cli()
+        .args(["segment", input.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .args(["--confidence", conf.to_str().unwrap(), "--png", png.to_str().unwrap()])
+        .args(["--reference", reference.to_str().unwrap(), "--box-from-reference", "--reference-label", "5"])
+        .args(["--reference-label", "3", "--point-ijk", "33,38,11,+,2", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["policy"], "reseed");
+    assert_eq!(r["axis"], "k");
+    for obj in r["objects"].as_array().unwrap() {
+        assert!(obj["dice"].as_f64().unwrap() > 0.9, "{obj}");
+        let c = obj["confidence"].as_f64().unwrap();
+        assert!(c > 0.5 && c <= 1.0, "object confidence {c}");
+        let slices = obj["per_slice"].as_array().unwrap();
+        assert_eq!(slices.len() as u64, obj["slices"].as_u64().unwrap());
+        assert!(slices.iter().all(|s| s["confidence"].as_f64().is_some() && s["iou_pred"].as_f64().is_some()));
+    }
+    let m = read_volume(&out).unwrap().volume;
+    let c = read_volume(&conf).unwrap().volume;
+    assert_eq!((c.dims, c.dtype), (m.dims, voxprompt::volume::DType::F32));
+    assert_eq!(c.geometry, m.geometry);
+    let values: Vec<f32> = c.data.chunks(4).map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]])).collect();
+    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+    assert!(values.iter().any(|&v| v < 0.5), "some voxels are uncertain");
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+
+    // A seed mask (here the lesion's own label map) becomes one object per label value.
+    let seeded = tmp("seeded.nii.gz");
+    let lesion = data("tests/fixtures/data/breast1_label.nrrd");
+    let o = cli()
+        .args(["segment", data("tests/fixtures/data/breast1_image.nrrd").to_str().unwrap()])
+        .args(["-o", seeded.to_str().unwrap(), "--json", "--modality", "mr"])
+        .args(["--seed-mask", lesion.to_str().unwrap(), "--reference", lesion.to_str().unwrap()])
+        .args(["--reference-label", "1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["objects"].as_array().unwrap().len(), 1);
+    let d = r["objects"][0]["dice"].as_f64().unwrap();
+    assert!(d > 0.8, "a seed is kept where it is certain: Dice {d}");
+
+    // Bad policy, axis, point and seed: exit 2, one line, no output.
+    let never = tmp("never-reseed.nii.gz");
+    let breast = data("tests/fixtures/data/breast1_image.nrrd");
+    for (args, needle) in [
+        (vec!["--box-ijk", "10,10,5,50,50,20", "--policy", "best"], "--policy"),
+        (vec!["--box-ijk", "10,10,5,50,50,20", "--axis", "x"], "--axis"),
+        (vec!["--point-ijk", "10,10,99"], "outside the volume"),
+        (vec!["--point-ijk", "10,10,5,?"], "sign"),
+        (vec!["--seed-mask", breast.to_str().unwrap()], "seed mask dims"),
+    ] {
+        let o = cli()
+            .args(["segment", input.to_str().unwrap(), "-o", never.to_str().unwrap()])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle) && err.trim().lines().count() == 1, "{args:?}: {err}");
+        assert!(!never.exists());
+    }
 }

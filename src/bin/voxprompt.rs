@@ -269,16 +269,6 @@ fn segment(args: SegmentArgs) -> Result<()> {
             })?);
         }
     }
-    if boxes.is_empty() {
-        return Err(Error::InvalidPrompt("no prompt: give --box-ijk, --box-ras or --box-from-reference".into()));
-    }
-    if !args.reference_label.is_empty() && args.reference_label.len() != boxes.len() {
-        return Err(Error::InvalidArgument(format!(
-            "{} --reference-label values for {} objects",
-            args.reference_label.len(),
-            boxes.len()
-        )));
-    }
     let mut points: Vec<(u8, PointIjk)> = Vec::new();
     for p in &args.point_ijk {
         points.push(parse_point(p, dims)?);
