@@ -85,22 +85,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tight_box(labels: &[f64], dims: [usize; 3], value: f64) -> (BoxIjk, usize) {
-    let mut b = BoxIjk { min: [usize::MAX; 3], max: [0; 3] };
-    let mut n = 0;
-    for (i, &v) in labels.iter().enumerate() {
-        if v == value {
-            let ijk = [i % dims[0], (i / dims[0]) % dims[1], i / (dims[0] * dims[1])];
-            for a in 0..3 {
-                b.min[a] = b.min[a].min(ijk[a]);
-                b.max[a] = b.max[a].max(ijk[a]);
-            }
-            n += 1;
-        }
-    }
-    (b, n)
-}
-
 fn variant(b: BoxIjk, dims: [usize; 3], v: &str) -> BoxIjk {
     match v {
         "grown20" => {
@@ -202,7 +186,7 @@ fn main() {
                 .unwrap();
         let t = Instant::now();
         for &value in &values {
-            let (tb, n) = tight_box(&labels, dims, value);
+            let (tb, n) = BoxIjk::of_label(&labels, dims, value).expect("a value that occurs");
             if n < min_voxels || only_labels.as_ref().is_some_and(|l| !l.contains(&value)) {
                 continue;
             }
@@ -218,20 +202,6 @@ fn main() {
                     session.run(None).unwrap();
                     let (mask, conf) = session.compose(pi == 1);
                     d[vi][pi] = dice(&mask.data, 1, &labels, value);
-                    if std::env::var_os("VXP_DEBUG").is_some() {
-                        let ns = dims[0] * dims[1];
-                        let areas: Vec<usize> = (0..dims[2])
-                            .map(|z| mask.data[z * ns..(z + 1) * ns].iter().filter(|&&m| m == 1).count())
-                            .collect();
-                        let refa: Vec<usize> = (0..dims[2])
-                            .map(|z| labels[z * ns..(z + 1) * ns].iter().filter(|&&m| m == value).count())
-                            .collect();
-                        eprintln!(
-                            "{v} {}: dice {:.4} areas {areas:?}\n  reference areas {refa:?}",
-                            p.name(),
-                            d[vi][pi]
-                        );
-                    }
                     if let Some(conf) = conf {
                         // Error rate per confidence decile over the slices the object visited.
                         let n_slice = dims[0] * dims[1];

@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::model::sam2d::Sam2d;
 use crate::pipeline::cache::{CacheStats, EmbeddingCache};
 use crate::pipeline::frame::Frame;
 use crate::pipeline::morphology::{bbox_2d, dice_u8};
-use crate::pipeline::policy::{self, ConfidenceFusion, Fusion, Policy, ReseedOptions, SliceContext};
+use crate::pipeline::policy::{self, Fusion, Policy, ReseedOptions, SliceContext};
 use crate::pipeline::postprocess::PostprocessOptions;
 use crate::pipeline::propagate::{self, Object, Stats};
 use crate::pipeline::sweep::{sweep_both, Scratch, SliceOut, SlicePrompts, Stack, Step, StopRule, Walk};
@@ -855,8 +856,6 @@ fn reference_with_prompts(
                 local.boxes.insert((n, *z), *b);
             }
         }
-        // The range of all of an object's boxes.
-        let _ = &sp[k];
     }
     let mut ranged: Vec<Object> = objects.to_vec();
     for (n, &k) in index.iter().enumerate() {
@@ -986,24 +985,9 @@ fn reseed(
                 }
             }
         }
-        if std::env::var_os("VXP_DEBUG").is_some() {
-            let areas: Vec<usize> = c.iter().map(|s| s.as_ref().map_or(0, |s| s.area)).collect();
-            eprintln!("object {k}: keys {keys:?} range {r0}..={r1} areas {areas:?}");
-        }
         keys_of.push(keys);
     }
     let (up_steps, down_steps) = sweep_both(stack, &up, &down, prompts, scratch, tick)?;
-    if std::env::var_os("VXP_DEBUG").is_some() {
-        for (w, st) in up.iter().zip(&up_steps).chain(down.iter().zip(&down_steps)) {
-            eprintln!(
-                "walk obj {} {}..{}: {:?}",
-                w.object,
-                w.first,
-                w.last,
-                st.iter().map(|s| (s.z, s.out.area, (s.out.iou * 100.0) as i32)).collect::<Vec<_>>()
-            );
-        }
-    }
     let mut refined: Vec<Vec<Vec<Step>>> = vec![vec![Vec::new(); d]; coarse.len()];
     for (walk, steps) in up.iter().zip(up_steps).chain(down.iter().zip(down_steps)) {
         for s in steps {
@@ -1028,7 +1012,6 @@ fn reseed(
         }
         out.push(slices);
     }
-    let _ = ConfidenceFusion::default;
     Ok(out)
 }
 
@@ -1120,7 +1103,7 @@ fn refine_object(
     scratch: &mut [Scratch; 2],
     tick: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<Option<Arc<SliceOut>>>> {
-    let [w, h, d] = stack.volume.dims;
+    let d = stack.volume.dims[2];
     let axis = stack.axis;
     let to_stack = |p: &PointIjk| {
         let s = Session::stack_point(axis, p.ijk);
@@ -1175,7 +1158,7 @@ fn refine_object(
         }
         let mut p = crate::model::sam2d::Prompt2d { points: pts, ..Default::default() };
         p.bbox = b.map(|b| b.map(|v| v as f32));
-        let out = stack.decode(0, z, std::slice::from_ref(&p), &mut scratch[0])?.remove(0);
+        let out = stack.decode(Sam2d::WIDE, z, std::slice::from_ref(&p), &mut scratch[0])?.remove(0);
         let seed = Arc::new(out.mask.clone());
         slices[z] = Some(Arc::new(out));
         // Outward, one slice at a time, while the mask keeps changing. Propagation ran away from the
@@ -1208,8 +1191,15 @@ fn refine_object(
                     stop: None,
                     anchor: z,
                 };
-                let steps =
-                    crate::pipeline::sweep::sweep(stack, 0, up, &[walk], &prompts, &mut scratch[0], &mut || true)?;
+                let steps = crate::pipeline::sweep::sweep(
+                    stack,
+                    Sam2d::WIDE,
+                    up,
+                    &[walk],
+                    &prompts,
+                    &mut scratch[0],
+                    &mut || true,
+                )?;
                 let Some(st) = steps.into_iter().next().and_then(|s| s.into_iter().next()) else { break };
                 let same = dice_u8(&st.out.mask, &old_s.mask) >= opts.refine_tolerance;
                 prev = Arc::new(st.out.mask.clone());
@@ -1220,6 +1210,5 @@ fn refine_object(
             }
         }
     }
-    let _ = (w, h);
     Ok(slices)
 }

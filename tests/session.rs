@@ -47,18 +47,7 @@ fn session(opts: SessionOptions) -> Session {
 }
 
 fn label_box(value: f64) -> BoxIjk {
-    let d = TSA.image.dims;
-    let mut b = BoxIjk { min: [usize::MAX; 3], max: [0; 3] };
-    for (n, &v) in TSA.labels.iter().enumerate() {
-        if v == value {
-            let ijk = [n % d[0], (n / d[0]) % d[1], n / (d[0] * d[1])];
-            for a in 0..3 {
-                b.min[a] = b.min[a].min(ijk[a]);
-                b.max[a] = b.max[a].max(ijk[a]);
-            }
-        }
-    }
-    b
+    BoxIjk::of_label(&TSA.labels, TSA.image.dims, value).expect("label present").0
 }
 
 fn dice_of(mask: &U8Volume, label: u8, value: f64) -> f64 {

@@ -158,22 +158,6 @@ fn ras_box(s: &str, g: &Geometry, dims: [usize; 3]) -> Result<BoxIjk> {
     g.ras_box_to_ijk([v[0], v[1], v[2]], [v[3], v[4], v[5]], dims)
 }
 
-fn label_box(labels: &[f64], dims: [usize; 3], value: u32) -> Option<BoxIjk> {
-    let mut b = BoxIjk { min: [usize::MAX; 3], max: [0; 3] };
-    let mut any = false;
-    for (n, &v) in labels.iter().enumerate() {
-        if v == value as f64 {
-            let ijk = [n % dims[0], (n / dims[0]) % dims[1], n / (dims[0] * dims[1])];
-            for a in 0..3 {
-                b.min[a] = b.min[a].min(ijk[a]);
-                b.max[a] = b.max[a].max(ijk[a]);
-            }
-            any = true;
-        }
-    }
-    any.then_some(b)
-}
-
 fn default_model_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("VXP_MODEL_DIR") {
         return PathBuf::from(p);
@@ -261,7 +245,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("--box-from-reference needs --reference".into()))?;
         for &l in &args.reference_label {
-            boxes.push(label_box(labels, dims, l).ok_or_else(|| {
+            boxes.push(BoxIjk::of_label(labels, dims, l as f64).map(|(b, _)| b).ok_or_else(|| {
                 Error::InvalidPrompt(format!(
                     "label {l} does not occur in {}",
                     args.reference.as_ref().unwrap().display()

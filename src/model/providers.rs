@@ -56,7 +56,7 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    fn total_threads(&self) -> usize {
+    pub fn total_threads(&self) -> usize {
         if self.threads > 0 {
             self.threads
         } else {
@@ -115,6 +115,17 @@ fn try_register(
 
 /// Builds one session from verified model bytes.
 pub fn build_session(rt: &Runtime, bytes: &[u8], cfg: &SessionConfig, what: &str) -> Result<BuiltSession> {
+    build_session_with_threads(rt, bytes, cfg, what, cfg.session_threads())
+}
+
+/// `build_session` with an explicit intra-op thread count.
+pub fn build_session_with_threads(
+    rt: &Runtime,
+    bytes: &[u8],
+    cfg: &SessionConfig,
+    what: &str,
+    threads: usize,
+) -> Result<BuiltSession> {
     let ort_err = |e: ort::Error<SessionBuilder>| Error::Inference(format!("{what}: {e}"));
     let mut builder = Session::builder(&rt.env)?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -122,7 +133,7 @@ pub fn build_session(rt: &Runtime, bytes: &[u8], cfg: &SessionConfig, what: &str
         // Encoder and decoder sessions alternate; spinning threads of one starve the other (METHODS §0.8).
         .with_intra_op_spinning(false)
         .map_err(ort_err)?;
-    builder = builder.with_intra_threads(cfg.session_threads()).map_err(ort_err)?;
+    builder = builder.with_intra_threads(threads).map_err(ort_err)?;
     let mut reasons = Vec::new();
     let mut chosen = None;
     for &p in &cfg.providers {

@@ -13,7 +13,7 @@ use ort::value::TensorRef;
 use parking_lot::Mutex;
 
 use super::manifest::{Package, TensorSpec};
-use super::providers::{build_session, Provider, SessionConfig};
+use super::providers::{build_session, build_session_with_threads, Provider, SessionConfig};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 
@@ -65,6 +65,9 @@ pub struct Sam2d {
     /// One encoder and one decoder session per worker, so independent slices can run concurrently.
     encoders: Vec<Mutex<Session>>,
     decoders: Vec<Mutex<Session>>,
+    /// A decoder with every thread, for work that runs alone (interactive refinement), when the workers'
+    /// decoders have fewer.
+    decoder_wide: Option<Mutex<Session>>,
     /// Model input side (256 for LiteMedSAM).
     pub input_size: usize,
     pub embedding_size: usize,
@@ -114,6 +117,12 @@ impl Sam2d {
             encoders.push(Mutex::new(build_session(rt, &enc_bytes, cfg, "encoder")?.session));
             decoders.push(Mutex::new(build_session(rt, &dec_bytes, cfg, "decoder")?.session));
         }
+        let decoder_wide = if cfg.worker_count() > 1 {
+            let s = build_session_with_threads(rt, &dec_bytes, cfg, "decoder", cfg.total_threads())?;
+            Some(Mutex::new(s.session))
+        } else {
+            None
+        };
         let enc = build_session(rt, &enc_bytes, cfg, "encoder")?;
         let dec = build_session(rt, &dec_bytes, cfg, "decoder")?;
         check_io(&enc.session, &enc_spec.inputs, &enc_spec.outputs, &ENCODER_IN, &ENCODER_OUT, "encoder")?;
@@ -133,6 +142,7 @@ impl Sam2d {
         Ok(Sam2d {
             encoders: std::iter::once(Mutex::new(enc.session)).chain(encoders).collect(),
             decoders: std::iter::once(Mutex::new(dec.session)).chain(decoders).collect(),
+            decoder_wide,
             input_size: m.preprocess.input_size,
             embedding_size: m.preprocess.embedding_size,
             embedding_dim,
@@ -184,7 +194,11 @@ impl Sam2d {
         self.decode_on(0, embedding, prompts)
     }
 
-    /// `decode` on the sessions of `worker` (modulo the worker count).
+    /// The worker index whose decoder uses every thread (for a caller that runs alone).
+    pub const WIDE: usize = usize::MAX;
+
+    /// `decode` on the sessions of `worker` (modulo the worker count; `Sam2d::WIDE` for the all-threads
+    /// decoder when there is one).
     pub fn decode_on(&self, worker: usize, embedding: &[f32], prompts: &[Prompt2d]) -> Result<Vec<Decoded>> {
         let (e, c, s) = (self.embedding_size, self.embedding_dim, self.input_size);
         if embedding.len() != self.embedding_len() {
@@ -226,7 +240,10 @@ impl Sam2d {
                     has_mask[slot] = 1.0;
                 }
             }
-            let mut dec = self.decoders[worker % self.decoders.len()].lock();
+            let mut dec = match (&self.decoder_wide, worker) {
+                (Some(wide), Sam2d::WIDE) => wide.lock(),
+                _ => self.decoders[worker % self.decoders.len()].lock(),
+            };
             let outputs = dec.run(ort::inputs![
                 DECODER_IN[0] => emb.view(),
                 DECODER_IN[1] => TensorRef::from_array_view(([b, n, 2], coords.as_slice()))?,

@@ -11,7 +11,7 @@
 //!    confidence map;
 //! 4. post-process (largest 3D component by default).
 
-use super::morphology::{components_2d, count_components_2d, dice_u8, Connectivity};
+use super::morphology::{count_components_2d, dice_u8, Connectivity};
 use super::postprocess::PostprocessOptions;
 use super::sweep::{SliceOut, Step, StopRule};
 
@@ -82,7 +82,9 @@ impl Default for ReseedOptions {
             edge: 2,
             min_relative_area: 0.25,
             extend: true,
-            stop: StopRule::default(),
+            // Past the prompt's range only while the decoder is sure (0.6 leaked into neighbours; measured in
+            // BENCHMARKS.md "Policies").
+            stop: StopRule { min_iou: 0.9, ..StopRule::default() },
             stop_inside: false,
             max_extension: 1.0,
             extend_min_area: 0.35,
@@ -367,9 +369,4 @@ pub fn main_overlap(slices: &[Option<SliceOut>], w: usize, h: usize) -> Vec<usiz
     };
     let best = best as u32 + 1;
     (0..d).map(|z| comps.labels[z * w * h..(z + 1) * w * h].iter().filter(|&&l| l == best).count()).collect()
-}
-
-/// The 2D components of one slice (re-exported for scorers written elsewhere).
-pub fn slice_components(s: &SliceOut, w: usize, h: usize) -> usize {
-    components_2d(&s.mask, w, h, Connectivity::Full).sizes.len()
 }

@@ -131,6 +131,22 @@ pub struct BoxIjk {
 }
 
 impl BoxIjk {
+    /// The tight box of the voxels of a label map (i fastest) equal to `value`, and how many there are;
+    /// None when there are none.
+    pub fn of_label(labels: &[f64], dims: [usize; 3], value: f64) -> Option<(BoxIjk, usize)> {
+        let mut b = BoxIjk { min: [usize::MAX; 3], max: [0; 3] };
+        let mut n = 0;
+        for (idx, _) in labels.iter().enumerate().filter(|(_, &v)| v == value) {
+            let ijk = [idx % dims[0], (idx / dims[0]) % dims[1], idx / (dims[0] * dims[1])];
+            for (a, &c) in ijk.iter().enumerate() {
+                b.min[a] = b.min[a].min(c);
+                b.max[a] = b.max[a].max(c);
+            }
+            n += 1;
+        }
+        (n > 0).then_some((b, n))
+    }
+
     /// Checks the box against the volume's dims.
     pub fn validate(&self, dims: [usize; 3]) -> Result<()> {
         for a in 0..3 {
