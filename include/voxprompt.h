@@ -156,6 +156,90 @@ typedef uint32_t vxp_stage;
 #endif // __cplusplus
 
 /**
+ * Propagation policies for `vxp_session_set_policy`.
+ */
+enum vxp_policy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The CVPR24 LiteMedSAM middle-out pipeline, voxel for voxel (later objects overwrite earlier ones).
+   */
+  VXP_POLICY_REFERENCE = 1,
+  /**
+   * Reliable-slice re-seeding and confidence fusion (the default; objects never overwrite each other).
+   */
+  VXP_POLICY_RESEED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vxp_policy vxp_policy;
+#else
+typedef uint32_t vxp_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Where objects overlap, for `vxp_session_set_overlap`.
+ */
+enum vxp_overlap
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The policy's default: OVERWRITE for the reference policy, KEEP otherwise.
+   */
+  VXP_OVERLAP_DEFAULT = 0,
+  /**
+   * Later objects overwrite earlier ones.
+   */
+  VXP_OVERLAP_OVERWRITE = 1,
+  /**
+   * A voxel keeps the first object that claimed it.
+   */
+  VXP_OVERLAP_KEEP = 2,
+  /**
+   * The object with the higher probability wins.
+   */
+  VXP_OVERLAP_CONFIDENCE = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vxp_overlap vxp_overlap;
+#else
+typedef uint32_t vxp_overlap;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Log levels for `vxp_set_log_callback`.
+ */
+enum vxp_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Nothing is logged.
+   */
+  VXP_LOG_LEVEL_OFF = 0,
+  VXP_LOG_LEVEL_ERROR = 1,
+  VXP_LOG_LEVEL_WARN = 2,
+  VXP_LOG_LEVEL_INFO = 3,
+  VXP_LOG_LEVEL_DEBUG = 4,
+  VXP_LOG_LEVEL_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vxp_log_level vxp_log_level;
+#else
+typedef uint32_t vxp_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A loaded engine. Create with `vxp_engine_new`, release with `vxp_engine_free`. Every function taking a
  * `const vxp_engine *` is safe to call from several threads at once; sessions keep the engine alive.
  */
@@ -172,6 +256,12 @@ typedef struct vxp_options vxp_options;
  * last result and the undo history. Create with `vxp_session_new`, release with `vxp_session_free`.
  */
 typedef struct vxp_session vxp_session;
+
+/**
+ * Log callback: `level` is a `vxp_log_level`, `message` a NUL-terminated UTF-8 string valid only during
+ * the call. May be called from any thread the library uses, concurrently.
+ */
+typedef void (*vxp_log_fn)(void *user_data, uint32_t level, const char *message);
 
 /**
  * A host volume. Set `struct_size = sizeof(vxp_volume)` so later versions can add fields.
@@ -270,6 +360,23 @@ typedef struct vxp_run_stats {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Routes the library's log messages at `level` and more severe to `callback` (process-wide: it replaces an
+ * earlier callback; NULL or `VXP_LOG_LEVEL_OFF` stops logging). Messages include ONNX Runtime's own, the
+ * execution providers that were not used and why, and warnings about input files. `user_data` is passed
+ * back unchanged. If the host process already installed another Rust logger, the callback cannot be set
+ * and `VXP_RESULT_UNSUPPORTED` is returned.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_INVALID_ARGUMENT` (level > 5) or `VXP_RESULT_UNSUPPORTED`. Safe to
+ * call from any thread.
+ *
+ * # Safety
+ * `callback`, when not NULL, must stay callable with `user_data` from any thread until it is replaced.
+ */
+vxp_result vxp_set_log_callback(uint32_t level,
+                                vxp_log_fn callback,
+                                void *user_data);
 
 /**
  * Builds an engine from `options`: loads ONNX Runtime (first engine of the process only; a later engine

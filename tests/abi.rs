@@ -629,3 +629,42 @@ fn a_panic_inside_the_library_comes_back_as_a_result() {
     let (mut major, mut minor) = (0u32, 0u32);
     assert_eq!(unsafe { (a.abi_version)(&mut major, &mut minor) }, OK);
 }
+
+static LOGGED: parking_lot::Mutex<Vec<(u32, String)>> = parking_lot::Mutex::new(Vec::new());
+
+unsafe extern "C" fn on_log(user: *mut c_void, level: u32, msg: *const c_char) {
+    assert_eq!(user as usize, 0x1234, "user_data comes back unchanged");
+    // SAFETY: a NUL-terminated string valid during the call.
+    let text = unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned();
+    LOGGED.lock().push((level, text));
+}
+
+#[test]
+fn log_messages_reach_the_host_callback() {
+    let a = api();
+    // SAFETY: the signature mirrors include/voxprompt.h.
+    type SetLog =
+        unsafe extern "C" fn(u32, Option<unsafe extern "C" fn(*mut c_void, u32, *const c_char)>, *mut c_void) -> u32;
+    let set_log: Symbol<'static, SetLog> = unsafe { a._lib.get(b"vxp_set_log_callback\0") }.unwrap();
+    unsafe {
+        assert_eq!(set_log(6, Some(on_log), 0x1234 as *mut c_void), INVALID_ARGUMENT);
+        assert_eq!(set_log(2, Some(on_log), 0x1234 as *mut c_void), OK);
+        // An engine asked for CUDA first on a machine without it: the fallback is logged as a warning.
+        let mut o = ptr::null_mut();
+        assert_eq!((a.options_new)(&mut o), OK);
+        assert_eq!((a.options_set_ort_library)(o, cstr(ort_lib().to_str().unwrap()).as_ptr()), OK);
+        assert_eq!((a.options_set_model_dir)(o, cstr(model_dir().to_str().unwrap()).as_ptr()), OK);
+        assert_eq!((a.options_set_providers)(o, cstr("cuda,cpu").as_ptr()), OK);
+        let mut e = ptr::null_mut();
+        assert_eq!((a.engine_new)(o, &mut e), OK, "{}", last_error());
+        (a.options_free)(o);
+        (a.engine_free)(e);
+        assert_eq!(set_log(0, None, ptr::null_mut()), OK);
+    }
+    let logged = LOGGED.lock();
+    assert!(
+        logged.iter().any(|(l, m)| *l == 2 && m.contains("cuda") && m.contains("not used")),
+        "warnings seen: {logged:?}"
+    );
+    assert!(logged.iter().all(|(l, _)| (1..=2).contains(l)), "nothing below the requested level: {logged:?}");
+}
