@@ -4,6 +4,7 @@
 //!    (run here as one fresh session per object), as a wall-clock ratio, with the voxel agreement;
 //! 3. peak RSS while segmenting a 512×512×300 int16 CT volume (pyradiomics lung2 stacked five times in z and
 //!    cut to 300 slices) with the default 1 GiB embedding budget (goal < 1.5 GB).
+#![allow(clippy::needless_range_loop)] // loops over the three axes read best indexed
 
 use std::path::PathBuf;
 use std::sync::Arc;
