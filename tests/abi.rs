@@ -668,3 +668,28 @@ fn log_messages_reach_the_host_callback() {
     );
     assert!(logged.iter().all(|(l, _)| (1..=2).contains(l)), "nothing below the requested level: {logged:?}");
 }
+
+#[test]
+fn a_box_on_one_slice_under_the_reference_policy_segments_that_slice_alone() {
+    let a = api();
+    let v = read_volume(&data("tests/fixtures/data/example_ct_sm.nii.gz")).unwrap().volume;
+    let d = descriptor(&v);
+    let n = v.dims.iter().product::<usize>();
+    let strides = [1i64, v.dims[0] as i64, (v.dims[0] * v.dims[1]) as i64];
+    unsafe {
+        let mut s = ptr::null_mut();
+        assert_eq!((a.session_new)(engine(), &d, &mut s), OK);
+        assert_eq!((a.set_policy)(s, 1), OK);
+        assert_eq!((a.add_box_ijk)(s, 3, [23i64, 27, 11, 44, 49, 11].as_ptr()), OK);
+        let mut mask = vec![0u8; n];
+        assert_eq!((a.run)(s, None, ptr::null_mut(), mask.as_mut_ptr(), n, strides.as_ptr()), OK);
+        let per_slice = v.dims[0] * v.dims[1];
+        let on: Vec<usize> =
+            (0..v.dims[2]).filter(|&k| mask[k * per_slice..(k + 1) * per_slice].contains(&3)).collect();
+        assert_eq!(on, vec![11], "only the prompted slice");
+        let mut st = VxpRunStats { struct_size: std::mem::size_of::<VxpRunStats>() as u32, ..Default::default() };
+        assert_eq!((a.last_stats)(s, &mut st), OK);
+        assert_eq!((st.slices_encoded, st.slices_decoded, st.decoder_runs), (1, 1, 1));
+        (a.session_free)(s);
+    }
+}

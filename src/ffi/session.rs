@@ -191,7 +191,9 @@ fn with_session(session: *mut vxp_session, f: impl FnOnce(&mut Session) -> vxp_r
 /// Adds a box prompt in voxel indices to object `label` (1–255, the value written into the mask),
 /// creating the object on first use: `box = {i0, j0, k0, i1, j1, k1}`, inclusive, i the column axis, k the
 /// slice axis. An object may have several boxes (e.g. on different slices: a box on one slice has
-/// k0 = k1); its first box seeds the propagation, later ones re-prompt their own middle slice.
+/// k0 = k1); its first box seeds the propagation, later ones re-prompt their own middle slice. Under
+/// `VXP_POLICY_REFERENCE` an object whose only box lies on one slice is segmented on that slice alone (a 2D
+/// run); the reseed policy may continue past it while the model stays sure.
 ///
 /// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, or `VXP_RESULT_INVALID_PROMPT` (label out of range,
 /// the same box again, box inverted, negative or outside the volume, e.g. a slice range past the last
