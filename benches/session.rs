@@ -53,7 +53,7 @@ fn main() {
     let dims = image.dims;
     let n = dims[0] * dims[1];
 
-    // 1. Refinement latency: a vertebra (label 32) from a box grown by 20 %, then clicks where it is wrong.
+    // 1. Refinement latency: TotalSegmentator label 32 from a box grown by 20 %, then clicks where it is wrong.
     let t = label_box(&labels, dims, 32.0);
     let mut b = t;
     for a in 0..3 {

@@ -86,7 +86,7 @@ fn click(wrong: &[u8], w: usize, h: usize) -> Option<(usize, usize)> {
 
 #[test]
 fn points_refine_locally_without_encoding_and_undo_restores_exactly() {
-    // TotalSegmentator label 32 (a vertebra) from a box grown by 20 %: the mask leaks into the next vertebra.
+    // TotalSegmentator label 32 from a box grown by 20 %: the mask leaks into the neighbouring structure.
     let value = 32.0;
     let t = label_box(value);
     let d = TSA.image.dims;
