@@ -235,7 +235,7 @@ fn versions_and_error_strings() {
         assert_eq!((a.abi_version)(ptr::null_mut(), &mut minor), NULL_ARGUMENT);
         assert_eq!(minor, 77, "untouched on error");
         assert_eq!((a.abi_version)(&mut major, &mut minor), OK);
-        assert_eq!((major, minor), (0, 1));
+        assert_eq!((major, minor), (0, voxprompt::ffi::version::VXP_ABI_VERSION_MINOR));
         assert_eq!(CStr::from_ptr((a.result_str)(INVALID_PROMPT)).to_str().unwrap(), "invalid prompt");
         assert_eq!(CStr::from_ptr((a.result_str)(12345)).to_str().unwrap(), "unknown result code");
         // last_error: size query, truncation, NULL buffer.
