@@ -479,7 +479,12 @@ impl Session {
             }
         }
         if full.is_empty() && refine.is_empty() {
-            // Nothing to do: no checkpoint, and redo stays possible.
+            // Nothing to do: no checkpoint, and redo stays possible. The host still sees its progress end.
+            if let Some(p) = progress {
+                if self.cancel.load(Ordering::Relaxed) || !p(1.0) {
+                    return Err(Error::Cancelled);
+                }
+            }
             report.cache = self.cache.stats();
             report.stats.objects = self.summaries().iter().map(|s| (s.label, s.slices, s.mean_iou)).collect();
             report.time = t0.elapsed();

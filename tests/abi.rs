@@ -587,7 +587,9 @@ fn a_strided_host_layout_gives_the_same_mask_and_cancel_works_from_another_threa
         assert!(m1.contains(&1));
         assert_eq!(m1, m2, "strided input gives the identical mask");
 
-        // Cancel from another thread once the run has started.
+        // Cancel from another thread once the run has started (a new box, so the run has work to do).
+        assert_eq!((a.clear_prompts)(s2), OK);
+        assert_eq!((a.add_box_ijk)(s2, 1, [23i64, 27, 10, 44, 49, 14].as_ptr()), OK);
         let started = Arc::new(AtomicBool::new(false));
         unsafe extern "C" fn mark(user: *mut c_void, _s: u32, _f: f32) -> bool {
             unsafe { &*(user as *const AtomicBool) }.store(true, Ordering::SeqCst);
@@ -597,8 +599,10 @@ fn a_strided_host_layout_gives_the_same_mask_and_cancel_works_from_another_threa
         let s2u = s2 as usize;
         let flag = started.clone();
         let canceller = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
             while !flag.load(Ordering::SeqCst) {
-                std::thread::yield_now();
+                assert!(t0.elapsed().as_secs() < 120, "the progress callback never ran");
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
             (api().cancel)(s2u as *const Opaque)
         });
