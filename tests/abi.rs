@@ -697,3 +697,50 @@ fn a_box_on_one_slice_under_the_reference_policy_segments_that_slice_alone() {
         (a.session_free)(s);
     }
 }
+
+#[test]
+fn every_session_call_refuses_a_null_handle() {
+    let a = api();
+    let (b6, f6, i3, f3) = ([1i64; 6], [1.0f64; 6], [1i64; 3], [1.0f64; 3]);
+    let (dims, strides) = ([1usize; 3], [1i64; 3]);
+    let mut byte = 0u8;
+    let null = ptr::null_mut();
+    unsafe {
+        let results = [
+            (a.add_box_ijk)(null, 1, b6.as_ptr()),
+            (a.add_box_ras)(null, 1, f6.as_ptr()),
+            (a.add_point_ijk)(null, 1, i3.as_ptr(), true),
+            (a.add_point_ras)(null, 1, f3.as_ptr(), true),
+            (a.remove_point_ijk)(null, 1, i3.as_ptr()),
+            (a.set_seed_mask)(null, 1, &byte, 1, dims.as_ptr(), strides.as_ptr()),
+            (a.add_text)(null, 1, cstr("liver").as_ptr()),
+            (a.remove_object)(null, 1),
+            (a.clear_prompts)(null),
+            (a.set_policy)(null, 1),
+            (a.set_axis)(null, 2),
+            (a.set_overlap)(null, 0),
+            (a.set_postprocess)(null, true, false, 0),
+            (a.undo)(null),
+            (a.redo)(null),
+            (a.cancel)(null),
+            (a.run)(null, None, ptr::null_mut(), &mut byte, 1, strides.as_ptr()),
+            (a.run_confidence)(
+                null,
+                None,
+                ptr::null_mut(),
+                &mut byte,
+                1,
+                strides.as_ptr(),
+                ptr::null_mut(),
+                0,
+                ptr::null(),
+            ),
+            (a.last_stats)(null, &mut VxpRunStats::default()),
+            (a.options_set_cache_budget)(null, 1 << 30),
+        ];
+        for (n, r) in results.iter().enumerate() {
+            assert_eq!(*r, NULL_ARGUMENT, "call {n}");
+        }
+        assert_eq!(byte, 0, "nothing written");
+    }
+}
