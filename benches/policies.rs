@@ -4,8 +4,9 @@
 //! slices; and the error rate per confidence decile of the new policy.
 //!
 //! `cargo bench --bench policies` (needs `make setup`). `VXP_CASES=tsA,brain1` limits the volumes,
-//! `VXP_MIN_VOXELS` (default 50) skips smaller targets. One session per volume: every slice is encoded once
-//! and shared by all targets, prompts and policies.
+//! `VXP_MIN_VOXELS` (default 50) skips smaller targets, `VXP_LABELS=27,31` keeps only those label values,
+//! `VXP_TRACE=1` prints every target's per-slice areas (R, S, reference mask) to stderr. One session per
+//! volume: every slice is encoded once and shared by all targets, prompts and policies.
 #![allow(clippy::needless_range_loop)] // index loops over the three axes read best here
 
 use std::collections::BTreeMap;
@@ -154,6 +155,7 @@ fn main() {
         std::env::var("VXP_LABELS").ok().map(|s| s.split(',').filter_map(|v| v.parse().ok()).collect());
     let min_voxels: usize = std::env::var("VXP_MIN_VOXELS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
     let policies = [Policy::Reference, reseed_from_env()];
+    let trace = std::env::var_os("VXP_TRACE").is_some();
     println!(
         "# policies vs reference (LiteMedSAM, {} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -193,6 +195,7 @@ fn main() {
             let mut d = [[0.0f64; 2]; 3];
             for (vi, v) in VARIANTS.iter().enumerate() {
                 let b = variant(tb, dims, v);
+                let mut areas = vec![[0usize; 3]; dims[2]];
                 for (pi, p) in policies.iter().enumerate() {
                     session.clear();
                     let mut o = *session.options();
@@ -202,6 +205,14 @@ fn main() {
                     session.run(None).unwrap();
                     let (mask, conf) = session.compose(pi == 1);
                     d[vi][pi] = dice(&mask.data, 1, &labels, value);
+                    if trace {
+                        let n_slice = dims[0] * dims[1];
+                        for (z, a) in areas.iter_mut().enumerate() {
+                            let r = z * n_slice..(z + 1) * n_slice;
+                            a[pi] = mask.data[r.clone()].iter().filter(|&&m| m == 1).count();
+                            a[2] = labels[r].iter().filter(|&&l| l == value).count();
+                        }
+                    }
                     if let Some(conf) = conf {
                         // Error rate per confidence decile over the slices the object visited.
                         let n_slice = dims[0] * dims[1];
@@ -216,6 +227,13 @@ fn main() {
                             entry[bin].0 += err as u64;
                             entry[bin].1 += 1;
                         }
+                    }
+                }
+                if trace {
+                    // Per slice: areas of R, S and the reference mask; '|' marks the prompt's slices.
+                    for (z, a) in areas.iter().enumerate().filter(|(_, a)| a.iter().any(|&x| x > 0)) {
+                        let inside = if (b.min[2]..=b.max[2]).contains(&z) { '|' } else { ' ' };
+                        eprintln!("  {v:<9} z {z:>3} {inside} R {:>6} S {:>6} truth {:>6}", a[0], a[1], a[2]);
                     }
                 }
                 sums[vi][0] += d[vi][0];

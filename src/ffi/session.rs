@@ -657,6 +657,14 @@ impl<T: Copy> Output<T> {
     ///
     /// SAFETY: `check_output` proved every written byte lies inside the caller's buffer.
     unsafe fn write(&self, dims: [usize; 3], src: &[T]) {
+        // SAFETY: as for `write_with`.
+        unsafe { self.write_with(dims, src, |v| v) }
+    }
+
+    /// `write` of `f(v)` for every `v` of `src`.
+    ///
+    /// SAFETY: `check_output` proved every written byte lies inside the caller's buffer.
+    unsafe fn write_with<S: Copy>(&self, dims: [usize; 3], src: &[S], f: impl Fn(S) -> T) {
         let base = self.ptr as *mut u8;
         let [w, h, d] = dims;
         for k in 0..d {
@@ -665,7 +673,7 @@ impl<T: Copy> Output<T> {
                 let off = k * self.strides[2] + j * self.strides[1];
                 for (i, &v) in row.iter().enumerate() {
                     // SAFETY: inside the checked buffer; unaligned hosts' strides are allowed.
-                    unsafe { (base.add(off + i * self.strides[0]) as *mut T).write_unaligned(v) };
+                    unsafe { (base.add(off + i * self.strides[0]) as *mut T).write_unaligned(f(v)) };
                 }
             }
         }
@@ -786,12 +794,12 @@ pub unsafe extern "C" fn vxp_session_run_confidence(
                 return fail(e);
             }
         };
-        let (labels, conf) = inner.compose(conf_out.is_some());
+        let (labels, conf) = inner.compose_coded(conf_out.is_some());
         // SAFETY: check_output proved both layouts fit their buffers.
         unsafe {
             mask_out.write(dims, &labels.data);
             if let (Some(o), Some(c)) = (&conf_out, &conf) {
-                o.write(dims, c);
+                o.write_with(dims, c, crate::session::confidence_of);
             }
         }
         *s.last.lock() = run;

@@ -118,7 +118,7 @@ impl Sam2d {
             decoders.push(Mutex::new(build_session(rt, &dec_bytes, cfg, "decoder")?.session));
         }
         let decoder_wide = if cfg.worker_count() > 1 {
-            let s = build_session_with_threads(rt, &dec_bytes, cfg, "decoder", cfg.total_threads())?;
+            let s = build_session_with_threads(rt, &dec_bytes, cfg, "decoder", cfg.total_threads(), true)?;
             Some(Mutex::new(s.session))
         } else {
             None

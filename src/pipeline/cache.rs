@@ -79,6 +79,12 @@ impl EmbeddingCache {
         self.inner.lock().entries.contains_key(&key)
     }
 
+    /// Whether `key` is cached or being encoded.
+    pub fn known(&self, key: SliceKey) -> bool {
+        let g = self.inner.lock();
+        g.entries.contains_key(&key) || g.in_flight.contains(&key)
+    }
+
     /// The embedding of `key`, computed by `encode` on this thread when no one has it. `encode` fills the
     /// buffer it is given (a recycled evicted buffer when there is one).
     pub fn get_or_encode(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::cache::EmbeddingCache;
 use super::frame::Frame;
-use super::sweep::{sweep, sweep_both, Scratch, SliceOut, SlicePrompts, Stack, Steps, SweepStats, Walk};
+use super::sweep::{sweep_both, sweep_both_ahead, Scratch, SliceOut, SlicePrompts, Stack, Steps, SweepStats, Walk};
 use crate::error::{Error, Result};
 use crate::model::sam2d::Sam2d;
 use crate::volume::U8Volume;
@@ -125,7 +125,10 @@ pub fn reference_slices_with(
             }
         })
         .collect();
-    let mid_steps = sweep(stack, 0, true, &mids, &seeds, &mut scratch[0], progress)?;
+    // While the middle slices are encoded and decoded, the other worker encodes the slice above the
+    // current one, which the up walks need next.
+    let in_ranges = |z: usize| ranges.iter().any(|r| r.bbox.min[2] <= z && z <= r.bbox.max[2]);
+    let (mid_steps, _) = sweep_both_ahead(stack, &mids, &[], &seeds, scratch, progress, &in_ranges)?;
     let mut up = Vec::new();
     let mut down = Vec::new();
     for (k, o) in objects.iter().enumerate() {

@@ -240,6 +240,24 @@ pub fn sweep(
     sc: &mut Scratch,
     tick: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<Steps>> {
+    sweep_at(stack, worker, up, walks, prompts, sc, tick, None)
+}
+
+/// No slice (a sweep that has not started or has ended).
+const NOWHERE: usize = usize::MAX;
+
+/// `sweep` that publishes the slice it stands on in `frontier`, for a helper that encodes ahead of it.
+#[allow(clippy::too_many_arguments)]
+fn sweep_at(
+    stack: &Stack<'_>,
+    worker: usize,
+    up: bool,
+    walks: &[Walk],
+    prompts: &SlicePrompts,
+    sc: &mut Scratch,
+    tick: &mut dyn FnMut() -> bool,
+    frontier: Option<&AtomicUsize>,
+) -> Result<Vec<Steps>> {
     let mut live: Vec<Live> =
         walks.iter().map(|w| Live { next: w.first, steps: Vec::new(), stopped: false, max_area: 0 }).collect();
     let before = |a: usize, b: usize| if up { a < b } else { a > b };
@@ -254,6 +272,9 @@ pub fn sweep(
     {
         if stack.cancel.load(Ordering::Relaxed) || !tick() {
             return Err(Error::Cancelled);
+        }
+        if let Some(f) = frontier {
+            f.store(z, Ordering::Release);
         }
         let mut members = Vec::new();
         let mut batch = Vec::new();
@@ -314,6 +335,37 @@ pub fn sweep(
     Ok(live.into_iter().map(|l| l.steps).collect())
 }
 
+/// Encodes, on `worker`, the slice just past the one a sweep stands on (`frontier`, direction `up`) when
+/// `wanted` says the sweep will need it and no one has it yet, until `finished`. The sweep then finds
+/// it ready (or in flight: the cache makes it wait instead of encoding it twice), so a single walk keeps
+/// both workers' encoders busy. At most one slice past a walk that stops early is encoded for nothing.
+fn prefetch_ahead(
+    stack: &Stack<'_>,
+    worker: usize,
+    up: bool,
+    frontier: &AtomicUsize,
+    wanted: &dyn Fn(usize) -> bool,
+    finished: &AtomicBool,
+    sc: &mut Scratch,
+) -> Result<()> {
+    let d = stack.volume.dims[2];
+    while !finished.load(Ordering::Acquire) && !stack.cancel.load(Ordering::Relaxed) {
+        let f = frontier.load(Ordering::Acquire);
+        let next = match (f, up) {
+            (NOWHERE, _) => None,
+            (f, true) => (f + 1 < d).then_some(f + 1),
+            (f, false) => f.checked_sub(1),
+        };
+        match next {
+            Some(z) if wanted(z) && !stack.cache.known((stack.axis, z)) => {
+                stack.embedding(worker, z, sc)?;
+            }
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    Ok(())
+}
+
 /// Runs an up sweep and a down sweep, concurrently when the model has two workers. `progress` is polled
 /// on the calling thread (every 10 ms while workers run); returning false cancels.
 pub fn sweep_both(
@@ -324,50 +376,75 @@ pub fn sweep_both(
     scratch: &mut [Scratch; 2],
     progress: &mut dyn FnMut() -> bool,
 ) -> Result<(Vec<Steps>, Vec<Steps>)> {
+    sweep_both_ahead(stack, up, down, prompts, scratch, progress, &|_| false)
+}
+
+/// `sweep_both` where a worker without a sweep of its own (none given, or its own done) encodes the next
+/// slice ahead of the other one: a slice the other sweep's walks will visit, or one `also_wanted` names
+/// (the walks that will follow this sweep).
+pub fn sweep_both_ahead(
+    stack: &Stack<'_>,
+    up: &[Walk],
+    down: &[Walk],
+    prompts: &SlicePrompts,
+    scratch: &mut [Scratch; 2],
+    progress: &mut dyn FnMut() -> bool,
+    also_wanted: &(dyn Fn(usize) -> bool + Sync),
+) -> Result<(Vec<Steps>, Vec<Steps>)> {
     let [s0, s1] = scratch;
-    if stack.model.workers() >= 2 && !up.is_empty() && !down.is_empty() {
-        let failed = Mutex::new(None);
-        let r = std::thread::scope(|scope| {
-            let a = scope.spawn(|| {
-                let r = sweep(stack, 0, true, up, prompts, s0, &mut || true);
-                if r.is_err() {
-                    stack.cancel.store(true, Ordering::Relaxed);
-                }
-                r
-            });
-            let b = scope.spawn(|| {
-                let r = sweep(stack, 1, false, down, prompts, s1, &mut || true);
-                if r.is_err() {
-                    stack.cancel.store(true, Ordering::Relaxed);
-                }
-                r
-            });
-            while !(a.is_finished() && b.is_finished()) {
-                if failed.lock().is_none() && !progress() {
-                    *failed.lock() = Some(Error::Cancelled);
-                    stack.cancel.store(true, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<Steps>>>| match h.join() {
-                Ok(r) => r,
-                Err(p) => std::panic::resume_unwind(p),
-            };
-            let (ra, rb) = (join(a), join(b));
-            // A real error wins over the Cancelled that it caused in the other worker.
-            match (ra, rb) {
-                (Err(e), _) | (_, Err(e)) if !matches!(e, Error::Cancelled) => Err(e),
-                (Ok(a), Ok(b)) => Ok((a, b)),
-                _ => Err(Error::Cancelled),
-            }
-        });
-        if let Some(e) = failed.into_inner() {
+    if stack.model.workers() < 2 || (up.is_empty() && down.is_empty()) {
+        let a = sweep(stack, 0, true, up, prompts, s0, progress)?;
+        let b = sweep(stack, 0, false, down, prompts, s0, progress)?;
+        return Ok((a, b));
+    }
+    let reaches = |walks: &[Walk], up: bool, z: usize| {
+        walks.iter().any(|w| if up { w.first <= z && z <= w.last } else { w.last <= z && z <= w.first })
+    };
+    let want_up = |z: usize| reaches(up, true, z) || also_wanted(z);
+    let want_down = |z: usize| reaches(down, false, z) || also_wanted(z);
+    let frontiers = [AtomicUsize::new(NOWHERE), AtomicUsize::new(NOWHERE)];
+    let finished = [AtomicBool::new(false), AtomicBool::new(false)];
+    let failed = Mutex::new(None);
+    // Worker `me` runs its own sweep (when it has walks), then helps the other one until that ends.
+    let job = |me: usize, walks: &[Walk], sc: &mut Scratch| -> Result<Vec<Steps>> {
+        let (dir_up, other) = (me == 0, 1 - me);
+        let r = sweep_at(stack, me, dir_up, walks, prompts, sc, &mut || true, Some(&frontiers[me]));
+        finished[me].store(true, Ordering::Release);
+        if r.is_err() {
+            stack.cancel.store(true, Ordering::Relaxed);
+            return r;
+        }
+        let wanted: &dyn Fn(usize) -> bool = if other == 0 { &want_up } else { &want_down };
+        if let Err(e) = prefetch_ahead(stack, me, !dir_up, &frontiers[other], wanted, &finished[other], sc) {
+            stack.cancel.store(true, Ordering::Relaxed);
             return Err(e);
         }
         r
-    } else {
-        let a = sweep(stack, 0, true, up, prompts, s0, progress)?;
-        let b = sweep(stack, 0, false, down, prompts, s0, progress)?;
-        Ok((a, b))
+    };
+    let r = std::thread::scope(|scope| {
+        let a = scope.spawn(|| job(0, up, s0));
+        let b = scope.spawn(|| job(1, down, s1));
+        while !(a.is_finished() && b.is_finished()) {
+            if failed.lock().is_none() && !progress() {
+                *failed.lock() = Some(Error::Cancelled);
+                stack.cancel.store(true, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let join = |h: std::thread::ScopedJoinHandle<'_, Result<Vec<Steps>>>| match h.join() {
+            Ok(r) => r,
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        let (ra, rb) = (join(a), join(b));
+        // A real error wins over the Cancelled that it caused in the other worker.
+        match (ra, rb) {
+            (Err(e), _) | (_, Err(e)) if !matches!(e, Error::Cancelled) => Err(e),
+            (Ok(a), Ok(b)) => Ok((a, b)),
+            _ => Err(Error::Cancelled),
+        }
+    });
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
     }
+    r
 }
