@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench policies` (needs `make setup`). `VXP_CASES=tsA,brain1` limits the volumes,
 //! `VXP_MIN_VOXELS` (default 50) skips smaller targets, `VXP_LABELS=27,31` keeps only those label values,
-//! `VXP_TRACE=1` prints every target's per-slice areas (R, S, reference mask) to stderr. One session per
+//! `VXP_TRACE=1` prints every target's per-slice areas (R, S, reference mask, R and S within it) to stderr. One session per
 //! volume: every slice is encoded once and shared by all targets, prompts and policies.
 #![allow(clippy::needless_range_loop)] // index loops over the three axes read best here
 
@@ -195,7 +195,7 @@ fn main() {
             let mut d = [[0.0f64; 2]; 3];
             for (vi, v) in VARIANTS.iter().enumerate() {
                 let b = variant(tb, dims, v);
-                let mut areas = vec![[0usize; 3]; dims[2]];
+                let mut areas = vec![[0usize; 5]; dims[2]];
                 for (pi, p) in policies.iter().enumerate() {
                     session.clear();
                     let mut o = *session.options();
@@ -210,7 +210,12 @@ fn main() {
                         for (z, a) in areas.iter_mut().enumerate() {
                             let r = z * n_slice..(z + 1) * n_slice;
                             a[pi] = mask.data[r.clone()].iter().filter(|&&m| m == 1).count();
-                            a[2] = labels[r].iter().filter(|&&l| l == value).count();
+                            a[2] = labels[r.clone()].iter().filter(|&&l| l == value).count();
+                            a[3 + pi] = mask.data[r.clone()]
+                                .iter()
+                                .zip(&labels[r])
+                                .filter(|(&m, &l)| m == 1 && l == value)
+                                .count();
                         }
                     }
                     if let Some(conf) = conf {
@@ -233,7 +238,10 @@ fn main() {
                     // Per slice: areas of R, S and the reference mask; '|' marks the prompt's slices.
                     for (z, a) in areas.iter().enumerate().filter(|(_, a)| a.iter().any(|&x| x > 0)) {
                         let inside = if (b.min[2]..=b.max[2]).contains(&z) { '|' } else { ' ' };
-                        eprintln!("  {v:<9} z {z:>3} {inside} R {:>6} S {:>6} truth {:>6}", a[0], a[1], a[2]);
+                        eprintln!(
+                            "  {} {value} {v:<9} z {z:>3} {inside} R {:>6} S {:>6} truth {:>6} R∩ {:>6} S∩ {:>6}",
+                            case.id, a[0], a[1], a[2], a[3], a[4]
+                        );
                     }
                 }
                 sums[vi][0] += d[vi][0];
