@@ -32,7 +32,7 @@
 /**
  * ABI minor version: bumped when functions or fields are added compatibly.
  */
-#define VXP_ABI_VERSION_MINOR 2
+#define VXP_ABI_VERSION_MINOR 3
 
 /**
  * The result of every `vxp_*` call that can fail. `VXP_RESULT_OK` is 0; anything else is an error whose
@@ -171,6 +171,10 @@ enum vxp_policy
    * Reliable-slice re-seeding and confidence fusion (the default; objects never overwrite each other).
    */
   VXP_POLICY_RESEED = 2,
+  /**
+   * RESEED that never propagates past the prompts' slice range: for a box known to span the whole object.
+   */
+  VXP_POLICY_RESEED_IN_BOX = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -449,6 +449,10 @@ fn points_seeds_policies_confidence_and_undo_through_the_abi() {
         assert_eq!((a.session_new)(engine(), &d, &mut s), OK, "{}", last_error());
         // Settings: unknown values are INVALID_ARGUMENT.
         assert_eq!((a.set_policy)(s, 7), INVALID_ARGUMENT);
+        assert_eq!((a.set_policy)(s, 4), INVALID_ARGUMENT, "the first value past the last vxp_policy");
+        for p in 1..=3 {
+            assert_eq!((a.set_policy)(s, p), OK, "vxp_policy {p}: {}", last_error());
+        }
         assert_eq!((a.set_axis)(s, 3), INVALID_ARGUMENT);
         assert_eq!((a.set_overlap)(s, 9), INVALID_ARGUMENT);
         assert_eq!((a.set_postprocess)(s, false, false, 0), OK);

@@ -92,8 +92,9 @@ struct SegmentArgs {
     /// the policy (reseed keeps its reliable slices and re-propagates from them).
     #[arg(long)]
     seed_mask: Option<PathBuf>,
-    /// Propagation policy: reseed (reliable-slice re-seeding + confidence fusion, the default) or reference
-    /// (the CVPR24 LiteMedSAM pipeline, voxel for voxel).
+    /// Propagation policy: reseed (reliable-slice re-seeding + confidence fusion, the default), reseed-in-box
+    /// (the same, never past the boxes' slice range: for a box known to span the object) or reference (the
+    /// CVPR24 LiteMedSAM pipeline, voxel for voxel).
     #[arg(long, default_value = "reseed")]
     policy: String,
     /// Confidence map output (float32 NIfTI in [0, 1], |2p − 1| of the fused probability).
@@ -297,8 +298,9 @@ fn segment(args: SegmentArgs) -> Result<()> {
     for b in &boxes {
         b.validate(dims)?;
     }
-    let policy = Policy::parse(&args.policy)
-        .ok_or_else(|| Error::InvalidArgument(format!("--policy {:?}: expected reseed or reference", args.policy)))?;
+    let policy = Policy::parse(&args.policy).ok_or_else(|| {
+        Error::InvalidArgument(format!("--policy {:?}: expected reseed, reseed-in-box or reference", args.policy))
+    })?;
     let axis = match args.axis.as_str() {
         "i" | "0" => 0,
         "j" | "1" => 1,

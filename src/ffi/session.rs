@@ -36,6 +36,8 @@ pub enum vxp_policy {
     Reference = 1,
     /// Reliable-slice re-seeding and confidence fusion (the default; objects never overwrite each other).
     Reseed = 2,
+    /// RESEED that never propagates past the prompts' slice range: for a box known to span the whole object.
+    ReseedInBox = 3,
 }
 
 /// Where objects overlap, for `vxp_session_set_overlap`.
@@ -502,6 +504,7 @@ pub unsafe extern "C" fn vxp_session_set_policy(session: *mut vxp_session, polic
             o.policy = match policy {
                 1 => Policy::Reference,
                 2 => Policy::best(),
+                3 => Policy::reseed_in_box(),
                 p => return Err(format!("policy {p} is not a vxp_policy")),
             };
             Ok(())

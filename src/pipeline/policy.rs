@@ -30,9 +30,16 @@ impl Policy {
         Policy::Reseed(ReseedOptions::default())
     }
 
+    /// Re-seeding that never goes past the prompts' slice range: for a box known to span the object, where
+    /// walking on can only enter a look-alike neighbour (BENCHMARKS.md, "where the tight-box loss comes from").
+    pub fn reseed_in_box() -> Policy {
+        Policy::Reseed(ReseedOptions::default().with_extend(false))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Policy::Reference => "reference",
+            Policy::Reseed(o) if !o.extend => "reseed-in-box",
             Policy::Reseed(_) => "reseed",
         }
     }
@@ -41,6 +48,7 @@ impl Policy {
         match s {
             "reference" => Some(Policy::Reference),
             "reseed" => Some(Policy::best()),
+            "reseed-in-box" => Some(Policy::reseed_in_box()),
             _ => None,
         }
     }
