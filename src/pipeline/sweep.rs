@@ -81,6 +81,17 @@ pub struct Walk {
     pub anchor: usize,
 }
 
+impl Walk {
+    /// Whether the walk, going up when `up` (else down), visits slice `z`.
+    pub fn covers(&self, up: bool, z: usize) -> bool {
+        if up {
+            self.first <= z && z <= self.last
+        } else {
+            self.last <= z && z <= self.first
+        }
+    }
+}
+
 /// Points in the model frame: (x, y, label 1 positive / 0 negative).
 pub type FramePoints = Vec<(f32, f32, f32)>;
 
@@ -261,7 +272,7 @@ fn sweep_at(
     let mut live: Vec<Live> =
         walks.iter().map(|w| Live { next: w.first, steps: Vec::new(), stopped: false, max_area: 0 }).collect();
     let before = |a: usize, b: usize| if up { a < b } else { a > b };
-    let in_range = |w: &Walk, z: usize| !before(z, w.first) && !before(w.last, z);
+    let in_range = |w: &Walk, z: usize| w.covers(up, z);
     // Each round handles the slice every pending walk is heading to first.
     while let Some(z) = live
         .iter()
@@ -397,11 +408,8 @@ pub fn sweep_both_ahead(
         let b = sweep(stack, 0, false, down, prompts, s0, progress)?;
         return Ok((a, b));
     }
-    let reaches = |walks: &[Walk], up: bool, z: usize| {
-        walks.iter().any(|w| if up { w.first <= z && z <= w.last } else { w.last <= z && z <= w.first })
-    };
-    let want_up = |z: usize| reaches(up, true, z) || also_wanted(z);
-    let want_down = |z: usize| reaches(down, false, z) || also_wanted(z);
+    let want_up = |z: usize| up.iter().any(|w| w.covers(true, z)) || also_wanted(z);
+    let want_down = |z: usize| down.iter().any(|w| w.covers(false, z)) || also_wanted(z);
     let frontiers = [AtomicUsize::new(NOWHERE), AtomicUsize::new(NOWHERE)];
     let finished = [AtomicBool::new(false), AtomicBool::new(false)];
     let failed = Mutex::new(None);
