@@ -92,7 +92,7 @@ fn missing_model_package_is_reported() {
 #[test]
 fn tampered_model_file_is_refused() {
     let d = tmpdir("tamper");
-    for f in ["manifest.toml", "encoder.onnx", "decoder.onnx"] {
+    for f in ["manifest.toml", "encoder.onnx", "encoder-fused.onnx", "decoder.onnx"] {
         std::fs::copy(model_dir().join(f), d.join(f)).unwrap();
     }
     let mut bytes = std::fs::read(d.join("decoder.onnx")).unwrap();
@@ -102,6 +102,15 @@ fn tampered_model_file_is_refused() {
     let e = engine_with_model(&d).err().unwrap();
     assert_eq!(e.code(), ErrorCode::ModelIntegrity);
     assert!(e.to_string().contains("decoder.onnx") && e.to_string().contains("sha256"), "{e}");
+
+    // A graph that names a missing graph as its origin is a broken package.
+    let manifest = std::fs::read_to_string(model_dir().join("manifest.toml")).unwrap();
+    let broken = manifest.replace("derived_from = \"encoder_export\"", "derived_from = \"encoder_v0\"");
+    assert_ne!(broken, manifest);
+    std::fs::write(d.join("manifest.toml"), broken).unwrap();
+    let e = engine_with_model(&d).err().unwrap();
+    assert_eq!(e.code(), ErrorCode::ModelContract);
+    assert!(e.to_string().contains("\"encoder_v0\""), "{e}");
 
     // A newer contract than this build understands is refused before any file is read.
     let manifest = std::fs::read_to_string(model_dir().join("manifest.toml")).unwrap();

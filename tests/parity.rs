@@ -107,6 +107,55 @@ fn prompt_from_tokens(coords: &Array2<f32>, labels: &Array1<f32>) -> Prompt2d {
     p
 }
 
+/// The package with `encoder_export` (the graph as exported from PyTorch) in the `encoder` slot.
+fn export_graph_package() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vxp-parity-{}-export", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let src = model_dir();
+    for f in ["encoder.onnx", "encoder-fused.onnx", "decoder.onnx"] {
+        std::os::unix::fs::symlink(src.join(f), d.join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(src.join("manifest.toml")).unwrap();
+    let swapped = manifest
+        .replace("[graphs.encoder]", "[graphs.encoder_fused]")
+        .replace("[graphs.encoder_export]", "[graphs.encoder]")
+        .replace("derived_from = \"encoder_export\"", "derived_from = \"encoder\"");
+    assert!(swapped.contains("[graphs.encoder_fused]") && swapped.contains("file = \"encoder.onnx\""));
+    std::fs::write(d.join("manifest.toml"), swapped).unwrap();
+    d
+}
+
+/// The engine runs `encoder-fused.onnx`, rewritten from the export by models/litemedsam/export/fuse_encoder.py;
+/// the rewrite only moves data, so every embedding must be the export's, bit for bit.
+#[test]
+fn fused_encoder_is_bit_identical_to_the_export() {
+    let export = voxprompt::engine::Engine::new(&voxprompt::engine::EngineOptions {
+        ort_library: Some(ort_lib()),
+        model_dir: export_graph_package(),
+        session: voxprompt::model::SessionConfig { threads: 2, ..Default::default() },
+    })
+    .unwrap();
+    let (fused, export) = (&ENGINE.model, &export.model);
+    let mut n = 0;
+    for mut s in slices() {
+        let enc_in: Array3<f32> = s.arrays.by_name("encoder_input").unwrap();
+        let (mut a, mut b) = (vec![0f32; fused.embedding_len()], vec![0f32; export.embedding_len()]);
+        fused.encode_into(enc_in.as_slice().unwrap(), &mut a).unwrap();
+        export.encode_into(enc_in.as_slice().unwrap(), &mut b).unwrap();
+        let differ = a.iter().zip(&b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        println!(
+            "{}: fused vs export: {differ} of {} values differ, max |Δ| {:.2e}",
+            s.id,
+            a.len(),
+            max_abs_diff(&a, &b)
+        );
+        assert_eq!(differ, 0, "{}: the fused encoder is not bit-identical to the export", s.id);
+        n += 1;
+    }
+    assert!(n >= 4, "only {n} fixture slices");
+}
+
 #[test]
 fn encoder_and_decoder_match_torch() {
     let model = &ENGINE.model;

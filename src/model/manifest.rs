@@ -45,6 +45,10 @@ fn default_box_shift() -> i64 {
 pub struct Graph {
     pub file: String,
     pub sha256: String,
+    /// The graph this one was rewritten from (a key of `graphs`), with the same arithmetic: provenance only,
+    /// the engine loads what it names, never both.
+    #[serde(default)]
+    pub derived_from: Option<String>,
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
 }
@@ -79,6 +83,16 @@ impl Package {
                 CONTRACT_VERSIONS.start(),
                 CONTRACT_VERSIONS.end()
             )));
+        }
+        for (name, g) in &manifest.graphs {
+            if let Some(from) = &g.derived_from {
+                if from == name || !manifest.graphs.contains_key(from) {
+                    return Err(Error::ModelContract(format!(
+                        "{}: graph {name:?} is derived_from {from:?}, which is not another graph of the package",
+                        path.display()
+                    )));
+                }
+            }
         }
         Ok(Package { dir: dir.to_path_buf(), manifest })
     }
