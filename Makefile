@@ -5,7 +5,7 @@ export VXP_ORT_LIB := $(ORT_LIB)
 CARGO ?= cargo
 OUT ?= out/demo
 
-.PHONY: all setup build demo install test test-header test-symbols test-hosts test-c test-install test-itk clean-out
+.PHONY: all setup build demo install test test-header test-symbols test-plugin test-hosts test-c test-install test-itk clean-out
 
 all: build
 
@@ -38,7 +38,18 @@ demo: $(ORT_LIB) build
 test: setup
 	$(CARGO) build --locked --features test-panic
 	$(CARGO) test --locked --features test-panic -- --test-threads 2
-	$(MAKE) test-header test-symbols
+	$(MAKE) test-header test-symbols test-plugin
+
+# The Slicer module's logic without Slicer (pytest + numpy + nibabel in a venv under .deps), over the debug library.
+PLUGIN_VENV := .deps/venv-plugin-test
+$(PLUGIN_VENV)/.installed: plugin/tests/requirements.txt
+	python3 -m venv $(PLUGIN_VENV)
+	$(PLUGIN_VENV)/bin/pip install -q --disable-pip-version-check -r plugin/tests/requirements.txt
+	touch $@
+
+test-plugin: $(ORT_LIB) $(PLUGIN_VENV)/.installed
+	$(CARGO) build --locked --features test-panic
+	VXP_LIB=$(CURDIR)/target/debug/libvoxprompt.so $(PLUGIN_VENV)/bin/python -m pytest -q -p no:cacheprovider plugin/tests
 
 # Only vxp_* symbols are exported, and the SONAME carries the ABI major.
 test-symbols:

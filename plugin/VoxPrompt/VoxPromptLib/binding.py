@@ -1,0 +1,173 @@
+"""ctypes declarations of include/voxprompt.h, and the one place that turns a result code into an exception.
+
+Slicer-free: only the standard library. The library is located without importing anything else, and ONNX Runtime
+is found by libvoxprompt itself (next to it, or VXP_ORT_LIB); never `import onnxruntime` in Slicer to find it,
+that module carries a second copy of ONNX Runtime (STYLE.md).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_double, c_float, c_int64, c_size_t,
+                    c_uint32, c_uint64, c_void_p)
+from pathlib import Path
+
+# The ABI this binding was written against (VXP_ABI_VERSION_MAJOR / _MINOR in include/voxprompt.h).
+ABI_MAJOR = 0
+ABI_MINOR = 3
+
+LIBRARY_ENV = "VXP_LIB"
+LIBRARY_NAME = "libvoxprompt.so.0"
+
+# vxp_result: values are never reused (src/ffi/result.rs).
+RESULT_NAMES = {
+    0: "OK", 100: "NULL_ARGUMENT", 101: "INVALID_ARGUMENT", 102: "SHAPE_MISMATCH", 103: "UNSUPPORTED_DTYPE",
+    104: "BUFFER_TOO_SMALL", 105: "INVALID_VOLUME", 106: "INVALID_PROMPT", 107: "UNKNOWN_CONCEPT",
+    108: "UNSUPPORTED", 109: "NOTHING_TO_UNDO", 200: "MODEL_NOT_FOUND", 201: "MODEL_INTEGRITY",
+    202: "MODEL_CONTRACT", 300: "RUNTIME_LOAD", 301: "RUNTIME_VERSION", 302: "RUNTIME_MISMATCH",
+    303: "PROVIDER_UNAVAILABLE", 304: "INFERENCE", 400: "CANCELLED", 401: "OUT_OF_MEMORY", 402: "IO",
+    403: "BUDGET_TOO_SMALL", 900: "PANIC",
+}
+OK = 0
+CANCELLED = 400
+
+# vxp_dtype, keyed by numpy's dtype.str without the byte-order mark.
+DTYPES = {"u1": 1, "i1": 2, "u2": 3, "i2": 4, "u4": 5, "i4": 6, "f4": 7, "f8": 8}
+# vxp_intensity
+INTENSITY = {"auto": 0, "ct": 1, "mr": 2, "window": 3}
+# vxp_policy
+POLICIES = {"reference": 1, "reseed": 2, "reseed-in-box": 3}
+# vxp_overlap
+OVERLAP = {"default": 0, "overwrite": 1, "keep": 2, "confidence": 3}
+
+
+class VxpVolume(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("dtype", c_uint32),
+        ("data", c_void_p),
+        ("data_len", c_size_t),
+        ("data_offset", c_size_t),
+        ("dims", c_size_t * 3),
+        ("strides", c_int64 * 3),
+        ("spacing", c_double * 3),
+        ("ijk_to_ras", c_double * 16),
+        ("intensity", c_uint32),
+        ("window_level", c_double),
+        ("window_width", c_double),
+    ]
+
+
+class VxpRunStats(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("slices_encoded", c_uint64),
+        ("slices_decoded", c_uint64),
+        ("decoder_runs", c_uint64),
+        ("objects_full", c_uint32),
+        ("objects_refined", c_uint32),
+        ("objects_unchanged", c_uint32),
+        ("cache_entries", c_uint64),
+        ("cache_bytes", c_uint64),
+        ("seconds", c_double),
+    ]
+
+
+PROGRESS_FN = CFUNCTYPE(c_bool, c_void_p, c_uint32, c_float)
+LOG_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
+
+
+class VoxPromptError(Exception):
+    """A failed library call: `code` is the vxp_result value, `name` its VXP_RESULT_ suffix, `message` what
+    vxp_last_error said about it."""
+
+    def __init__(self, code: int, message: str):
+        self.code = code
+        self.name = RESULT_NAMES.get(code, f"UNKNOWN_{code}")
+        self.message = message
+        super().__init__(f"{self.name} ({code}): {message}")
+
+
+_SIGNATURES = {
+    # name: (restype, argtypes)
+    "vxp_version": (c_char_p, []),
+    "vxp_abi_version": (c_uint32, [POINTER(c_uint32), POINTER(c_uint32)]),
+    "vxp_result_str": (c_char_p, [c_uint32]),
+    "vxp_last_error": (c_uint32, [c_char_p, c_size_t, POINTER(c_size_t)]),
+    "vxp_set_log_callback": (c_uint32, [c_uint32, LOG_FN, c_void_p]),
+    "vxp_options_new": (c_uint32, [POINTER(c_void_p)]),
+    "vxp_options_free": (None, [c_void_p]),
+    "vxp_options_set_ort_library": (c_uint32, [c_void_p, c_char_p]),
+    "vxp_options_set_model_dir": (c_uint32, [c_void_p, c_char_p]),
+    "vxp_options_set_providers": (c_uint32, [c_void_p, c_char_p]),
+    "vxp_options_set_threads": (c_uint32, [c_void_p, c_uint32]),
+    "vxp_options_set_cache_budget": (c_uint32, [c_void_p, c_size_t]),
+    "vxp_engine_new": (c_uint32, [c_void_p, POINTER(c_void_p)]),
+    "vxp_engine_free": (None, [c_void_p]),
+    "vxp_engine_provider": (c_uint32, [c_void_p, c_char_p, c_size_t, POINTER(c_size_t)]),
+    "vxp_session_new": (c_uint32, [c_void_p, POINTER(VxpVolume), POINTER(c_void_p)]),
+    "vxp_session_free": (None, [c_void_p]),
+    "vxp_session_add_box_ijk": (c_uint32, [c_void_p, c_uint32, POINTER(c_int64)]),
+    "vxp_session_add_box_ras": (c_uint32, [c_void_p, c_uint32, POINTER(c_double)]),
+    "vxp_session_add_point_ijk": (c_uint32, [c_void_p, c_uint32, POINTER(c_int64), c_bool]),
+    "vxp_session_add_point_ras": (c_uint32, [c_void_p, c_uint32, POINTER(c_double), c_bool]),
+    "vxp_session_remove_object": (c_uint32, [c_void_p, c_uint32]),
+    "vxp_session_clear_prompts": (c_uint32, [c_void_p]),
+    "vxp_session_set_policy": (c_uint32, [c_void_p, c_uint32]),
+    "vxp_session_set_axis": (c_uint32, [c_void_p, c_uint32]),
+    "vxp_session_set_overlap": (c_uint32, [c_void_p, c_uint32]),
+    "vxp_session_undo": (c_uint32, [c_void_p]),
+    "vxp_session_redo": (c_uint32, [c_void_p]),
+    "vxp_session_cancel": (c_uint32, [c_void_p]),
+    "vxp_session_run_confidence": (c_uint32, [c_void_p, PROGRESS_FN, c_void_p, c_void_p, c_size_t,
+                                              POINTER(c_int64), c_void_p, c_size_t, POINTER(c_int64)]),
+    "vxp_session_last_stats": (c_uint32, [c_void_p, POINTER(VxpRunStats)]),
+}
+
+
+class Library:
+    """libvoxprompt loaded with ctypes.CDLL, which releases the GIL around every call, so a run on a worker
+    thread leaves Slicer's GUI thread free."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = str(find_library(path))
+        try:
+            self.dll = ctypes.CDLL(self.path)
+        except OSError as e:
+            raise VoxPromptError(300, f"cannot load {self.path}: {e}") from None
+        for name, (res, args) in _SIGNATURES.items():
+            f = getattr(self.dll, name)
+            f.restype, f.argtypes = res, args
+        major, minor = c_uint32(), c_uint32()
+        self.check(self.dll.vxp_abi_version(ctypes.byref(major), ctypes.byref(minor)))
+        if major.value != ABI_MAJOR or minor.value < ABI_MINOR:
+            raise VoxPromptError(202, f"{self.path} has ABI {major.value}.{minor.value}; this plugin needs "
+                                      f"{ABI_MAJOR}.{ABI_MINOR} or a later minor")
+        self.abi = (major.value, minor.value)
+        self.version = self.dll.vxp_version().decode()
+
+    def last_error(self) -> str:
+        needed = c_size_t()
+        self.dll.vxp_last_error(None, 0, ctypes.byref(needed))
+        buf = ctypes.create_string_buffer(needed.value + 1)
+        self.dll.vxp_last_error(buf, len(buf), None)
+        return buf.value.decode(errors="replace")
+
+    def check(self, code: int) -> None:
+        """Raises VoxPromptError for anything but VXP_RESULT_OK, with the calling thread's last error."""
+        if code != OK:
+            raise VoxPromptError(code, self.last_error() or self.dll.vxp_result_str(code).decode())
+
+
+def find_library(path: str | os.PathLike | None = None) -> Path:
+    """The explicit path, else $VXP_LIB, else a build of this checkout, else the loader's search path."""
+    if path:
+        return Path(path)
+    if os.environ.get(LIBRARY_ENV):
+        return Path(os.environ[LIBRARY_ENV])
+    repo = Path(__file__).resolve().parents[3]
+    for build in ("release", "debug"):
+        p = repo / "target" / build / "libvoxprompt.so"
+        if p.exists():
+            return p
+    return Path(LIBRARY_NAME)

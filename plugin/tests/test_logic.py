@@ -1,0 +1,194 @@
+"""The Slicer module's logic without Slicer: the real libvoxprompt, the real LiteMedSAM package and a real CT.
+
+Run by `make test-plugin` (part of `make test`) after `cargo build`; VXP_LIB and VXP_ORT_LIB name the library
+and ONNX Runtime (the Makefile sets both). Volumes are read with nibabel and handed over as Slicer hands
+them: numpy arrays indexed [k, j, i] with the IJK->RAS matrix.
+"""
+from __future__ import annotations
+
+import json
+import py_compile
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "plugin" / "VoxPrompt"))
+
+from VoxPromptLib import BackgroundRun, Engine, VoxPromptError, box_of, dice, library  # noqa: E402
+
+CT = REPO / "tests/fixtures/data/example_ct_sm.nii.gz"
+SEG = REPO / "tests/fixtures/data/example_seg.nii.gz"
+PARITY = REPO / "tests/fixtures/parity"
+LIVER = 5
+
+
+def kji(path: Path):
+    img = nib.load(str(path))
+    a = np.asanyarray(img.dataobj)  # [i, j, k]
+    return a.transpose(2, 1, 0), img.affine  # a [k, j, i] view, not a copy
+
+
+@pytest.fixture(scope="module")
+def engine():
+    e = Engine(threads=2)
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def ct():
+    return kji(CT)
+
+
+@pytest.fixture(scope="module")
+def liver():
+    seg, _ = kji(SEG)
+    return (seg == LIVER).astype(np.uint8)
+
+
+def torch_case():
+    index = json.loads((PARITY / "index.json").read_text())
+    case = next(c for c in index["cases"] if c["id"] == "tsA_liver")
+    return case, np.load(PARITY / case["runs"]["torch"]["file"])["mask"]
+
+
+def test_library_reports_its_abi_and_provider(engine):
+    lib = library()
+    assert lib.abi[0] == 0 and lib.abi[1] >= 3
+    assert lib.version.startswith("voxprompt ")
+    assert engine.provider.split(";")[0] == "cpu"
+
+
+def test_reference_policy_matches_pytorch_voxel_for_voxel(engine, ct, liver):
+    case, want = torch_case()
+    vol, affine = ct
+    with engine.session(vol, affine, intensity="ct") as s:
+        s.set_policy("reference")
+        s.add_box_ijk(1, case["box3d"])
+        assert tuple(case["box3d"]) == box_of(liver)
+        mask = s.run()
+        stats = s.stats()
+    agree = float((mask == (want > 0)).mean())
+    d = dice(mask, liver)
+    print(f"plugin logic: agreement with PyTorch {agree:.6f}, Dice {d:.4f} (PyTorch {case['runs']['torch']['dice']:.4f})")
+    assert mask.shape == vol.shape and mask.dtype == np.uint8
+    assert agree >= 0.999
+    assert d >= case["runs"]["torch"]["dice"] - 0.002
+    assert stats["slices_encoded"] == case["slices"] == 30
+    assert stats["objects_full"] == 1
+
+
+def test_default_policy_gives_mask_and_confidence(engine, ct, liver):
+    vol, affine = ct
+    with engine.session(vol, affine, intensity="ct") as s:
+        s.add_box_ijk(3, box_of(liver))
+        mask, conf = s.run(confidence=True)
+        # No new prompt: the next run writes the same result without inference.
+        again = s.run()
+        assert s.stats()["slices_encoded"] == 0
+    assert set(np.unique(mask)) == {0, 3}
+    assert dice(mask, liver) >= 0.92
+    assert np.array_equal(again, mask)
+    assert conf.dtype == np.float32 and conf.shape == vol.shape
+    assert 0.0 <= conf.min() and conf.max() <= 1.0
+    assert conf[mask == 3].mean() > 0.5
+
+
+def test_any_strides_give_the_same_mask(engine, ct, liver):
+    vol, affine = ct
+    sub, sub_liver = vol[10:17], liver[10:17]  # 7 slices keep this quick
+    box = box_of(sub_liver)
+    with engine.session(np.ascontiguousarray(sub), affine, intensity="ct") as s:
+        s.set_policy("reference")
+        s.add_box_ijk(1, box)
+        plain = s.run()
+    with engine.session(np.asfortranarray(sub), affine, intensity="ct") as s:  # i slowest: other strides
+        s.set_policy("reference")
+        s.add_box_ijk(1, box)
+        assert np.array_equal(s.run(), plain)
+    # The same voxels stored back to front along i and k: negative strides, read in place.
+    backwards = np.ascontiguousarray(sub[::-1, :, ::-1])[::-1, :, ::-1]
+    assert backwards.strides[0] < 0 and backwards.strides[2] < 0 and np.array_equal(backwards, sub)
+    with engine.session(backwards, affine, intensity="ct") as s:
+        s.set_policy("reference")
+        s.add_box_ijk(1, box)
+        assert np.array_equal(s.run(), plain)
+    assert dice(plain, sub_liver) >= 0.9
+
+
+def test_bad_input_is_a_typed_error_with_a_message(engine, ct):
+    vol, affine = ct
+    with engine.session(vol, affine, intensity="ct") as s:
+        with pytest.raises(VoxPromptError) as e:
+            s.run()
+        assert e.value.name == "INVALID_PROMPT" and e.value.code == 106, e.value
+        with pytest.raises(VoxPromptError) as e:
+            s.add_box_ijk(1, (0, 0, 0, 500, 10, 5))
+        assert e.value.code == 106 and "outside" in e.value.message, e.value.message
+        with pytest.raises(VoxPromptError) as e:
+            s.add_box_ijk(1, (20, 20, 9, 10, 30, 12))
+        assert e.value.code == 106, e.value
+        with pytest.raises(VoxPromptError) as e:
+            s.set_policy("best")
+        assert e.value.code == 101
+    with pytest.raises(VoxPromptError) as e:
+        engine.session(np.full((4, 8, 8), 7, np.int16), affine)
+    assert e.value.name == "INVALID_VOLUME" and "constant" in e.value.message, e.value.message
+    nan = vol.astype(np.float32)
+    nan[3, 4, 5] = np.nan
+    with pytest.raises(VoxPromptError) as e:
+        engine.session(nan, affine)
+    assert e.value.name == "INVALID_VOLUME" and "NaN" in e.value.message, e.value.message
+    with pytest.raises(VoxPromptError) as e:
+        engine.session(vol[0], affine)
+    assert e.value.name == "SHAPE_MISMATCH"
+    with pytest.raises(VoxPromptError) as e:
+        engine.session(vol.astype(np.float16), affine)
+    assert e.value.name == "UNSUPPORTED_DTYPE"
+    with pytest.raises(VoxPromptError) as e:
+        Engine(model_dir="/nonexistent/model")
+    assert e.value.name == "MODEL_NOT_FOUND" and "/nonexistent/model" in e.value.message
+
+
+def test_progress_can_cancel_and_the_session_stays_usable(engine, ct, liver):
+    vol, affine = ct
+    sub, sub_liver = vol[12:19], liver[12:19]
+    with engine.session(sub, affine, intensity="ct") as s:
+        s.add_box_ijk(1, box_of(sub_liver))
+        seen = []
+        with pytest.raises(VoxPromptError) as e:
+            s.run(lambda f: seen.append(f) or False)
+        assert e.value.name == "CANCELLED" and len(seen) == 1
+        # An exception in the host's callback cancels the run and comes back as itself.
+        with pytest.raises(ZeroDivisionError):
+            s.run(lambda f: 1 / 0)
+        fractions = []
+        mask = s.run(lambda f: fractions.append(f) or True)
+    assert dice(mask, sub_liver) >= 0.85
+    assert fractions and fractions[-1] == pytest.approx(1.0) and fractions == sorted(fractions)
+
+
+def test_background_run_reports_progress_and_cancels_from_another_thread(engine, ct, liver):
+    vol, affine = ct
+    with engine.session(vol, affine, intensity="ct") as s:
+        s.add_box_ijk(1, box_of(liver))
+        run = BackgroundRun(s)
+        deadline = time.monotonic() + 120
+        while run.fraction == 0.0 and not run.done and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert 0.0 < run.fraction < 1.0
+        run.cancel()  # from this (the "GUI") thread while the worker runs
+        assert run.wait(120)
+        assert run.cancelled
+        with pytest.raises(VoxPromptError) as e:
+            run.result()
+        assert e.value.name == "CANCELLED"
+
+
+def test_slicer_module_compiles():
+    py_compile.compile(str(REPO / "plugin/VoxPrompt/VoxPrompt.py"), doraise=True)
