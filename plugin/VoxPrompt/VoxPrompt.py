@@ -18,7 +18,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from VoxPromptLib import BackgroundRun, Engine, VoxPromptError, dice
+from VoxPromptLib import BackgroundRun, Engine, PromptSync, VoxPromptError, dice
 
 SETTINGS_LIBRARY = "VoxPrompt/LibraryPath"
 SETTINGS_MODEL = "VoxPrompt/ModelDir"
@@ -259,7 +259,7 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._sessions = {}  # volume node id -> (volume MTime, Session, prompts already added)
+        self._sessions = {}  # volume node id -> (volume MTime, Session, PromptSync)
         self._engine_key = None
 
     def engine(self, library=None, model=None) -> Engine:
@@ -292,9 +292,9 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
             known[1].close()
         array, ijk_to_ras = self.volumeArrays(volumeNode)
         s = engine.session(array, ijk_to_ras, volumeNode.GetSpacing(), intensity=intensity)
-        prompts = {"box": None, "points": set()}
-        self._sessions[volumeNode.GetID()] = (mtime, s, prompts)
-        return s, prompts
+        sync = PromptSync(label=1)
+        self._sessions[volumeNode.GetID()] = (mtime, s, sync)
+        return s, sync
 
     @staticmethod
     def _points(node, positive):
@@ -303,7 +303,7 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
             for n in range(node.GetNumberOfControlPoints()):
                 p = [0.0, 0.0, 0.0]
                 node.GetNthControlPointPositionWorld(n, p)
-                out.append((round(p[0], 3), round(p[1], 3), round(p[2], 3), positive))
+                out.append((p[0], p[1], p[2], positive))
         return out
 
     def start(self, volumeNode, roiNode=None, positiveNode=None, negativeNode=None, policy="reseed",
@@ -312,26 +312,14 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
         points are added, so the library refines the object instead of propagating it again."""
         if volumeNode is None:
             raise ValueError("select a volume")
-        session, prompts = self.session(volumeNode, intensity, library, model)
+        session, sync = self.session(volumeNode, intensity, library, model)
         box = None
         if roiNode is not None:
             b = [0.0] * 6
             roiNode.GetRASBounds(b)
             box = (b[0], b[2], b[4], b[1], b[3], b[5])
-        points = self._points(positiveNode, True) + self._points(negativeNode, False)
-        if box is None and not any(p[3] for p in points):
-            raise ValueError("place a box (ROI) or at least one positive point")
-        if box != prompts["box"] or not prompts["points"] <= set(points):
-            session.clear_prompts()
-            prompts["box"], prompts["points"] = None, set()
         session.set_policy(policy)
-        if box is not None and prompts["box"] is None:
-            session.add_box_ras(1, box)
-            prompts["box"] = box
-        for p in points:
-            if p not in prompts["points"]:
-                session.add_point_ras(1, p[:3], p[3])
-                prompts["points"].add(p)
+        sync.apply(session, box, self._points(positiveNode, True) + self._points(negativeNode, False))
         run = BackgroundRun(session, confidence)
         run.volumeNode = volumeNode
         return run

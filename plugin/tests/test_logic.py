@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugin" / "VoxPrompt"))
 
-from VoxPromptLib import BackgroundRun, Engine, VoxPromptError, box_of, dice, library  # noqa: E402
+from VoxPromptLib import BackgroundRun, Engine, PromptSync, VoxPromptError, box_of, dice, library  # noqa: E402
 
 CT = REPO / "tests/fixtures/data/example_ct_sm.nii.gz"
 SEG = REPO / "tests/fixtures/data/example_seg.nii.gz"
@@ -119,6 +119,43 @@ def test_any_strides_give_the_same_mask(engine, ct, liver):
         s.add_box_ijk(1, box)
         assert np.array_equal(s.run(), plain)
     assert dice(plain, sub_liver) >= 0.9
+
+
+def ras(affine, ijk):
+    return tuple(float(v) for v in (affine @ np.array([*ijk, 1.0]))[:3])
+
+
+def test_resent_prompts_refine_instead_of_starting_over(engine, ct, liver):
+    """What the Slicer module does on every Apply: send the ROI and all points again."""
+    vol, affine = ct
+    sub, sub_liver = vol[8:20], liver[8:20]
+    i0, j0, k0, i1, j1, k1 = box_of(sub_liver)
+    box = ras(affine, (i0, j0, k0)) + ras(affine, (i1, j1, k1))
+    sync = PromptSync(label=1)
+    with engine.session(sub, affine, intensity="ct") as s:
+        assert sync.apply(s, box) == "new"
+        first = s.run()
+        assert s.stats()["objects_full"] == 1 and s.stats()["slices_encoded"] == 12
+        assert dice(first, sub_liver) >= 0.9
+        # the same ROI again plus one negative point on the middle slice, outside the liver
+        k = (k0 + k1) // 2
+        jj, ii = np.nonzero(sub_liver[k] == 0)
+        far = int(np.argmax((jj - (j0 + j1) / 2) ** 2 + (ii - (i0 + i1) / 2) ** 2))
+        point = ras(affine, (int(ii[far]), int(jj[far]), k)) + (False,)
+        assert sync.apply(s, box, [point]) == "refine"
+        s.run()
+        st = s.stats()
+        assert st["objects_refined"] == 1 and st["objects_full"] == 0 and st["slices_encoded"] == 0, st
+        assert sync.apply(s, box, [point]) == "unchanged"
+        # a smaller box starts the object over, from embeddings already cached
+        smaller = ras(affine, (i0 + 5, j0 + 5, k0)) + ras(affine, (i1 - 5, j1 - 5, k1))
+        assert sync.apply(s, smaller, [point]) == "reset"
+        s.run()
+        st = s.stats()
+        assert st["objects_full"] == 1 and st["slices_encoded"] == 0, st
+        with pytest.raises(VoxPromptError) as e:
+            PromptSync().apply(s, None, [point])
+        assert e.value.code == 106
 
 
 def test_bad_input_is_a_typed_error_with_a_message(engine, ct):

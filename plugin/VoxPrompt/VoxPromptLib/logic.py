@@ -245,6 +245,42 @@ class Session:
         self.close()
 
 
+class PromptSync:
+    """What one object of a session has been given, for a host that re-sends all its prompts on every Apply
+    (Slicer's ROI and point lists): only new points are added, so the next run refines the object instead of
+    propagating it again; a changed box or a removed point starts the object over."""
+
+    def __init__(self, label: int = 1):
+        self.label = label
+        self.box: Optional[tuple] = None
+        self.points: list[tuple] = []
+
+    def apply(self, session: "Session", box_ras: Optional[Sequence[float]] = None,
+              points_ras: Sequence[tuple] = ()) -> str:
+        """`points_ras` holds (r, a, s, positive). Returns "new", "refine", "unchanged" or "reset"."""
+        box = None if box_ras is None else tuple(round(float(v), 3) for v in box_ras)
+        points = [(round(float(r), 3), round(float(a), 3), round(float(s_), 3), bool(pos))
+                  for r, a, s_, pos in points_ras]
+        if box is None and not any(p[3] for p in points):
+            raise VoxPromptError(106, "no prompt: give a box or at least one positive point")
+        kept = set(self.points) <= set(points)
+        state = "new" if self.box is None and not self.points else "refine"
+        if box != self.box or not kept:
+            if self.box is not None or self.points:
+                session.remove_object(self.label)
+                state = "reset"
+            self.box, self.points = None, []
+            if box is not None:
+                session.add_box_ras(self.label, box)
+                self.box = box
+        had = set(self.points)
+        added = [p for p in dict.fromkeys(points) if p not in had]
+        for r, a, s_, pos in added:
+            session.add_point_ras(self.label, (r, a, s_), pos)
+            self.points.append((r, a, s_, pos))
+        return "unchanged" if state == "refine" and not added else state
+
+
 class BackgroundRun:
     """`Session.run` on a worker thread: the GUI polls `fraction` and `done` (a QTimer in Slicer) and may call
     `cancel()`; afterwards `result()` returns the run's value or raises its error."""
