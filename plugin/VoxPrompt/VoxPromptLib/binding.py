@@ -165,9 +165,17 @@ def find_library(path: str | os.PathLike | None = None) -> Path:
         return Path(path)
     if os.environ.get(LIBRARY_ENV):
         return Path(os.environ[LIBRARY_ENV])
-    repo = Path(__file__).resolve().parents[3]
+    repo = checkout()
     for build in ("release", "debug"):
-        p = repo / "target" / build / "libvoxprompt.so"
-        if p.exists():
+        p = repo / "target" / build / "libvoxprompt.so" if repo else None
+        if p is not None and p.exists():
             return p
     return Path(LIBRARY_NAME)
+
+
+def checkout() -> Path | None:
+    """The repository this package sits in (plugin/VoxPrompt/VoxPromptLib), if it runs from a checkout."""
+    here = Path(__file__).resolve()
+    if len(here.parents) > 3 and (here.parents[3] / "Cargo.toml").exists():
+        return here.parents[3]
+    return None

@@ -39,7 +39,13 @@ def default_model_dir(lib: Library) -> Path:
     installed = lib_path.parent.parent / "share" / "voxprompt" / "models" / "litemedsam"
     if (installed / "manifest.toml").exists():
         return installed
-    return Path(__file__).resolve().parents[3] / "models" / "litemedsam"
+    from .binding import checkout
+
+    repo = checkout()
+    if repo is None:
+        raise VoxPromptError(200, f"no model package next to {lib.path} ({installed}) and no checkout: "
+                                  "set the model directory")
+    return repo / "models" / "litemedsam"
 
 
 class Engine:
