@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .binding import (CANCELLED, DTYPES, INTENSITY, OVERLAP, POLICIES, PROGRESS_FN, Library, VoxPromptError,
-                      VxpRunStats, VxpVolume)
+                      VxpRunStats, VxpVolume, checkout, find_library)
 
 _LIBRARIES: dict[str, Library] = {}
 _LOCK = threading.Lock()
@@ -24,8 +24,6 @@ _LOCK = threading.Lock()
 
 def library(path: Optional[str] = None) -> Library:
     """One Library per path for the process: Slicer may reload this module, the library must stay loaded."""
-    from .binding import find_library
-
     key = str(find_library(path))
     with _LOCK:
         if key not in _LIBRARIES:
@@ -39,8 +37,6 @@ def default_model_dir(lib: Library) -> Path:
     installed = lib_path.parent.parent / "share" / "voxprompt" / "models" / "litemedsam"
     if (installed / "manifest.toml").exists():
         return installed
-    from .binding import checkout
-
     repo = checkout()
     if repo is None:
         raise VoxPromptError(200, f"no model package next to {lib.path} ({installed}) and no checkout: "
@@ -203,7 +199,6 @@ class Session:
         """Runs every object up to date. Returns the label mask (uint8, [k, j, i]) and, with `confidence`, the
         per-voxel confidence (float32 in [0, 1]) too. `progress(fraction)` returning False cancels the run
         (VoxPromptError CANCELLED); it is called on the thread that runs."""
-        nk, nj, ni = self.shape_kji
         mask = np.zeros(self.shape_kji, np.uint8)
         m_strides = (c_int64 * 3)(mask.strides[2], mask.strides[1], mask.strides[0])
         conf, c_ptr, c_len, c_strides = None, None, 0, None
