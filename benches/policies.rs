@@ -145,7 +145,7 @@ fn main() {
     let engine = Arc::new(
         Engine::new(&EngineOptions {
             ort_library: Some(ort),
-            model_dir: root().join("models/litemedsam"),
+            model_dirs: vec![root().join("models/litemedsam")],
             session: SessionConfig { threads: 2, ..Default::default() },
         })
         .expect("engine"),
@@ -183,9 +183,13 @@ fn main() {
         let mut values: Vec<f64> = labels.iter().copied().filter(|&v| v > 0.0).collect();
         values.sort_by(f64::total_cmp);
         values.dedup();
-        let mut session =
-            Session::new(engine.clone(), image, img.geometry, SessionOptions::default().with_cache_budget(8 << 30))
-                .unwrap();
+        let mut session = Session::new(
+            engine.models.clone(),
+            image,
+            img.geometry,
+            SessionOptions::default().with_cache_budget(8 << 30),
+        )
+        .unwrap();
         let t = Instant::now();
         for &value in &values {
             let (tb, n) = BoxIjk::of_label(&labels, dims, value).expect("a value that occurs");

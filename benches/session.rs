@@ -42,7 +42,7 @@ fn main() {
     let engine = Arc::new(
         Engine::new(&EngineOptions {
             ort_library: Some(ort),
-            model_dir: root().join("models/litemedsam"),
+            model_dirs: vec![root().join("models/litemedsam")],
             session: SessionConfig { threads: 2, ..Default::default() },
         })
         .expect("engine"),
@@ -69,7 +69,7 @@ fn main() {
             b.min[a] = t.min[a].saturating_sub(pad);
             b.max[a] = (t.max[a] + pad).min(dims[a] - 1);
         }
-        let mut s = Session::new(engine.clone(), image.clone(), v.geometry, SessionOptions::default()).unwrap();
+        let mut s = Session::new(engine.models.clone(), image.clone(), v.geometry, SessionOptions::default()).unwrap();
         s.add_box(1, b).unwrap();
         let first = s.run(None).unwrap();
         println!(
@@ -125,7 +125,7 @@ fn main() {
         let mut separate = voxprompt::volume::U8Volume::zeros(dims);
         let mut encodes = 0;
         for (k, o) in objs.iter().enumerate() {
-            let mut s = Session::new(engine.clone(), image.clone(), v.geometry, opts).unwrap();
+            let mut s = Session::new(engine.models.clone(), image.clone(), v.geometry, opts).unwrap();
             s.add_box(1, *o).unwrap();
             encodes += s.run(None).unwrap().slices_encoded;
             for (dst, &m) in separate.data.iter_mut().zip(&s.compose(false).0.data) {
@@ -136,7 +136,7 @@ fn main() {
         }
         let per_object = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
-        let mut s = Session::new(engine.clone(), image.clone(), v.geometry, opts).unwrap();
+        let mut s = Session::new(engine.models.clone(), image.clone(), v.geometry, opts).unwrap();
         for (k, o) in objs.iter().enumerate() {
             s.add_box((k + 1) as u8, *o).unwrap();
         }

@@ -16,9 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::sam2d::Sam2d;
+use crate::model::{Models, Prompt2d, Segmenter, SliceModel, Worker};
 use crate::pipeline::cache::{CacheStats, EmbeddingCache};
 use crate::pipeline::frame::Frame;
 use crate::pipeline::morphology::{bbox_2d, dice_u8};
@@ -166,7 +165,7 @@ pub struct ObjectSummary {
 }
 
 pub struct Session {
-    engine: Arc<Engine>,
+    models: Arc<Models>,
     image: U8Volume,
     geometry: Geometry,
     /// Stacks for axes 0 and 1 (slices along i or j), made on first use.
@@ -193,13 +192,16 @@ fn plane_axes(axis: u8) -> (usize, usize) {
 
 impl Session {
     /// A session over an already intensity-mapped volume (i fastest).
-    pub fn new(engine: Arc<Engine>, image: U8Volume, geometry: Geometry, opts: SessionOptions) -> Result<Session> {
+    pub fn new(models: Arc<Models>, image: U8Volume, geometry: Geometry, opts: SessionOptions) -> Result<Session> {
         if opts.axis > 2 {
             return Err(Error::InvalidArgument(format!("propagation axis {} is not 0, 1 or 2", opts.axis)));
         }
-        let cache = EmbeddingCache::new(opts.cache_budget, engine.model.embedding_len())?;
+        let layout = match &models.segmenter {
+            Segmenter::Slice(m) => m.embedding_layout().clone(),
+        };
+        let cache = EmbeddingCache::new(opts.cache_budget, layout)?;
         Ok(Session {
-            engine,
+            models,
             image,
             geometry,
             stacks: [None, None],
@@ -436,19 +438,28 @@ impl Session {
     }
 
     fn run_inner(&mut self, progress: Option<&mut dyn FnMut(f32) -> bool>) -> Result<RunReport> {
+        let models = self.models.clone();
+        match &models.segmenter {
+            Segmenter::Slice(m) => self.run_slices(m, progress),
+        }
+    }
+
+    fn run_slices<M: SliceModel>(
+        &mut self,
+        model: &M,
+        progress: Option<&mut dyn FnMut(f32) -> bool>,
+    ) -> Result<RunReport> {
         let t0 = Instant::now();
         let before_cache = self.cache.stats();
         let axis = self.opts.axis;
         self.stack_volume(axis);
-        let engine = self.engine.clone();
-        let model = &engine.model;
         let volume = if axis == 2 { &self.image } else { self.stacks[axis as usize].as_ref().expect("made") };
         let [w, h, d] = volume.dims;
         let (run_cancel, done) = (AtomicBool::new(false), AtomicUsize::new(0));
         let stack = Stack {
             model,
             volume,
-            frame: Frame::new(h, w, model.input_size),
+            frame: Frame::new(h, w, model.input_size()),
             cache: &self.cache,
             axis,
             cancel: &run_cancel,
@@ -695,7 +706,7 @@ struct StackPrompts {
     seed: Option<Vec<Option<SliceOut>>>,
 }
 
-fn stack_prompts(stack: &Stack<'_>, p: &ObjectPrompts, dims: [usize; 3]) -> StackPrompts {
+fn stack_prompts<M: SliceModel>(stack: &Stack<'_, M>, p: &ObjectPrompts, dims: [usize; 3]) -> StackPrompts {
     let axis = stack.axis;
     let boxes = p.boxes.iter().map(|b| Session::stack_box(axis, b)).collect();
     let points = p
@@ -711,7 +722,7 @@ fn stack_prompts(stack: &Stack<'_>, p: &ObjectPrompts, dims: [usize; 3]) -> Stac
 }
 
 /// A seed mask as coarse slices along the stack: probability 1 inside, 0 outside, IoU 1.
-fn seed_slices(stack: &Stack<'_>, m: &[u8], dims: [usize; 3]) -> Vec<Option<SliceOut>> {
+fn seed_slices<M: SliceModel>(stack: &Stack<'_, M>, m: &[u8], dims: [usize; 3]) -> Vec<Option<SliceOut>> {
     let [w, h, d] = stack.volume.dims;
     let (u, v) = plane_axes(stack.axis);
     let a = stack.axis as usize;
@@ -748,8 +759,8 @@ fn frame_points(frame: &Frame, pts: &[(usize, usize, usize, bool)], z: usize) ->
 }
 
 /// Full propagation of several objects under the session's policy; returns each object's slices.
-fn run_full(
-    stack: &Stack<'_>,
+fn run_full<M: SliceModel>(
+    stack: &Stack<'_, M>,
     specs: &[ObjectPrompts],
     opts: &SessionOptions,
     scratch: &mut [Scratch; 2],
@@ -846,8 +857,8 @@ fn seed_box(seed: &[Option<SliceOut>], w: usize, h: usize) -> BoxIjk {
 }
 
 /// The reference walks, with user points and extra boxes on their slices, over `objects` (stack coords).
-fn reference_with_prompts(
-    stack: &Stack<'_>,
+fn reference_with_prompts<M: SliceModel>(
+    stack: &Stack<'_, M>,
     objects: &[Object],
     index: &[usize],
     sp: &[StackPrompts],
@@ -881,8 +892,8 @@ fn reference_with_prompts(
 
 /// Objects given only points: each slice with positive points is decoded from its points alone, then
 /// walks outward under the stop rule.
-fn points_only(
-    stack: &Stack<'_>,
+fn points_only<M: SliceModel>(
+    stack: &Stack<'_, M>,
     ks: &[usize],
     sp: &[StackPrompts],
     prompts: &SlicePrompts,
@@ -903,8 +914,8 @@ fn points_only(
         zs.dedup();
         for &z in &zs {
             let pts = prompts.points.get(&(k, z)).cloned().unwrap_or_default();
-            let p = crate::model::sam2d::Prompt2d { points: pts, ..Default::default() };
-            let o = stack.decode(0, z, std::slice::from_ref(&p), &mut scratch[0])?.remove(0);
+            let p = Prompt2d { points: pts, ..Default::default() };
+            let o = stack.decode(Worker::Index(0), z, std::slice::from_ref(&p), &mut scratch[0])?.remove(0);
             slices[z] = Some(o);
         }
         let (lo, hi) = (zs[0], *zs.last().expect("a positive point"));
@@ -938,8 +949,8 @@ fn points_only(
 }
 
 /// Re-seeding from reliable key slices and confidence fusion with the coarse slices (policy module docs).
-fn reseed(
-    stack: &Stack<'_>,
+fn reseed<M: SliceModel>(
+    stack: &Stack<'_, M>,
     sp: &[StackPrompts],
     coarse: Vec<Vec<Option<SliceOut>>>,
     prompts: &SlicePrompts,
@@ -1109,8 +1120,8 @@ fn postprocess_slices(slices: &mut [Option<SliceOut>], w: usize, h: usize, p: &P
 /// Interactive refinement of one object: the slices whose points changed are decoded again (box from the
 /// current mask there, plus all its points), and each change is propagated outward slice by slice until a
 /// re-decoded slice agrees with the current one to `refine_tolerance` (Dice), or it ends.
-fn refine_object(
-    stack: &Stack<'_>,
+fn refine_object<M: SliceModel>(
+    stack: &Stack<'_, M>,
     k: usize,
     now: &ObjectPrompts,
     old: &ObjectResult,
@@ -1171,9 +1182,9 @@ fn refine_object(
             slices[z] = None;
             continue;
         }
-        let mut p = crate::model::sam2d::Prompt2d { points: pts, ..Default::default() };
+        let mut p = Prompt2d { points: pts, ..Default::default() };
         p.bbox = b.map(|b| b.map(|v| v as f32));
-        let out = stack.decode(Sam2d::WIDE, z, std::slice::from_ref(&p), &mut scratch[0])?.remove(0);
+        let out = stack.decode(Worker::Wide, z, std::slice::from_ref(&p), &mut scratch[0])?.remove(0);
         let seed = Arc::new(out.mask.clone());
         slices[z] = Some(Arc::new(out));
         // Outward, one slice at a time, while the mask keeps changing. Propagation ran away from the
@@ -1208,7 +1219,7 @@ fn refine_object(
                 };
                 let steps = crate::pipeline::sweep::sweep(
                     stack,
-                    Sam2d::WIDE,
+                    Worker::Wide,
                     up,
                     &[walk],
                     &prompts,

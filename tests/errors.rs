@@ -8,10 +8,9 @@ use common::*;
 use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io::read_volume;
 use voxprompt::model::SessionConfig;
-use voxprompt::pipeline::propagate::{BoxIjk, Object};
 use voxprompt::runtime;
 use voxprompt::volume::intensity::IntensityMapping;
-use voxprompt::volume::{DType, Geometry, VolumeView};
+use voxprompt::volume::{BoxIjk, DType, Geometry, VolumeView};
 use voxprompt::ErrorCode;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -77,7 +76,7 @@ fn a_second_runtime_library_is_a_reported_mismatch() {
 fn engine_with_model(dir: &Path) -> voxprompt::Result<Engine> {
     Engine::new(&EngineOptions {
         ort_library: Some(ort_lib()),
-        model_dir: dir.to_path_buf(),
+        model_dirs: vec![dir.to_path_buf()],
         session: SessionConfig::default(),
     })
 }
@@ -124,8 +123,8 @@ fn volume_i16(vals: &[i16]) -> Vec<u8> {
     vals.iter().flat_map(|v| v.to_ne_bytes()).collect()
 }
 
-fn obj(min: [usize; 3], max: [usize; 3]) -> [Object; 1] {
-    [Object { label: 1, bbox: BoxIjk { min, max } }]
+fn obj(min: [usize; 3], max: [usize; 3]) -> [(u8, BoxIjk); 1] {
+    [(1, BoxIjk { min, max })]
 }
 
 #[test]
@@ -138,7 +137,7 @@ fn bad_boxes_are_invalid_prompts() {
         (obj([5, 0, 0], [2, 7, 3]), "inverted"),
         (obj([0, 0, 3], [7, 7, 1]), "inverted"),
     ] {
-        let e = ENGINE.segment_reference(&view, IntensityMapping::CT, &boxes, None).err().unwrap();
+        let e = segment_reference(&view, IntensityMapping::CT, &boxes, None).err().unwrap();
         assert_eq!(e.code(), ErrorCode::InvalidPrompt, "{e}");
         assert!(e.to_string().contains(needle), "{e}");
     }
@@ -148,7 +147,7 @@ fn bad_boxes_are_invalid_prompts() {
 fn unusable_volumes_are_invalid() {
     let constant = volume_i16(&[40; 64]);
     let view = VolumeView::contiguous(&constant, DType::I16, [4, 4, 4], Geometry::default()).unwrap();
-    let e = ENGINE.segment_reference(&view, IntensityMapping::CT, &obj([0, 0, 0], [3, 3, 3]), None).err().unwrap();
+    let e = segment_reference(&view, IntensityMapping::CT, &obj([0, 0, 0], [3, 3, 3]), None).err().unwrap();
     assert_eq!(e.code(), ErrorCode::InvalidVolume);
     assert!(e.to_string().contains("constant intensity"), "{e}");
 
@@ -156,7 +155,7 @@ fn unusable_volumes_are_invalid() {
     f[17] = f32::NAN;
     let bytes: Vec<u8> = f.iter().flat_map(|v| v.to_ne_bytes()).collect();
     let view = VolumeView::contiguous(&bytes, DType::F32, [4, 4, 4], Geometry::default()).unwrap();
-    let e = ENGINE.segment_reference(&view, IntensityMapping::MR, &obj([0, 0, 0], [3, 3, 3]), None).err().unwrap();
+    let e = segment_reference(&view, IntensityMapping::MR, &obj([0, 0, 0], [3, 3, 3]), None).err().unwrap();
     assert_eq!(e.code(), ErrorCode::InvalidVolume);
     assert!(e.to_string().contains("NaN"), "{e}");
 

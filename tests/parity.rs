@@ -7,10 +7,10 @@ use common::*;
 use ndarray::{Array1, Array2, Array3};
 use serde_json::Value;
 use voxprompt::io::read_volume;
-use voxprompt::model::sam2d::Prompt2d;
+use voxprompt::model::{Prompt2d, SliceModel, Worker};
 use voxprompt::pipeline::frame::Frame;
-use voxprompt::pipeline::propagate::{BoxIjk, Object};
 use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};
+use voxprompt::volume::BoxIjk;
 
 fn index() -> Value {
     let p = root().join("tests/fixtures/parity/index.json");
@@ -132,23 +132,24 @@ fn export_graph_package() -> std::path::PathBuf {
 fn fused_encoder_is_bit_identical_to_the_export() {
     let export = voxprompt::engine::Engine::new(&voxprompt::engine::EngineOptions {
         ort_library: Some(ort_lib()),
-        model_dir: export_graph_package(),
+        model_dirs: vec![export_graph_package()],
         session: voxprompt::model::SessionConfig { threads: 2, ..Default::default() },
     })
     .unwrap();
-    let (fused, export) = (&ENGINE.model, &export.model);
+    let (fused, export) = (sam2d(&ENGINE), sam2d(&export));
     let mut n = 0;
     for mut s in slices() {
         let enc_in: Array3<f32> = s.arrays.by_name("encoder_input").unwrap();
-        let (mut a, mut b) = (vec![0f32; fused.embedding_len()], vec![0f32; export.embedding_len()]);
-        fused.encode_into(enc_in.as_slice().unwrap(), &mut a).unwrap();
-        export.encode_into(enc_in.as_slice().unwrap(), &mut b).unwrap();
-        let differ = a.iter().zip(&b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+        let (mut ea, mut eb) = (fused.embedding_layout().zeros(), export.embedding_layout().zeros());
+        fused.encode(Worker::Index(0), enc_in.as_slice().unwrap(), &mut ea).unwrap();
+        export.encode(Worker::Index(0), enc_in.as_slice().unwrap(), &mut eb).unwrap();
+        let (a, b) = (&ea.tensors[0], &eb.tensors[0]);
+        let differ = a.iter().zip(b.iter()).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
         println!(
             "{}: fused vs export: {differ} of {} values differ, max |Δ| {:.2e}",
             s.id,
             a.len(),
-            max_abs_diff(&a, &b)
+            max_abs_diff(a, b)
         );
         assert_eq!(differ, 0, "{}: the fused encoder is not bit-identical to the export", s.id);
         n += 1;
@@ -158,14 +159,14 @@ fn fused_encoder_is_bit_identical_to_the_export() {
 
 #[test]
 fn encoder_and_decoder_match_torch() {
-    let model = &ENGINE.model;
+    let model = sam2d(&ENGINE);
     for mut s in slices() {
         let enc_in: Array3<f32> = s.arrays.by_name("encoder_input").unwrap();
-        let mut emb = vec![0f32; model.embedding_len()];
-        model.encode_into(enc_in.as_slice().unwrap(), &mut emb).unwrap();
+        let mut emb = model.embedding_layout().zeros();
+        model.encode(Worker::Index(0), enc_in.as_slice().unwrap(), &mut emb).unwrap();
         if s.meta["has_embedding"].as_bool().unwrap() {
             let want: Array3<f32> = s.arrays.by_name("embedding_torch").unwrap();
-            let d = max_abs_diff(&emb, want.as_slice().unwrap());
+            let d = max_abs_diff(&emb.tensors[0], want.as_slice().unwrap());
             println!("{}: embedding max |Δ| vs torch {d:.2e}", s.id);
             assert!(d <= 1e-4, "{}: embedding max |Δ| {d}", s.id);
         }
@@ -178,7 +179,7 @@ fn encoder_and_decoder_match_torch() {
                 let m: Array2<f32> = s.arrays.by_name(p["mask_input"].as_str().unwrap()).unwrap();
                 prompt.mask = Some(m.into_raw_vec_and_offset().0);
             }
-            let out = &model.decode(&emb, std::slice::from_ref(&prompt)).unwrap()[0];
+            let out = &model.decode(Worker::Index(0), &emb, std::slice::from_ref(&prompt)).unwrap()[0];
             let want: Array2<f32> = s.arrays.by_name(&format!("{name}_logits")).unwrap();
             let d = max_abs_diff(&out.logits, want.as_slice().unwrap());
             let iou: Array1<f32> = s.arrays.by_name(&format!("{name}_iou")).unwrap();
@@ -210,20 +211,20 @@ fn reference_3d_pipeline_matches_torch_on_real_targets() {
         let volume = read_volume(&data(vol_meta["source"].as_str().unwrap())).unwrap().volume;
         let labels = read_volume(&data(c["label"].as_str().unwrap())).unwrap().volume.to_f64().unwrap();
         let b: Vec<usize> = c["box3d"].as_array().unwrap().iter().map(u).collect();
-        let objects = [Object { label: 1, bbox: BoxIjk { min: [b[0], b[1], b[2]], max: [b[3], b[4], b[5]] } }];
-        let seg = ENGINE
-            .segment_reference(&volume.view().unwrap(), mapping(c["modality"].as_str().unwrap()), &objects, None)
-            .unwrap();
+        let objects = [(1, BoxIjk { min: [b[0], b[1], b[2]], max: [b[3], b[4], b[5]] })];
+        let (mask, report) =
+            segment_reference(&volume.view().unwrap(), mapping(c["modality"].as_str().unwrap()), &objects, None)
+                .unwrap();
         let torch = &c["runs"]["torch"];
         let want: Array3<u8> = npz(&fixture(torch["file"].as_str().unwrap())).by_name("mask").unwrap();
         let agree = agreement(
-            &seg.mask.data.iter().map(|&v| (v > 0) as u8).collect::<Vec<_>>(),
+            &mask.data.iter().map(|&v| (v > 0) as u8).collect::<Vec<_>>(),
             &want.iter().map(|&v| (v > 0) as u8).collect::<Vec<_>>(),
         );
         let value = c["label_value"].as_f64().unwrap();
-        let ours = dice(seg.mask.data.iter().map(|&v| v > 0), labels.iter().map(|&l| l == value));
+        let ours = dice(mask.data.iter().map(|&v| v > 0), labels.iter().map(|&l| l == value));
         let theirs = torch["dice"].as_f64().unwrap();
-        assert_eq!(seg.stats.slices_encoded, u(&c["slices"]), "{id}: one encoder run per slice");
+        assert_eq!(report.stats.slices_encoded, u(&c["slices"]), "{id}: one encoder run per slice");
         rows.push(format!(
             "{id:<16} {:<3} slices {:>3}  agreement {agree:.6}  Dice {ours:.4} (torch {theirs:.4})",
             c["modality"].as_str().unwrap(),
@@ -241,39 +242,38 @@ fn several_objects_match_the_reference_with_each_slice_encoded_once() {
     let mut z = npz(&fixture("multi_tsA_torch.npz"));
     let want: Array3<u8> = z.by_name("mask").unwrap();
     let boxes: Array2<i64> = z.by_name("boxes").unwrap();
-    let objects: Vec<Object> = boxes
+    let objects: Vec<(u8, BoxIjk)> = boxes
         .outer_iter()
         .enumerate()
-        .map(|(n, b)| Object {
-            label: (n + 1) as u8,
-            bbox: BoxIjk {
+        .map(|(n, b)| {
+            let bbox = BoxIjk {
                 min: [b[0] as usize, b[1] as usize, b[2] as usize],
                 max: [b[3] as usize, b[4] as usize, b[5] as usize],
-            },
+            };
+            ((n + 1) as u8, bbox)
         })
         .collect();
     let volume = read_volume(&data("data/totalsegmentator/example_ct_sm.nii.gz")).unwrap().volume;
-    let seg = ENGINE.segment_reference(&volume.view().unwrap(), IntensityMapping::CT, &objects, None).unwrap();
-    let diff = seg.mask.data.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
+    let (mask, report) = segment_reference(&volume.view().unwrap(), IntensityMapping::CT, &objects, None).unwrap();
+    let diff = mask.data.iter().zip(want.iter()).filter(|(a, b)| a != b).count();
     assert_eq!(diff, 0, "{diff} voxels differ from the multi-object reference");
-    let union: std::collections::BTreeSet<usize> = objects.iter().flat_map(|o| o.bbox.min[2]..=o.bbox.max[2]).collect();
-    let visits: usize = objects.iter().map(|o| o.bbox.max[2] - o.bbox.min[2] + 1).sum();
-    assert_eq!(seg.stats.slices_encoded, union.len(), "each slice encoded once");
-    assert_eq!(seg.stats.decoder_runs, visits);
+    let union: std::collections::BTreeSet<usize> = objects.iter().flat_map(|o| o.1.min[2]..=o.1.max[2]).collect();
+    let visits: usize = objects.iter().map(|o| o.1.max[2] - o.1.min[2] + 1).sum();
+    assert_eq!(report.stats.slices_encoded, union.len(), "each slice encoded once");
+    assert_eq!(report.stats.decoder_runs, visits);
     println!("{} objects: {} encoder runs instead of the reference's {visits}", objects.len(), union.len());
 }
 
 #[test]
 fn progress_can_cancel() {
     let volume = read_volume(&data("tests/fixtures/data/example_ct_sm.nii.gz")).unwrap().volume;
-    let objects = [Object { label: 1, bbox: BoxIjk { min: [41, 25, 0], max: [105, 86, 29] } }];
+    let objects = [(1, BoxIjk { min: [41, 25, 0], max: [105, 86, 29] })];
     let mut calls = 0;
     let mut stop_after_two = |_f: f32| {
         calls += 1;
         calls <= 2
     };
-    let e = ENGINE
-        .segment_reference(&volume.view().unwrap(), IntensityMapping::CT, &objects, Some(&mut stop_after_two))
+    let e = segment_reference(&volume.view().unwrap(), IntensityMapping::CT, &objects, Some(&mut stop_after_two))
         .err()
         .unwrap();
     assert_eq!(e.code(), voxprompt::ErrorCode::Cancelled);

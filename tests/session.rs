@@ -23,7 +23,7 @@ static ENGINE_ARC: Lazy<Arc<Engine>> = Lazy::new(|| {
     Arc::new(
         Engine::new(&EngineOptions {
             ort_library: Some(ort_lib()),
-            model_dir: model_dir(),
+            model_dirs: vec![model_dir()],
             session: SessionConfig { threads: 2, ..Default::default() },
         })
         .expect("engine"),
@@ -43,7 +43,7 @@ static TSA: Lazy<Case> = Lazy::new(|| {
 });
 
 fn session(opts: SessionOptions) -> Session {
-    Session::new(ENGINE_ARC.clone(), TSA.image.clone(), TSA.geometry, opts).unwrap()
+    Session::new(ENGINE_ARC.models.clone(), TSA.image.clone(), TSA.geometry, opts).unwrap()
 }
 
 fn label_box(value: f64) -> BoxIjk {
@@ -261,7 +261,7 @@ fn propagation_along_another_axis_segments_on_the_input_grid() {
 
 #[test]
 fn a_small_cache_budget_evicts_and_a_large_one_never_re_encodes() {
-    let emb = ENGINE_ARC.model.embedding_len() * 4;
+    let emb = sam2d(&ENGINE_ARC).embedding_len() * 4;
     let b = label_box(3.0); // kidney_left, 23 slices
     let slices = b.max[2] - b.min[2] + 1;
     let mut big = session(SessionOptions::default().with_cache_budget(64 * emb));
@@ -315,7 +315,7 @@ fn bad_prompts_and_budgets_are_typed_errors() {
     s.add_point(2, PointIjk { ijk: [30, 30, 10], positive: false }).unwrap();
     assert_eq!(s.run(None).unwrap_err().code(), ErrorCode::InvalidPrompt, "only a negative point");
     let tiny = Session::new(
-        ENGINE_ARC.clone(),
+        ENGINE_ARC.models.clone(),
         TSA.image.clone(),
         TSA.geometry,
         SessionOptions::default().with_cache_budget(1 << 20),

@@ -14,9 +14,9 @@ use voxprompt::metrics::dice;
 use voxprompt::model::{Provider, SessionConfig};
 use voxprompt::pipeline::policy::Policy;
 use voxprompt::pipeline::postprocess::PostprocessOptions;
-use voxprompt::pipeline::propagate::BoxIjk;
 use voxprompt::session::{PointIjk, SessionOptions};
 use voxprompt::volume::intensity::IntensityMapping;
+use voxprompt::volume::BoxIjk;
 use voxprompt::volume::{Geometry, Volume};
 use voxprompt::{Error, Result};
 
@@ -312,7 +312,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
     let providers = args.providers.split(',').map(Provider::parse).collect::<Result<Vec<_>>>()?;
     let engine = Arc::new(Engine::new(&EngineOptions {
         ort_library: args.ort_lib.clone(),
-        model_dir: args.model.clone().unwrap_or_else(default_model_dir),
+        model_dirs: vec![args.model.clone().unwrap_or_else(default_model_dir)],
         session: SessionConfig { providers, threads: args.threads, strict: false },
     })?);
     let post = PostprocessOptions::new()
@@ -397,7 +397,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         "input": args.input, "output": args.output, "dims": dims,
         "policy": policy.name(), "axis": axis_name,
         "provider": engine.provider().name(),
-        "provider_fallbacks": engine.model.fallback_reasons,
+        "provider_fallbacks": engine.fallback_reasons(),
         "onnxruntime": { "version": engine.runtime.version, "path": engine.runtime.path },
         "intensity": format!("{mapping:?}"),
         "slices_encoded": run.slices_encoded, "slices_decoded": run.slices_decoded,

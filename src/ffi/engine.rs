@@ -47,7 +47,7 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
         };
         let opts = EngineOptions {
             ort_library: o.ort_library.clone(),
-            model_dir,
+            model_dirs: vec![model_dir],
             session: SessionConfig { providers: o.providers.clone(), threads: o.threads, strict: false },
         };
         match Engine::new(&opts) {
@@ -100,9 +100,8 @@ pub unsafe extern "C" fn vxp_engine_provider(
             Ok(e) => e,
             Err(r) => return r,
         };
-        let m = &e.inner.model;
-        let mut s = m.provider.name().to_string();
-        for r in &m.fallback_reasons {
+        let mut s = e.inner.provider().name().to_string();
+        for r in e.inner.fallback_reasons() {
             s.push_str("; ");
             s.push_str(r);
         }

@@ -14,9 +14,9 @@ use super::result::vxp_result;
 use super::volume::{view, vxp_volume};
 use crate::pipeline::policy::Policy;
 use crate::pipeline::postprocess::PostprocessOptions;
-use crate::pipeline::propagate::BoxIjk;
 use crate::session::{Overlap, PointIjk, RunReport, Session, SessionOptions};
 use crate::volume::intensity::{self, map_to_u8};
+use crate::volume::BoxIjk;
 
 /// Stages reported to a progress callback.
 #[allow(non_camel_case_types)]
@@ -144,7 +144,7 @@ pub unsafe extern "C" fn vxp_session_new(
             Err(err) => return fail(err),
         };
         let opts = SessionOptions::default().with_cache_budget(e.cache_budget);
-        let session = match Session::new(e.inner.clone(), image, *vv.geometry(), opts) {
+        let session = match Session::new(e.inner.models.clone(), image, *vv.geometry(), opts) {
             Ok(s) => s,
             Err(err) => return fail(err),
         };

@@ -1,7 +1,12 @@
 //! Model package manifests (`models/<name>/manifest.toml`): what a package is, where it came from, what its
 //! graphs expect, and the sha256 of every file, checked before anything is loaded.
+//!
+//! The manifest is tagged by `kind`; each kind has its own section (`[preprocess]` for `sam2d`, `[text]`
+//! for `text_encoder`) and a package may hold only its own kind's section. Unknown fields are refused, so a
+//! manifest field is either used by the engine or the package does not load.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -13,26 +18,79 @@ use crate::error::{Error, Result};
 /// Manifest contract versions this build understands.
 pub const CONTRACT_VERSIONS: std::ops::RangeInclusive<u32> = 1..=1;
 
+/// What a package is. Kinds that a later build will run are declared now so a manifest naming one is
+/// refused with a clear message instead of a parse error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// A SAM-style 2D image encoder plus prompt decoder, lifted to 3D slice by slice (LiteMedSAM).
+    Sam2d,
+    /// A sentence encoder that turns a phrase into an embedding (MiniLM).
+    TextEncoder,
+    /// SAM2-style video model with a memory bank (declared; not run by this build).
+    Sam2Memory,
+    /// A native 3D promptable model on patches (declared; not run by this build).
+    Volumetric,
+    /// A prompt-free 2D model over slice mosaics (declared; not run by this build).
+    Mosaic,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Sam2d => "sam2d",
+            ModelKind::TextEncoder => "text_encoder",
+            ModelKind::Sam2Memory => "sam2_memory",
+            ModelKind::Volumetric => "volumetric",
+            ModelKind::Mosaic => "mosaic",
+        }
+    }
+
+    /// Whether a package of this kind segments (as opposed to helping another model, like a text encoder).
+    pub fn is_spatial(self) -> bool {
+        !matches!(self, ModelKind::TextEncoder)
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub name: String,
-    pub kind: String,
+    pub kind: ModelKind,
     pub contract_version: u32,
     pub license: String,
     #[serde(default)]
     pub description: String,
     pub source: BTreeMap<String, String>,
-    pub preprocess: Preprocess,
+    /// `sam2d` only.
+    #[serde(default)]
+    pub preprocess: Option<Preprocess>,
+    /// `text_encoder` only.
+    #[serde(default)]
+    pub text: Option<TextSection>,
     pub graphs: BTreeMap<String, Graph>,
 }
 
+/// How a `sam2d` model wants its slices and what its decoder output means.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Preprocess {
+    /// The square input side S (the longest side of a slice is resized to it).
     pub input_size: usize,
+    /// The side of the encoder's embedding.
     pub embedding_size: usize,
+    /// Image channels the encoder takes (the grey slice repeated).
     pub channels: usize,
+    /// A pixel is inside where its upsampled logit exceeds this.
     #[serde(default)]
     pub mask_threshold: f32,
+    /// Propagation grows the previous mask's box by this many pixels of the input frame.
     #[serde(default = "default_box_shift")]
     pub box_shift: i64,
 }
@@ -41,7 +99,26 @@ fn default_box_shift() -> i64 {
     3
 }
 
+/// What a `text_encoder` graph returns and how its token states become one embedding.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextSection {
+    /// Width D of the hidden states and of the pooled embedding.
+    pub dim: usize,
+    /// The longest token sequence the graph takes.
+    pub max_tokens: usize,
+    /// Token states are averaged over the attention mask, then L2-normalised (sentence-transformers).
+    pub pooling: Pooling,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    Mean,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Graph {
     pub file: String,
     pub sha256: String,
@@ -53,10 +130,41 @@ pub struct Graph {
     pub outputs: Vec<TensorSpec>,
 }
 
+/// Element types a manifest may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElementType {
+    F32,
+    F16,
+    F64,
+    I64,
+    I32,
+    I8,
+    U8,
+    Bool,
+}
+
+impl ElementType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ElementType::F32 => "f32",
+            ElementType::F16 => "f16",
+            ElementType::F64 => "f64",
+            ElementType::I64 => "i64",
+            ElementType::I32 => "i32",
+            ElementType::I8 => "i8",
+            ElementType::U8 => "u8",
+            ElementType::Bool => "bool",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct TensorSpec {
     pub name: String,
-    pub dtype: String,
+    pub dtype: ElementType,
+    /// -1 for a dimension that varies between runs.
     pub shape: Vec<i64>,
 }
 
@@ -68,32 +176,16 @@ pub struct Package {
 }
 
 impl Package {
-    /// Reads `dir/manifest.toml` and checks its contract version (files are verified separately).
+    /// Reads `dir/manifest.toml` and checks its contract version, its kind's section and its graph
+    /// references (files are verified separately, when loaded).
     pub fn open(dir: &Path) -> Result<Package> {
         let path = dir.join("manifest.toml");
         let text =
             std::fs::read_to_string(&path).map_err(|e| Error::ModelNotFound(format!("{}: {e}", path.display())))?;
-        let manifest: Manifest =
-            toml::from_str(&text).map_err(|e| Error::ModelContract(format!("{}: {e}", path.display())))?;
-        if !CONTRACT_VERSIONS.contains(&manifest.contract_version) {
-            return Err(Error::ModelContract(format!(
-                "{}: contract_version {} is not in the supported range {}..={}",
-                path.display(),
-                manifest.contract_version,
-                CONTRACT_VERSIONS.start(),
-                CONTRACT_VERSIONS.end()
-            )));
-        }
-        for (name, g) in &manifest.graphs {
-            if let Some(from) = &g.derived_from {
-                if from == name || !manifest.graphs.contains_key(from) {
-                    return Err(Error::ModelContract(format!(
-                        "{}: graph {name:?} is derived_from {from:?}, which is not another graph of the package",
-                        path.display()
-                    )));
-                }
-            }
-        }
+        let manifest = Manifest::parse(&text).map_err(|e| match e {
+            Error::ModelContract(m) => Error::ModelContract(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
         Ok(Package { dir: dir.to_path_buf(), manifest })
     }
 
@@ -125,6 +217,144 @@ impl Package {
     }
 }
 
+impl Manifest {
+    /// Parses and checks a manifest's text: the contract version, the kind's own section (and no other
+    /// kind's), and that `derived_from` names another graph.
+    pub fn parse(text: &str) -> Result<Manifest> {
+        let m: Manifest = toml::from_str(text).map_err(|e| Error::ModelContract(e.to_string()))?;
+        if !CONTRACT_VERSIONS.contains(&m.contract_version) {
+            return Err(Error::ModelContract(format!(
+                "contract_version {} is not in the supported range {}..={}",
+                m.contract_version,
+                CONTRACT_VERSIONS.start(),
+                CONTRACT_VERSIONS.end()
+            )));
+        }
+        let sections = [
+            ("preprocess", m.preprocess.is_some(), ModelKind::Sam2d),
+            ("text", m.text.is_some(), ModelKind::TextEncoder),
+        ];
+        for (section, present, owner) in sections {
+            if present && m.kind != owner {
+                return Err(Error::ModelContract(format!(
+                    "a package of kind \"{}\" has no [{section}] section (that is \"{owner}\"'s)",
+                    m.kind
+                )));
+            }
+            if !present && m.kind == owner {
+                return Err(Error::ModelContract(format!("a package of kind \"{owner}\" needs a [{section}] section")));
+            }
+        }
+        for (name, g) in &m.graphs {
+            if let Some(from) = &g.derived_from {
+                if from == name || !m.graphs.contains_key(from) {
+                    return Err(Error::ModelContract(format!(
+                        "graph {name:?} is derived_from {from:?}, which is not another graph of the package"
+                    )));
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    /// The `[preprocess]` section of a `sam2d` package.
+    pub fn preprocess(&self) -> Result<&Preprocess> {
+        self.preprocess
+            .as_ref()
+            .ok_or_else(|| Error::ModelContract(format!("package {} has no [preprocess]", self.name)))
+    }
+
+    /// The `[text]` section of a `text_encoder` package.
+    pub fn text(&self) -> Result<&TextSection> {
+        self.text.as_ref().ok_or_else(|| Error::ModelContract(format!("package {} has no [text]", self.name)))
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAM: &str = r#"
+name = "m"
+kind = "sam2d"
+contract_version = 1
+license = "Apache-2.0"
+[source]
+package = "p"
+[preprocess]
+input_size = 256
+embedding_size = 64
+channels = 3
+[graphs.encoder]
+file = "e.onnx"
+sha256 = "00"
+inputs = [ { name = "image", dtype = "f32", shape = [1, 3, 256, 256] } ]
+outputs = [ { name = "image_embeddings", dtype = "f32", shape = [1, 256, 64, 64] } ]
+"#;
+
+    fn err(text: &str) -> String {
+        match Manifest::parse(text) {
+            Err(Error::ModelContract(m)) => m,
+            other => panic!("expected a contract error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_sam2d_manifest_parses_with_its_defaults() {
+        let m = Manifest::parse(SAM).unwrap();
+        assert_eq!(m.kind, ModelKind::Sam2d);
+        let p = m.preprocess().unwrap();
+        assert_eq!((p.input_size, p.embedding_size, p.channels, p.mask_threshold, p.box_shift), (256, 64, 3, 0.0, 3));
+        let g = &m.graphs["encoder"];
+        assert_eq!(g.inputs[0].dtype, ElementType::F32);
+        assert_eq!(g.outputs[0].shape, vec![1, 256, 64, 64]);
+    }
+
+    #[test]
+    fn unknown_fields_kinds_and_dtypes_are_refused_by_name() {
+        assert!(err(&SAM.replace("channels = 3", "channels = 3\ncolour = true")).contains("colour"));
+        assert!(err(&SAM.replace("license = ", "licence = \"x\"\nlicense = ")).contains("licence"));
+        let e = err(&SAM.replace("kind = \"sam2d\"", "kind = \"sam3d\""));
+        assert!(e.contains("sam3d") && e.contains("text_encoder"), "{e}");
+        assert!(
+            err(&SAM.replace("dtype = \"f32\", shape = [1, 3", "dtype = \"float\", shape = [1, 3")).contains("float")
+        );
+        assert!(err(&SAM.replace("contract_version = 1", "contract_version = 7")).contains("contract_version 7"));
+    }
+
+    #[test]
+    fn a_package_holds_only_its_own_kinds_section() {
+        let text = SAM.replace("kind = \"sam2d\"", "kind = \"text_encoder\"");
+        assert!(err(&text).contains("[preprocess]"));
+        let text = text.replace("[preprocess]", "[text]\ndim = 4\nmax_tokens = 8\npooling = \"mean\"\n[unused]");
+        // [unused] is an unknown table.
+        assert!(err(&text).contains("unused"));
+        let no_section = SAM.replace("[preprocess]\ninput_size = 256\nembedding_size = 64\nchannels = 3\n", "");
+        assert!(err(&no_section).contains("needs a [preprocess]"));
+    }
+
+    #[test]
+    fn derived_from_must_name_another_graph() {
+        let text = SAM.replace("sha256 = \"00\"", "sha256 = \"00\"\nderived_from = \"encoder\"");
+        assert!(err(&text).contains("derived_from \"encoder\""));
+    }
+
+    #[test]
+    fn declared_kinds_parse() {
+        for (k, kind) in [
+            ("sam2_memory", ModelKind::Sam2Memory),
+            ("volumetric", ModelKind::Volumetric),
+            ("mosaic", ModelKind::Mosaic),
+        ] {
+            let text = SAM
+                .replace("kind = \"sam2d\"", &format!("kind = \"{k}\""))
+                .replace("[preprocess]\ninput_size = 256\nembedding_size = 64\nchannels = 3\n", "");
+            assert_eq!(Manifest::parse(&text).unwrap().kind, kind);
+            assert_eq!(kind.name(), k);
+        }
+    }
 }

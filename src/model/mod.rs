@@ -1,8 +1,101 @@
-//! Model packages and one module per model kind.
+//! Model packages and one module per model kind, behind the traits the pipeline drives (`traits`).
+//!
+//! An engine holds a `Models` set: exactly one spatial model (the segmenter) and at most one text encoder.
+//! Every package is checked against its graphs when it loads (`contract`).
 
+pub mod contract;
 pub mod manifest;
 pub mod providers;
 pub mod sam2d;
+pub mod text_encoder;
+pub mod traits;
 
-pub use manifest::{Manifest, Package};
+use std::path::PathBuf;
+
+pub use manifest::{Manifest, ModelKind, Package};
 pub use providers::{Provider, SessionConfig};
+pub use traits::{Decoded, Embedding, EmbeddingLayout, PatchModel, Prompt2d, Prompt3d, SliceModel, Worker};
+
+use crate::error::{Error, Result};
+use crate::runtime::Runtime;
+use sam2d::Sam2d;
+use text_encoder::TextEncoder;
+
+/// The spatial model of a model set, by family. Each arm has its own pipeline driver; `Session::run`
+/// dispatches on it once.
+pub enum Segmenter {
+    /// A 2D promptable model lifted to 3D slice by slice.
+    Slice(Sam2d),
+}
+
+impl Segmenter {
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Segmenter::Slice(_) => ModelKind::Sam2d,
+        }
+    }
+    /// The provider of the graph where the time goes, and why requested providers were skipped.
+    pub fn provider(&self) -> (Provider, &[String]) {
+        match self {
+            Segmenter::Slice(m) => (m.provider(), &m.fallback_reasons),
+        }
+    }
+}
+
+/// The loaded packages of one engine.
+pub struct Models {
+    pub segmenter: Segmenter,
+    pub text: Option<TextEncoder>,
+    /// Every package, in the order given.
+    pub packages: Vec<Package>,
+}
+
+impl Models {
+    /// Opens and loads every package folder: exactly one spatial model and at most one text encoder. Kinds
+    /// this build declares but does not run are refused by name.
+    pub fn load(rt: &Runtime, dirs: &[PathBuf], cfg: &SessionConfig) -> Result<Models> {
+        if dirs.is_empty() {
+            return Err(Error::InvalidArgument("no model package given".into()));
+        }
+        let packages = dirs.iter().map(|d| Package::open(d)).collect::<Result<Vec<_>>>()?;
+        let mut segmenter = None;
+        let mut text = None;
+        let second = |p: &Package, role: &str| {
+            Error::InvalidArgument(format!(
+                "{}: package {} would be a second {role}; an engine holds one",
+                p.dir.display(),
+                p.manifest.name
+            ))
+        };
+        for p in &packages {
+            let m = &p.manifest;
+            match m.kind {
+                ModelKind::Sam2d if segmenter.is_some() => return Err(second(p, "spatial model")),
+                ModelKind::Sam2d => segmenter = Some(Segmenter::Slice(Sam2d::load(rt, p, cfg)?)),
+                ModelKind::TextEncoder if text.is_some() => return Err(second(p, "text encoder")),
+                ModelKind::TextEncoder => text = Some(TextEncoder::load(rt, p, cfg)?),
+                k @ (ModelKind::Sam2Memory | ModelKind::Volumetric | ModelKind::Mosaic) => {
+                    return Err(Error::Unsupported(format!(
+                        "{}: package {} is of kind \"{k}\", which this build declares but cannot run yet",
+                        p.dir.display(),
+                        m.name
+                    )))
+                }
+            }
+        }
+        let segmenter = segmenter.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "no spatial model among the packages {:?} (kinds {:?}): add a sam2d package",
+                packages.iter().map(|p| p.manifest.name.as_str()).collect::<Vec<_>>(),
+                packages.iter().map(|p| p.manifest.kind.name()).collect::<Vec<_>>()
+            ))
+        })?;
+        Ok(Models { segmenter, text, packages })
+    }
+
+    /// The package of the spatial model.
+    pub fn spatial_package(&self) -> &Package {
+        let kind = self.segmenter.kind();
+        self.packages.iter().find(|p| p.manifest.kind == kind).expect("the segmenter came from a package")
+    }
+}

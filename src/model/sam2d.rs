@@ -12,8 +12,10 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use parking_lot::Mutex;
 
-use super::manifest::{Package, TensorSpec};
+use super::contract::{self, session_io};
+use super::manifest::{ModelKind, Package};
 use super::providers::{build_session, build_session_with_threads, Provider, SessionConfig};
+use super::traits::{Decoded, Embedding, EmbeddingLayout, Prompt2d, SliceModel, Worker};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 
@@ -22,46 +24,32 @@ const ENCODER_OUT: [&str; 1] = ["image_embeddings"];
 const DECODER_IN: [&str; 5] = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"];
 const DECODER_OUT: [&str; 2] = ["low_res_logits", "iou_predictions"];
 
-/// One prompt for one object on one slice, in the model's input frame.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Prompt2d {
-    /// (x, y, label) with label 1 = positive, 0 = negative.
-    pub points: Vec<(f32, f32, f32)>,
-    /// x0, y0, x1, y1.
-    pub bbox: Option<[f32; 4]>,
-    /// Previous low-res logits (S×S).
-    pub mask: Option<Vec<f32>>,
-}
+/// The frame builds the grey slice repeated into this many channels (the reference's RGB copy).
+const CHANNELS: usize = 3;
 
-impl Prompt2d {
-    pub fn from_box(b: [f32; 4]) -> Self {
-        Prompt2d { bbox: Some(b), ..Default::default() }
-    }
-
-    /// Tokens exactly as the reference prompt encoder sees them: points first, then the two box corners;
-    /// a points-only prompt gets the one (0,0) padding token the reference adds when there is no box.
-    fn tokens(&self) -> Vec<(f32, f32, f32)> {
-        let mut t = self.points.clone();
-        match self.bbox {
-            Some([x0, y0, x1, y1]) => {
-                t.push((x0, y0, 2.0));
-                t.push((x1, y1, 3.0));
-            }
-            None => t.push((0.0, 0.0, -1.0)),
+/// Tokens exactly as the reference prompt encoder sees them: points first, then the two box corners; a
+/// points-only prompt gets the one (0,0) padding token the reference adds when there is no box.
+fn tokens(p: &Prompt2d) -> Vec<(f32, f32, f32)> {
+    let mut t = p.points.clone();
+    match p.bbox {
+        Some([x0, y0, x1, y1]) => {
+            t.push((x0, y0, 2.0));
+            t.push((x1, y1, 3.0));
         }
-        t
+        None => t.push((0.0, 0.0, -1.0)),
     }
+    t
 }
 
-/// Decoder output for one prompt.
-#[derive(Debug, Clone)]
-pub struct Decoded {
-    /// S×S low-resolution logits.
-    pub logits: Vec<f32>,
-    pub iou: f32,
+/// Which graph of the package ran on which provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphProvider {
+    pub graph: &'static str,
+    pub provider: Provider,
 }
 
 pub struct Sam2d {
+    pub name: String,
     /// One encoder and one decoder session per worker, so independent slices can run concurrently.
     encoders: Vec<Mutex<Session>>,
     decoders: Vec<Mutex<Session>>,
@@ -73,46 +61,81 @@ pub struct Sam2d {
     pub embedding_size: usize,
     pub embedding_dim: usize,
     pub box_shift: i64,
-    pub provider: Provider,
+    pub mask_threshold: f32,
+    layout: EmbeddingLayout,
+    /// The provider of each graph (encoder first).
+    pub providers: Vec<GraphProvider>,
     pub fallback_reasons: Vec<String>,
-}
-
-fn check_io(
-    session: &Session,
-    specs_in: &[TensorSpec],
-    specs_out: &[TensorSpec],
-    want_in: &[&str],
-    want_out: &[&str],
-    what: &str,
-) -> Result<()> {
-    let names = |v: &[TensorSpec]| v.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
-    let sess_in: Vec<String> = session.inputs().iter().map(|o| o.name().to_owned()).collect();
-    let sess_out: Vec<String> = session.outputs().iter().map(|o| o.name().to_owned()).collect();
-    for (want, manifest, graph, dir) in
-        [(want_in, names(specs_in), &sess_in, "input"), (want_out, names(specs_out), &sess_out, "output")]
-    {
-        for w in want {
-            if !manifest.iter().any(|m| m == w) || !graph.iter().any(|g| g == w) {
-                return Err(Error::ModelContract(format!(
-                    "{what}: {dir} {w:?} is required; manifest declares {manifest:?}, graph has {graph:?}"
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 impl Sam2d {
     pub fn load(rt: &Runtime, package: &Package, cfg: &SessionConfig) -> Result<Sam2d> {
         let m = &package.manifest;
-        if m.kind != "sam2d" {
-            return Err(Error::ModelContract(format!("package {} is of kind {:?}, not \"sam2d\"", m.name, m.kind)));
+        if m.kind != ModelKind::Sam2d {
+            return Err(Error::ModelContract(format!("package {} is of kind \"{}\", not \"sam2d\"", m.name, m.kind)));
+        }
+        let pre = m.preprocess()?;
+        let what = |g: &str| format!("{} {g}", m.name);
+        if pre.channels != CHANNELS {
+            return Err(Error::ModelContract(format!(
+                "{}: channels = {}, but the sam2d frame repeats the grey slice into {CHANNELS} channels",
+                m.name, pre.channels
+            )));
+        }
+        if !pre.mask_threshold.is_finite() {
+            return Err(Error::ModelContract(format!(
+                "{}: mask_threshold {} is not finite",
+                m.name, pre.mask_threshold
+            )));
+        }
+        if pre.box_shift < 0 || pre.input_size == 0 || pre.embedding_size == 0 {
+            return Err(Error::ModelContract(format!(
+                "{}: input_size {}, embedding_size {} and box_shift {} must be positive",
+                m.name, pre.input_size, pre.embedding_size, pre.box_shift
+            )));
         }
         let enc_spec = package.graph("encoder")?;
         let dec_spec = package.graph("decoder")?;
+        // The manifest's shapes must agree with [preprocess] before the graphs are compared with them.
+        let (s, e) = (pre.input_size as i64, pre.embedding_size as i64);
+        let image = contract::declared(&what("encoder"), &enc_spec.inputs, ENCODER_IN[0])?;
+        if image.shape != [1, CHANNELS as i64, s, s] {
+            return Err(Error::ModelContract(format!(
+                "{}: input {:?} has shape {:?}; [preprocess] says [1, {CHANNELS}, {s}, {s}]",
+                what("encoder"),
+                image.name,
+                image.shape
+            )));
+        }
+        let emb = contract::declared(&what("encoder"), &enc_spec.outputs, ENCODER_OUT[0])?;
+        let embedding_dim = match emb.shape.as_slice() {
+            [1, c, h, w] if *c > 0 && *h == e && *w == e => *c as usize,
+            other => {
+                return Err(Error::ModelContract(format!(
+                    "{}: output {:?} has shape {other:?}, not [1, C, {e}, {e}] as [preprocess] says",
+                    what("encoder"),
+                    emb.name
+                )))
+            }
+        };
+        let logits = contract::declared(&what("decoder"), &dec_spec.outputs, DECODER_OUT[0])?;
+        if logits.shape.len() != 4 || logits.shape[2..] != [s, s] {
+            return Err(Error::ModelContract(format!(
+                "{}: output {:?} has shape {:?}, not [B, 1, {s}, {s}]",
+                what("decoder"),
+                logits.name,
+                logits.shape
+            )));
+        }
         let (enc_bytes, dec_bytes) = (package.verified_bytes("encoder")?, package.verified_bytes("decoder")?);
-        let mut encoders = Vec::new();
-        let mut decoders = Vec::new();
+        let enc = build_session(rt, &enc_bytes, cfg, "encoder")?;
+        let dec = build_session(rt, &dec_bytes, cfg, "decoder")?;
+        let (ins, outs) = session_io(&enc.session);
+        contract::check(&what("encoder"), enc_spec, (&ins, &outs), (&ENCODER_IN, &ENCODER_OUT))?;
+        let (ins, outs) = session_io(&dec.session);
+        contract::check(&what("decoder"), dec_spec, (&ins, &outs), (&DECODER_IN, &DECODER_OUT))?;
+        let mut encoders = vec![Mutex::new(enc.session)];
+        let mut decoders = vec![Mutex::new(dec.session)];
         for _ in 1..cfg.worker_count() {
             encoders.push(Mutex::new(build_session(rt, &enc_bytes, cfg, "encoder")?.session));
             decoders.push(Mutex::new(build_session(rt, &dec_bytes, cfg, "decoder")?.session));
@@ -123,31 +146,24 @@ impl Sam2d {
         } else {
             None
         };
-        let enc = build_session(rt, &enc_bytes, cfg, "encoder")?;
-        let dec = build_session(rt, &dec_bytes, cfg, "decoder")?;
-        check_io(&enc.session, &enc_spec.inputs, &enc_spec.outputs, &ENCODER_IN, &ENCODER_OUT, "encoder")?;
-        check_io(&dec.session, &dec_spec.inputs, &dec_spec.outputs, &DECODER_IN, &DECODER_OUT, "decoder")?;
-        let emb_shape = &enc_spec.outputs.iter().find(|o| o.name == ENCODER_OUT[0]).expect("checked").shape;
-        let embedding_dim = match emb_shape.as_slice() {
-            [1, c, h, w] if *c > 0 && *h as usize == m.preprocess.embedding_size && h == w => *c as usize,
-            other => {
-                return Err(Error::ModelContract(format!(
-                    "encoder output shape {other:?} is not [1, C, {e}, {e}]",
-                    e = m.preprocess.embedding_size
-                )))
-            }
-        };
         let mut reasons = enc.fallback_reasons;
         reasons.extend(dec.fallback_reasons);
+        let side = pre.embedding_size;
         Ok(Sam2d {
-            encoders: std::iter::once(Mutex::new(enc.session)).chain(encoders).collect(),
-            decoders: std::iter::once(Mutex::new(dec.session)).chain(decoders).collect(),
+            name: m.name.clone(),
+            encoders,
+            decoders,
             decoder_wide,
-            input_size: m.preprocess.input_size,
-            embedding_size: m.preprocess.embedding_size,
+            input_size: pre.input_size,
+            embedding_size: side,
             embedding_dim,
-            box_shift: m.preprocess.box_shift,
-            provider: enc.provider,
+            box_shift: pre.box_shift,
+            mask_threshold: pre.mask_threshold,
+            layout: EmbeddingLayout { tensors: vec![(ENCODER_OUT[0].to_owned(), vec![embedding_dim, side, side])] },
+            providers: vec![
+                GraphProvider { graph: "encoder", provider: enc.provider },
+                GraphProvider { graph: "decoder", provider: dec.provider },
+            ],
             fallback_reasons: reasons,
         })
     }
@@ -156,30 +172,28 @@ impl Sam2d {
         self.embedding_dim * self.embedding_size * self.embedding_size
     }
 
-    /// Encodes one preprocessed image (3×S×S, CHW) into `out` (C×E×E).
-    pub fn encode_into(&self, image: &[f32], out: &mut [f32]) -> Result<()> {
-        self.encode_on(0, image, out)
+    /// The provider of the encoder, where nearly all the time goes.
+    pub fn provider(&self) -> Provider {
+        self.providers[0].provider
     }
 
-    /// How many slices can be encoded and decoded concurrently (`encode_on` / `decode_on` workers).
-    pub fn workers(&self) -> usize {
-        self.encoders.len()
-    }
-
-    /// `encode_into` on the sessions of `worker` (modulo the worker count).
-    pub fn encode_on(&self, worker: usize, image: &[f32], out: &mut [f32]) -> Result<()> {
+    fn encode_raw(&self, worker: Worker, image: &[f32], out: &mut [f32]) -> Result<()> {
         let s = self.input_size;
-        if image.len() != 3 * s * s || out.len() != self.embedding_len() {
+        if image.len() != CHANNELS * s * s || out.len() != self.embedding_len() {
             return Err(Error::ShapeMismatch(format!(
                 "encoder wants {} input and {} output values, got {} and {}",
-                3 * s * s,
+                CHANNELS * s * s,
                 self.embedding_len(),
                 image.len(),
                 out.len()
             )));
         }
-        let input = TensorRef::from_array_view(([1usize, 3, s, s], image))?;
-        let mut enc = self.encoders[worker % self.encoders.len()].lock();
+        let input = TensorRef::from_array_view(([1usize, CHANNELS, s, s], image))?;
+        let i = match worker {
+            Worker::Index(n) => n % self.encoders.len(),
+            Worker::Wide => 0,
+        };
+        let mut enc = self.encoders[i].lock();
         let outputs = enc.run(ort::inputs![ENCODER_IN[0] => input])?;
         let (_, emb) = outputs[ENCODER_OUT[0]].try_extract_tensor::<f32>()?;
         if emb.len() != out.len() {
@@ -189,17 +203,7 @@ impl Sam2d {
         Ok(())
     }
 
-    /// Decodes several prompts against one embedding. Prompts with the same token count share one run.
-    pub fn decode(&self, embedding: &[f32], prompts: &[Prompt2d]) -> Result<Vec<Decoded>> {
-        self.decode_on(0, embedding, prompts)
-    }
-
-    /// The worker index whose decoder uses every thread (for a caller that runs alone).
-    pub const WIDE: usize = usize::MAX;
-
-    /// `decode` on the sessions of `worker` (modulo the worker count; `Sam2d::WIDE` for the all-threads
-    /// decoder when there is one).
-    pub fn decode_on(&self, worker: usize, embedding: &[f32], prompts: &[Prompt2d]) -> Result<Vec<Decoded>> {
+    fn decode_raw(&self, worker: Worker, embedding: &[f32], prompts: &[Prompt2d]) -> Result<Vec<Decoded>> {
         let (e, c, s) = (self.embedding_size, self.embedding_dim, self.input_size);
         if embedding.len() != self.embedding_len() {
             return Err(Error::ShapeMismatch(format!(
@@ -208,8 +212,9 @@ impl Sam2d {
                 self.embedding_len()
             )));
         }
+        // Padding tokens change the logits, so only prompts with the same token count share a run.
         let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        let tokens: Vec<_> = prompts.iter().map(Prompt2d::tokens).collect();
+        let tokens: Vec<_> = prompts.iter().map(tokens).collect();
         for (i, t) in tokens.iter().enumerate() {
             if let Some(m) = &prompts[i].mask {
                 if m.len() != s * s {
@@ -241,8 +246,9 @@ impl Sam2d {
                 }
             }
             let mut dec = match (&self.decoder_wide, worker) {
-                (Some(wide), Sam2d::WIDE) => wide.lock(),
-                _ => self.decoders[worker % self.decoders.len()].lock(),
+                (Some(wide), Worker::Wide) => wide.lock(),
+                (_, Worker::Index(i)) => self.decoders[i % self.decoders.len()].lock(),
+                (None, Worker::Wide) => self.decoders[0].lock(),
             };
             let outputs = dec.run(ort::inputs![
                 DECODER_IN[0] => emb.view(),
@@ -265,5 +271,38 @@ impl Sam2d {
             }
         }
         Ok(out.into_iter().map(|d| d.expect("every prompt is in one group")).collect())
+    }
+}
+
+impl SliceModel for Sam2d {
+    fn input_size(&self) -> usize {
+        self.input_size
+    }
+    fn channels(&self) -> usize {
+        CHANNELS
+    }
+    fn box_shift(&self) -> i64 {
+        self.box_shift
+    }
+    fn mask_threshold(&self) -> f32 {
+        self.mask_threshold
+    }
+    fn embedding_layout(&self) -> &EmbeddingLayout {
+        &self.layout
+    }
+    fn workers(&self) -> usize {
+        self.encoders.len()
+    }
+    fn encode(&self, worker: Worker, image: &[f32], out: &mut Embedding) -> Result<()> {
+        match out.tensors.as_mut_slice() {
+            [emb] => self.encode_raw(worker, image, emb),
+            other => Err(Error::ShapeMismatch(format!("a sam2d embedding has 1 tensor, got {}", other.len()))),
+        }
+    }
+    fn decode(&self, worker: Worker, embedding: &Embedding, prompts: &[Prompt2d]) -> Result<Vec<Decoded>> {
+        match embedding.tensors.as_slice() {
+            [emb] => self.decode_raw(worker, emb, prompts),
+            other => Err(Error::ShapeMismatch(format!("a sam2d embedding has 1 tensor, got {}", other.len()))),
+        }
     }
 }

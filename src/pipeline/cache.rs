@@ -1,4 +1,4 @@
-//! The per-session embedding cache: one image embedding per (slice axis, slice), shared by every object and
+//! The per-session embedding cache: one embedding (all the tensors a model encodes a slice into) per (slice axis, slice), shared by every object and
 //! every run of a session, bounded by a memory budget with least-recently-used eviction.
 //!
 //! Several workers may ask for embeddings at once. A slice that one worker is encoding is marked in flight;
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex};
 
 use crate::error::{Error, Result};
+use crate::model::{Embedding, EmbeddingLayout};
 
 /// Which slice of which propagation axis an embedding belongs to.
 pub type SliceKey = (u8, usize);
@@ -26,7 +27,7 @@ pub struct CacheStats {
 }
 
 struct Entry {
-    embedding: Arc<Vec<f32>>,
+    embedding: Arc<Embedding>,
     last_use: u64,
 }
 
@@ -41,15 +42,16 @@ struct Inner {
 pub struct EmbeddingCache {
     budget: usize,
     entry_bytes: usize,
+    layout: EmbeddingLayout,
     inner: Mutex<Inner>,
     ready: Condvar,
 }
 
 impl EmbeddingCache {
-    /// A cache holding at most `budget_bytes` of embeddings of `embedding_len` f32 values each. A budget that
-    /// cannot hold a single embedding is an error: propagation needs the current slice's embedding.
-    pub fn new(budget_bytes: usize, embedding_len: usize) -> Result<EmbeddingCache> {
-        let entry_bytes = embedding_len * std::mem::size_of::<f32>();
+    /// A cache holding at most `budget_bytes` of embeddings of `layout`. A budget that cannot hold a single
+    /// embedding is an error: propagation needs the current slice's embedding.
+    pub fn new(budget_bytes: usize, layout: EmbeddingLayout) -> Result<EmbeddingCache> {
+        let entry_bytes = layout.bytes();
         if budget_bytes < entry_bytes {
             return Err(Error::BudgetTooSmall(format!(
                 "embedding cache budget of {budget_bytes} bytes cannot hold one embedding ({entry_bytes} bytes)"
@@ -58,13 +60,10 @@ impl EmbeddingCache {
         Ok(EmbeddingCache {
             budget: budget_bytes,
             entry_bytes,
+            layout,
             inner: Mutex::new(Inner::default()),
             ready: Condvar::new(),
         })
-    }
-
-    pub fn budget(&self) -> usize {
-        self.budget
     }
 
     pub fn capacity(&self) -> usize {
@@ -90,8 +89,8 @@ impl EmbeddingCache {
     pub fn get_or_encode(
         &self,
         key: SliceKey,
-        encode: impl FnOnce(&mut Vec<f32>) -> Result<()>,
-    ) -> Result<Arc<Vec<f32>>> {
+        encode: impl FnOnce(&mut Embedding) -> Result<()>,
+    ) -> Result<Arc<Embedding>> {
         let mut g = self.inner.lock();
         loop {
             g.clock += 1;
@@ -135,7 +134,7 @@ impl EmbeddingCache {
 
     /// Evicts least-recently-used entries until one more fits; returns a buffer to encode into (an evicted
     /// one when no one else still holds it, so steady-state propagation allocates nothing).
-    fn make_room(&self, g: &mut Inner) -> Vec<f32> {
+    fn make_room(&self, g: &mut Inner) -> Embedding {
         let mut spare = None;
         while (g.entries.len() + g.in_flight.len()) * self.entry_bytes > self.budget && !g.entries.is_empty() {
             let oldest = *g.entries.iter().min_by_key(|(_, e)| e.last_use).map(|(k, _)| k).expect("not empty");
@@ -147,15 +146,7 @@ impl EmbeddingCache {
         }
         g.stats.entries = g.entries.len();
         g.stats.bytes = g.entries.len() * self.entry_bytes;
-        spare.unwrap_or_else(|| vec![0f32; self.entry_bytes / std::mem::size_of::<f32>()])
-    }
-
-    /// Drops every embedding (a new volume, or the host asked to free memory).
-    pub fn clear(&self) {
-        let mut g = self.inner.lock();
-        g.entries.clear();
-        g.stats.entries = 0;
-        g.stats.bytes = 0;
+        spare.unwrap_or_else(|| self.layout.zeros())
     }
 }
 
@@ -163,26 +154,31 @@ impl EmbeddingCache {
 mod tests {
     use super::*;
 
-    fn fill(v: f32) -> impl FnOnce(&mut Vec<f32>) -> Result<()> {
+    fn fill(v: f32) -> impl FnOnce(&mut Embedding) -> Result<()> {
         move |b| {
-            b.iter_mut().for_each(|x| *x = v);
+            b.tensors.iter_mut().flatten().for_each(|x| *x = v);
             Ok(())
         }
     }
 
+    /// `n` f32 values in one tensor.
+    fn layout(n: usize) -> EmbeddingLayout {
+        EmbeddingLayout { tensors: vec![("e".into(), vec![n])] }
+    }
+
     #[test]
     fn a_budget_below_one_embedding_is_refused() {
-        assert!(matches!(EmbeddingCache::new(15, 4), Err(Error::BudgetTooSmall(_))));
-        assert_eq!(EmbeddingCache::new(16, 4).unwrap().capacity(), 1);
+        assert!(matches!(EmbeddingCache::new(15, layout(4)), Err(Error::BudgetTooSmall(_))));
+        assert_eq!(EmbeddingCache::new(16, layout(4)).unwrap().capacity(), 1);
     }
 
     #[test]
     fn hits_do_not_encode_and_lru_evicts_the_oldest() {
-        let c = EmbeddingCache::new(2 * 16, 4).unwrap();
+        let c = EmbeddingCache::new(2 * 16, layout(4)).unwrap();
         c.get_or_encode((2, 0), fill(0.0)).unwrap();
         c.get_or_encode((2, 1), fill(1.0)).unwrap();
         let again = c.get_or_encode((2, 0), |_| panic!("cached")).unwrap();
-        assert_eq!(again[0], 0.0);
+        assert_eq!(again.tensors[0][0], 0.0);
         c.get_or_encode((2, 2), fill(2.0)).unwrap(); // evicts slice 1, the least recently used
         assert!(c.contains((2, 0)) && c.contains((2, 2)) && !c.contains((2, 1)));
         let s = c.stats();
@@ -191,7 +187,7 @@ mod tests {
 
     #[test]
     fn a_failed_encode_leaves_nothing_behind() {
-        let c = EmbeddingCache::new(64, 4).unwrap();
+        let c = EmbeddingCache::new(64, layout(4)).unwrap();
         let r = c.get_or_encode((2, 5), |_| Err(Error::Inference("boom".into())));
         assert!(r.is_err());
         assert!(!c.contains((2, 5)));
@@ -201,7 +197,7 @@ mod tests {
 
     #[test]
     fn concurrent_requests_for_one_slice_encode_it_once() {
-        let c = EmbeddingCache::new(1 << 20, 4).unwrap();
+        let c = EmbeddingCache::new(1 << 20, layout(4)).unwrap();
         let runs = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 0..4 {
@@ -209,7 +205,7 @@ mod tests {
                     c.get_or_encode((0, 7), |b| {
                         runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         std::thread::sleep(std::time::Duration::from_millis(30));
-                        b[0] = 7.0;
+                        b.tensors[0][0] = 7.0;
                         Ok(())
                     })
                     .unwrap();

@@ -10,19 +10,14 @@
 //! 3. Downward z = z_mid − 1 … z_min, the same using slice z + 1.
 //! 4. The object's voxels are written into the output with its label; later objects overwrite earlier.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cache::EmbeddingCache;
 use super::frame::Frame;
 use super::sweep::{sweep_both, sweep_both_ahead, Scratch, SliceOut, SlicePrompts, Stack, Steps, SweepStats, Walk};
-use crate::error::{Error, Result};
-use crate::model::sam2d::Sam2d;
-use crate::volume::U8Volume;
-
-pub use crate::volume::BoxIjk;
+use crate::error::Result;
+use crate::model::SliceModel;
+use crate::volume::BoxIjk;
 
 /// One object to segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,25 +51,8 @@ impl Stats {
     }
 }
 
-/// Progress report: fraction of slices done; returning false cancels.
-pub type Progress<'a> = &'a mut dyn FnMut(f32) -> bool;
-
 /// One object's per-slice answers along the stack (None where it was not visited).
 pub type ObjectSlices = Vec<Option<SliceOut>>;
-
-/// Checks objects against the volume and the u8 label range.
-pub fn validate_objects(objects: &[Object], dims: [usize; 3]) -> Result<()> {
-    for o in objects {
-        o.bbox.validate(dims)?;
-        if o.label == 0 {
-            return Err(Error::InvalidPrompt("object label 0 is the background".into()));
-        }
-    }
-    if objects.len() > 255 {
-        return Err(Error::InvalidPrompt(format!("{} objects; at most 255 fit a u8 label mask", objects.len())));
-    }
-    Ok(())
-}
 
 /// The reference's in-plane user box in the model frame.
 pub fn frame_box(frame: &Frame, b: &BoxIjk) -> [i64; 4] {
@@ -83,8 +61,8 @@ pub fn frame_box(frame: &Frame, b: &BoxIjk) -> [i64; 4] {
 
 /// Runs the reference middle-out walks of every object over `stack` and returns each object's slices.
 /// Objects on the same slice are decoded in one batch; the up and down sweeps run concurrently.
-pub fn reference_slices(
-    stack: &Stack<'_>,
+pub fn reference_slices<M: SliceModel>(
+    stack: &Stack<'_, M>,
     objects: &[Object],
     scratch: &mut [Scratch; 2],
     progress: &mut dyn FnMut() -> bool,
@@ -96,8 +74,8 @@ pub fn reference_slices(
 /// `objects[n]`'s box with that box, walks over the slice range of `ranges[n]`, and takes the user's points
 /// and boxes on single slices from `prompts` (keyed by n). With `ranges == objects` and no slice prompts
 /// this is the reference exactly.
-pub fn reference_slices_with(
-    stack: &Stack<'_>,
+pub fn reference_slices_with<M: SliceModel>(
+    stack: &Stack<'_, M>,
     objects: &[Object],
     ranges: &[Object],
     prompts: &SlicePrompts,
@@ -165,74 +143,4 @@ pub fn reference_slices_with(
     place(&up, up_steps);
     place(&down, down_steps);
     Ok(out)
-}
-
-/// Writes each object's mask into a label volume; later objects overwrite earlier ones (the reference).
-pub fn compose_overwrite(dims: [usize; 3], objects: &[Object], slices: &[ObjectSlices]) -> U8Volume {
-    let mut out = U8Volume::zeros(dims);
-    for (o, sl) in objects.iter().zip(slices) {
-        for (z, s) in sl.iter().enumerate() {
-            if let Some(s) = s {
-                for (dst, &m) in out.slice_mut(z).iter_mut().zip(&s.mask) {
-                    if m > 0 {
-                        *dst = o.label;
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Per object: (label, slices visited, mean predicted IoU over them).
-pub fn object_summaries(objects: &[Object], slices: &[ObjectSlices]) -> Vec<(u8, usize, f32)> {
-    objects
-        .iter()
-        .zip(slices)
-        .map(|(o, sl)| {
-            let v: Vec<f32> = sl.iter().flatten().map(|s| s.iou).collect();
-            (o.label, v.len(), v.iter().sum::<f32>() / v.len().max(1) as f32)
-        })
-        .collect()
-}
-
-/// Runs the reference pipeline for `objects` on a uint8 volume (i fastest) and returns the label mask.
-/// Embeddings live in a run-local cache that holds every slice any object covers, so none is encoded
-/// twice. `progress` is called on the calling thread only.
-pub fn reference_middle_out(
-    model: &Sam2d,
-    volume: &U8Volume,
-    objects: &[Object],
-    mut progress: Option<Progress<'_>>,
-) -> Result<(U8Volume, Stats)> {
-    let [w, h, _] = volume.dims;
-    validate_objects(objects, volume.dims)?;
-    let union: BTreeSet<usize> = objects.iter().flat_map(|o| o.bbox.min[2]..=o.bbox.max[2]).collect();
-    let total: usize = objects.iter().map(|o| o.bbox.max[2] - o.bbox.min[2] + 1).sum();
-    let cache = EmbeddingCache::new(union.len().max(1) * model.embedding_len() * 4, model.embedding_len())?;
-    let (cancel, done) = (AtomicBool::new(false), AtomicUsize::new(0));
-    let stack = Stack {
-        model,
-        volume,
-        frame: Frame::new(h, w, model.input_size),
-        cache: &cache,
-        axis: 2,
-        cancel: &cancel,
-        done: &done,
-    };
-    let mut scratch = [Scratch::new(model), Scratch::new(model)];
-    let mut tick = || match progress.as_mut() {
-        Some(p) => p(done.load(Ordering::Relaxed) as f32 / total.max(1) as f32),
-        None => true,
-    };
-    let slices = reference_slices(&stack, objects, &mut scratch, &mut tick)?;
-    if let Some(p) = progress.as_mut() {
-        p(1.0);
-    }
-    let mut stats = Stats { objects: object_summaries(objects, &slices), ..Default::default() };
-    for sc in &scratch {
-        stats.add_sweeps(&sc.stats);
-    }
-    stats.slices_encoded = cache.stats().encoded;
-    Ok((compose_overwrite(volume.dims, objects, &slices), stats))
 }

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use super::cache::EmbeddingCache;
 use super::frame::Frame;
 use crate::error::{Error, Result};
-use crate::model::sam2d::{Prompt2d, Sam2d};
+use crate::model::{Embedding, Prompt2d, SliceModel, Worker};
 use crate::volume::U8Volume;
 
 /// The decoder's answer for one object on one slice, at the slice's own resolution.
@@ -129,8 +129,8 @@ impl SweepStats {
 }
 
 /// Everything a slice step reads: the model, the slice stack and its frame, the shared embedding cache.
-pub struct Stack<'a> {
-    pub model: &'a Sam2d,
+pub struct Stack<'a, M> {
+    pub model: &'a M,
     pub volume: &'a U8Volume,
     pub frame: Frame,
     pub cache: &'a EmbeddingCache,
@@ -150,19 +150,24 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    pub fn new(model: &Sam2d) -> Scratch {
-        let s = model.input_size;
-        Scratch { image: vec![0f32; 3 * s * s], resized: Vec::new(), valued: Vec::new(), stats: SweepStats::default() }
+    pub fn new(model: &impl SliceModel) -> Scratch {
+        let s = model.input_size();
+        Scratch {
+            image: vec![0f32; model.channels() * s * s],
+            resized: Vec::new(),
+            valued: Vec::new(),
+            stats: SweepStats::default(),
+        }
     }
 }
 
-impl Stack<'_> {
+impl<M: SliceModel> Stack<'_, M> {
     pub fn slice_len(&self) -> usize {
         self.volume.slice_len()
     }
 
     /// The embedding of slice `z`, encoded by `worker` unless the cache (or another worker) has it.
-    pub fn embedding(&self, worker: usize, z: usize, sc: &mut Scratch) -> Result<Arc<Vec<f32>>> {
+    pub fn embedding(&self, worker: Worker, z: usize, sc: &mut Scratch) -> Result<Arc<Embedding>> {
         let (model, frame, volume) = (self.model, &self.frame, self.volume);
         let (mut pre, mut enc) = (Duration::ZERO, Duration::ZERO);
         let emb = self.cache.get_or_encode((self.axis, z), |buf| {
@@ -170,8 +175,7 @@ impl Stack<'_> {
             frame.encoder_input(volume.slice(z), &mut sc.resized, &mut sc.image);
             pre = t.elapsed();
             let t = Instant::now();
-            buf.resize(model.embedding_len(), 0.0);
-            let r = model.encode_on(worker, &sc.image, buf);
+            let r = model.encode(worker, &sc.image, buf);
             enc = t.elapsed();
             r
         })?;
@@ -184,26 +188,27 @@ impl Stack<'_> {
     pub fn mask_box(&self, mask: &[u8], value: u8, sc: &mut Scratch) -> Option<[i64; 4]> {
         sc.valued.clear();
         sc.valued.extend(mask.iter().map(|&m| m * value));
-        self.frame.mask_box(&sc.valued, self.model.box_shift, &mut sc.resized)
+        self.frame.mask_box(&sc.valued, self.model.box_shift(), &mut sc.resized)
     }
 
     /// Decodes `prompts` on slice `z` in one batched call per token layout and upsamples each answer.
-    pub fn decode(&self, worker: usize, z: usize, prompts: &[Prompt2d], sc: &mut Scratch) -> Result<Vec<SliceOut>> {
+    pub fn decode(&self, worker: Worker, z: usize, prompts: &[Prompt2d], sc: &mut Scratch) -> Result<Vec<SliceOut>> {
         let emb = self.embedding(worker, z, sc)?;
         let t = Instant::now();
-        let dec = self.model.decode_on(worker, &emb, prompts)?;
+        let dec = self.model.decode(worker, &emb, prompts)?;
         sc.stats.decode += t.elapsed();
         sc.stats.decoder_runs += prompts.len();
         sc.stats.decoder_batches += 1;
         let t = Instant::now();
         let n = self.slice_len();
+        let threshold = self.model.mask_threshold();
         let outs = dec
             .iter()
             .map(|d| {
                 let mut o = SliceOut { mask: vec![0; n], prob: vec![0; n], iou: d.iou, area: 0 };
                 let mut area = 0;
                 self.frame.upsample(&d.logits, |i, v| {
-                    let fg = v > 0.0;
+                    let fg = v > threshold;
                     o.mask[i] = fg as u8;
                     area += fg as usize;
                     o.prob[i] = (255.0 / (1.0 + (-v).exp()) + 0.5) as u8;
@@ -242,9 +247,9 @@ struct Live {
 /// Runs `walks` (all going up when `up`, else down) together, slice by slice. A walk whose first step has
 /// no seed must have a user box on its first slice (`prompts.boxes`).
 /// `tick` runs before each slice on this thread; returning false cancels.
-pub fn sweep(
-    stack: &Stack<'_>,
-    worker: usize,
+pub fn sweep<M: SliceModel>(
+    stack: &Stack<'_, M>,
+    worker: Worker,
     up: bool,
     walks: &[Walk],
     prompts: &SlicePrompts,
@@ -259,9 +264,9 @@ const NOWHERE: usize = usize::MAX;
 
 /// `sweep` that publishes the slice it stands on in `frontier`, for a helper that encodes ahead of it.
 #[allow(clippy::too_many_arguments)]
-fn sweep_at(
-    stack: &Stack<'_>,
-    worker: usize,
+fn sweep_at<M: SliceModel>(
+    stack: &Stack<'_, M>,
+    worker: Worker,
     up: bool,
     walks: &[Walk],
     prompts: &SlicePrompts,
@@ -350,9 +355,9 @@ fn sweep_at(
 /// `wanted` says the sweep will need it and no one has it yet, until `finished`. The sweep then finds
 /// it ready (or in flight: the cache makes it wait instead of encoding it twice), so a single walk keeps
 /// both workers' encoders busy. At most one slice past a walk that stops early is encoded for nothing.
-fn prefetch_ahead(
-    stack: &Stack<'_>,
-    worker: usize,
+fn prefetch_ahead<M: SliceModel>(
+    stack: &Stack<'_, M>,
+    worker: Worker,
     up: bool,
     frontier: &AtomicUsize,
     wanted: &dyn Fn(usize) -> bool,
@@ -379,8 +384,8 @@ fn prefetch_ahead(
 
 /// Runs an up sweep and a down sweep, concurrently when the model has two workers. `progress` is polled
 /// on the calling thread (every 10 ms while workers run); returning false cancels.
-pub fn sweep_both(
-    stack: &Stack<'_>,
+pub fn sweep_both<M: SliceModel>(
+    stack: &Stack<'_, M>,
     up: &[Walk],
     down: &[Walk],
     prompts: &SlicePrompts,
@@ -393,8 +398,8 @@ pub fn sweep_both(
 /// `sweep_both` where a worker without a sweep of its own (none given, or its own done) encodes the next
 /// slice ahead of the other one: a slice the other sweep's walks will visit, or one `also_wanted` names
 /// (the walks that will follow this sweep).
-pub fn sweep_both_ahead(
-    stack: &Stack<'_>,
+pub fn sweep_both_ahead<M: SliceModel>(
+    stack: &Stack<'_, M>,
     up: &[Walk],
     down: &[Walk],
     prompts: &SlicePrompts,
@@ -404,8 +409,8 @@ pub fn sweep_both_ahead(
 ) -> Result<(Vec<Steps>, Vec<Steps>)> {
     let [s0, s1] = scratch;
     if stack.model.workers() < 2 || (up.is_empty() && down.is_empty()) {
-        let a = sweep(stack, 0, true, up, prompts, s0, progress)?;
-        let b = sweep(stack, 0, false, down, prompts, s0, progress)?;
+        let a = sweep(stack, Worker::Index(0), true, up, prompts, s0, progress)?;
+        let b = sweep(stack, Worker::Index(0), false, down, prompts, s0, progress)?;
         return Ok((a, b));
     }
     let want_up = |z: usize| up.iter().any(|w| w.covers(true, z)) || also_wanted(z);
@@ -416,14 +421,16 @@ pub fn sweep_both_ahead(
     // Worker `me` runs its own sweep (when it has walks), then helps the other one until that ends.
     let job = |me: usize, walks: &[Walk], sc: &mut Scratch| -> Result<Vec<Steps>> {
         let (dir_up, other) = (me == 0, 1 - me);
-        let r = sweep_at(stack, me, dir_up, walks, prompts, sc, &mut || true, Some(&frontiers[me]));
+        let r = sweep_at(stack, Worker::Index(me), dir_up, walks, prompts, sc, &mut || true, Some(&frontiers[me]));
         finished[me].store(true, Ordering::Release);
         if r.is_err() {
             stack.cancel.store(true, Ordering::Relaxed);
             return r;
         }
         let wanted: &dyn Fn(usize) -> bool = if other == 0 { &want_up } else { &want_down };
-        if let Err(e) = prefetch_ahead(stack, me, !dir_up, &frontiers[other], wanted, &finished[other], sc) {
+        if let Err(e) =
+            prefetch_ahead(stack, Worker::Index(me), !dir_up, &frontiers[other], wanted, &finished[other], sc)
+        {
             stack.cancel.store(true, Ordering::Relaxed);
             return Err(e);
         }

@@ -5,7 +5,12 @@ use std::path::{Path, PathBuf};
 
 use once_cell::sync::Lazy;
 use voxprompt::engine::{Engine, EngineOptions};
-use voxprompt::model::SessionConfig;
+use voxprompt::model::sam2d::Sam2d;
+use voxprompt::model::{Segmenter, SessionConfig};
+use voxprompt::pipeline::policy::Policy;
+use voxprompt::session::{RunReport, SessionOptions};
+use voxprompt::volume::intensity::IntensityMapping;
+use voxprompt::volume::{BoxIjk, U8Volume, VolumeView};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -31,11 +36,34 @@ pub fn data(rel: &str) -> PathBuf {
 pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
     Engine::new(&EngineOptions {
         ort_library: Some(ort_lib()),
-        model_dir: model_dir(),
+        model_dirs: vec![model_dir()],
         session: SessionConfig { threads: 2, ..Default::default() },
     })
     .expect("engine over the real ONNX Runtime and the LiteMedSAM package")
 });
+
+/// The engine's LiteMedSAM model.
+pub fn sam2d(engine: &Engine) -> &Sam2d {
+    match &engine.models.segmenter {
+        Segmenter::Slice(m) => m,
+    }
+}
+
+/// The reference pipeline (CVPR24 middle-out, later objects overwrite earlier ones) for `(label, box)`
+/// objects, run as a session under `Policy::Reference`: the label mask and what the run did.
+pub fn segment_reference(
+    volume: &VolumeView<'_>,
+    mapping: IntensityMapping,
+    objects: &[(u8, BoxIjk)],
+    progress: Option<&mut dyn FnMut(f32) -> bool>,
+) -> voxprompt::Result<(U8Volume, RunReport)> {
+    let mut s = ENGINE.open_session(volume, mapping, SessionOptions::default().with_policy(Policy::Reference))?;
+    for &(label, b) in objects {
+        s.add_box(label, b)?;
+    }
+    let report = s.run(progress)?;
+    Ok((s.compose(false).0, report))
+}
 
 pub fn npz(path: &Path) -> ndarray_npy::NpzReader<std::fs::File> {
     ndarray_npy::NpzReader::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))

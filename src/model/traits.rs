@@ -1,0 +1,134 @@
+//! What the pipeline asks of a model, per model family. Drivers in `pipeline/` borrow a model through these
+//! traits and never own it (usls: "`Model` does NOT own `Engine`"); the hot loops are generic over them, so
+//! no call goes through a trait object.
+
+use crate::error::Result;
+
+/// Which sessions of a model run a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Worker {
+    /// The sessions of worker `n` (modulo the model's worker count), each with its share of the threads.
+    Index(usize),
+    /// The all-threads sessions, for work that runs alone (interactive refinement); worker 0's when the
+    /// model has no such sessions.
+    Wide,
+}
+
+/// The shapes of the tensors one encoded slice consists of (SAM: one image embedding; SAM2: the embedding
+/// plus two high-resolution feature maps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingLayout {
+    pub tensors: Vec<(String, Vec<usize>)>,
+}
+
+impl EmbeddingLayout {
+    /// Values of each tensor.
+    pub fn lens(&self) -> Vec<usize> {
+        self.tensors.iter().map(|(_, s)| s.iter().product()).collect()
+    }
+    /// Bytes of one encoded slice.
+    pub fn bytes(&self) -> usize {
+        self.lens().iter().sum::<usize>() * std::mem::size_of::<f32>()
+    }
+    /// A zeroed embedding of this layout.
+    pub fn zeros(&self) -> Embedding {
+        Embedding { tensors: self.lens().into_iter().map(|n| vec![0f32; n]).collect() }
+    }
+}
+
+/// One encoded slice: its tensors in the order of the model's `EmbeddingLayout`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    pub tensors: Vec<Vec<f32>>,
+}
+
+impl Embedding {
+    pub fn bytes(&self) -> usize {
+        self.tensors.iter().map(Vec::len).sum::<usize>() * std::mem::size_of::<f32>()
+    }
+}
+
+/// One prompt for one object on one slice, in the model's input frame.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prompt2d {
+    /// (x, y, label) with label 1 = positive, 0 = negative.
+    pub points: Vec<(f32, f32, f32)>,
+    /// x0, y0, x1, y1.
+    pub bbox: Option<[f32; 4]>,
+    /// Previous low-res logits (S×S).
+    pub mask: Option<Vec<f32>>,
+}
+
+impl Prompt2d {
+    pub fn from_box(b: [f32; 4]) -> Self {
+        Prompt2d { bbox: Some(b), ..Default::default() }
+    }
+}
+
+/// Decoder output for one prompt.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// S×S low-resolution logits.
+    pub logits: Vec<f32>,
+    pub iou: f32,
+}
+
+/// A promptable 2D model that the slice pipeline lifts to 3D: slices are encoded once into an embedding
+/// (cached per session), then decoded once per prompt.
+pub trait SliceModel: Send + Sync {
+    /// The square input side S: the longest side of a slice is resized to it.
+    fn input_size(&self) -> usize;
+    /// Image channels the encoder takes (the grey slice repeated).
+    fn channels(&self) -> usize;
+    /// Pixels of the input frame that propagation grows the previous mask's box by.
+    fn box_shift(&self) -> i64;
+    /// An upsampled logit above this is inside the mask.
+    fn mask_threshold(&self) -> f32;
+    fn embedding_layout(&self) -> &EmbeddingLayout;
+    /// How many slices can be encoded and decoded concurrently.
+    fn workers(&self) -> usize;
+    /// Encodes one preprocessed image (channels×S×S, CHW) into `out`.
+    fn encode(&self, worker: Worker, image: &[f32], out: &mut Embedding) -> Result<()>;
+    /// Decodes several prompts against one embedding, batched as the model allows.
+    fn decode(&self, worker: Worker, embedding: &Embedding, prompts: &[Prompt2d]) -> Result<Vec<Decoded>>;
+}
+
+/// A 3D prompt for a patch model, in patch voxel coordinates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prompt3d {
+    /// (i, j, k, label) with label 1 = positive, 0 = negative.
+    pub points: Vec<([f32; 3], f32)>,
+    /// Inclusive corners.
+    pub bbox: Option<([f32; 3], [f32; 3])>,
+    /// The previous low-resolution logits of this patch, when the model takes them.
+    pub mask: Option<Vec<f32>>,
+}
+
+/// A native 3D promptable model that runs on fixed-size patches at its own spacing (SAM-Med3D style;
+/// METHODS §2). The volumetric driver resamples, crops, windows and pastes back around it.
+pub trait PatchModel: Send + Sync {
+    /// Patch size in voxels (i, j, k).
+    fn patch_size(&self) -> [usize; 3];
+    /// The voxel spacing (mm) the model was trained at.
+    fn spacing(&self) -> [f64; 3];
+    /// Segments one normalised patch; writes logits at patch resolution into `logits`, returns the
+    /// model's quality estimate.
+    fn segment(&self, patch: &[f32], prompt: &Prompt3d, logits: &mut [f32]) -> Result<f32>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_embedding_layout_sizes_every_tensor() {
+        let l = EmbeddingLayout {
+            tensors: vec![("image_embeddings".into(), vec![256, 64, 64]), ("high_res_0".into(), vec![32, 256, 256])],
+        };
+        assert_eq!(l.lens(), vec![256 * 64 * 64, 32 * 256 * 256]);
+        assert_eq!(l.bytes(), (256 * 64 * 64 + 32 * 256 * 256) * 4);
+        let e = l.zeros();
+        assert_eq!(e.tensors.len(), 2);
+        assert_eq!(e.bytes(), l.bytes());
+    }
+}
