@@ -84,7 +84,7 @@ fn an_engine_holds_a_spatial_model_and_a_text_encoder_at_once() {
         .unwrap();
     s.add_box(1, voxprompt::volume::BoxIjk { min: [23, 27, 10], max: [44, 49, 12] }).unwrap();
     let r = s.run(None).unwrap();
-    assert!(r.slices_encoded >= 3 && s.compose(false).0.data.iter().any(|&m| m == 1));
+    assert!(r.slices_encoded >= 3 && s.compose(false).0.data.contains(&1));
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn a_sam2d_package_whose_graph_disagrees_with_its_manifest_is_refused() {
     ] {
         assert_ne!(edit, m, "{what}: the edit changed nothing");
         std::fs::write(d.join("manifest.toml"), edit).unwrap();
-        let (code, msg) = refused(&[d.clone()]);
+        let (code, msg) = refused(std::slice::from_ref(&d));
         println!("{what}: {msg}");
         assert_eq!(code, ErrorCode::ModelContract, "{what}: {msg}");
         assert!(msg.contains(needle), "{what}: {msg:?} lacks {needle:?}");
