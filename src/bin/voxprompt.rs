@@ -17,7 +17,7 @@ use voxprompt::pipeline::postprocess::PostprocessOptions;
 use voxprompt::pipeline::propagate::BoxIjk;
 use voxprompt::session::{PointIjk, SessionOptions};
 use voxprompt::volume::intensity::IntensityMapping;
-use voxprompt::volume::{Geometry, Volume};
+use voxprompt::volume::Geometry;
 use voxprompt::{Error, Result};
 
 #[derive(Parser)]
@@ -176,7 +176,7 @@ fn default_model_dir() -> PathBuf {
     PathBuf::from("models/litemedsam")
 }
 
-fn choose_mapping(args: &SegmentArgs, volume: &Volume) -> Result<IntensityMapping> {
+fn choose_mapping(args: &SegmentArgs) -> Result<IntensityMapping> {
     if let Some(w) = &args.window {
         let v: Vec<f64> = parse_list(w, 2, "--window")?;
         return Ok(IntensityMapping::Window { level: v[0], width: v[1] });
@@ -184,7 +184,7 @@ fn choose_mapping(args: &SegmentArgs, volume: &Volume) -> Result<IntensityMappin
     match args.modality.to_ascii_lowercase().as_str() {
         "ct" => Ok(IntensityMapping::CT),
         "mr" | "mri" => Ok(IntensityMapping::MR),
-        "auto" => Ok(voxprompt::volume::intensity::auto(&volume.view()?)),
+        "auto" => Ok(IntensityMapping::Auto),
         other => Err(Error::InvalidArgument(format!("--modality {other:?}: expected ct, mr or auto"))),
     }
 }
@@ -307,7 +307,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         "k" | "2" => 2,
         other => return Err(Error::InvalidArgument(format!("--axis {other:?}: expected i, j or k"))),
     };
-    let mapping = choose_mapping(&args, &volume)?;
+    let mapping = choose_mapping(&args)?;
 
     let providers = args.providers.split(',').map(Provider::parse).collect::<Result<Vec<_>>>()?;
     let engine = Arc::new(Engine::new(&EngineOptions {
@@ -399,7 +399,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         "provider": engine.provider().name(),
         "provider_fallbacks": engine.model.fallback_reasons,
         "onnxruntime": { "version": engine.runtime.version, "path": engine.runtime.path },
-        "intensity": format!("{mapping:?}"),
+        "intensity": format!("{:?}", mapping.resolve(&view)),
         "slices_encoded": run.slices_encoded, "slices_decoded": run.slices_decoded,
         "decoder_runs": st.decoder_runs, "decoder_batches": st.decoder_batches,
         "timings_ms": {
