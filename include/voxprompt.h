@@ -35,37 +35,111 @@
 #define VXP_ABI_VERSION_MINOR 3
 
 /**
- * The result of every `vxp_*` call that can fail. `VXP_RESULT_OK` is 0; anything else is an error whose
- * message `vxp_last_error` returns on the same thread. Values never change meaning between versions.
+ * Result codes: the C ABI's `vxp_result` (this table under its C name), returned by every `vxp_*` call
+ * that can fail, and `Error::code` for Rust callers and the CLI. `VXP_RESULT_OK` is 0; anything else
+ * is an error whose message `vxp_last_error` returns on the same thread. Values are grouped by family
+ * and never change meaning or get reused; retired codes stay here as comments.
  */
 enum vxp_result
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
+  /**
+   * ok
+   */
   VXP_RESULT_OK = 0,
+  /**
+   * a required pointer argument was NULL
+   */
   VXP_RESULT_NULL_ARGUMENT = 100,
+  /**
+   * invalid argument
+   */
   VXP_RESULT_INVALID_ARGUMENT = 101,
+  /**
+   * shape mismatch
+   */
   VXP_RESULT_SHAPE_MISMATCH = 102,
+  /**
+   * unsupported data type
+   */
   VXP_RESULT_UNSUPPORTED_DTYPE = 103,
+  /**
+   * buffer too small
+   */
   VXP_RESULT_BUFFER_TOO_SMALL = 104,
+  /**
+   * invalid volume
+   */
   VXP_RESULT_INVALID_VOLUME = 105,
+  /**
+   * invalid prompt
+   */
   VXP_RESULT_INVALID_PROMPT = 106,
+  /**
+   * unknown concept
+   */
   VXP_RESULT_UNKNOWN_CONCEPT = 107,
+  /**
+   * not supported
+   */
   VXP_RESULT_UNSUPPORTED = 108,
+  /**
+   * nothing to undo or redo
+   */
   VXP_RESULT_NOTHING_TO_UNDO = 109,
+  /**
+   * model package not found
+   */
   VXP_RESULT_MODEL_NOT_FOUND = 200,
+  /**
+   * model file failed its integrity check
+   */
   VXP_RESULT_MODEL_INTEGRITY = 201,
+  /**
+   * model does not fulfil its declared contract
+   */
   VXP_RESULT_MODEL_CONTRACT = 202,
+  /**
+   * ONNX Runtime library could not be loaded
+   */
   VXP_RESULT_RUNTIME_LOAD = 300,
+  /**
+   * ONNX Runtime library is too old
+   */
   VXP_RESULT_RUNTIME_VERSION = 301,
+  /**
+   * another ONNX Runtime library is already loaded
+   */
   VXP_RESULT_RUNTIME_MISMATCH = 302,
+  /**
+   * execution provider unavailable
+   */
   VXP_RESULT_PROVIDER_UNAVAILABLE = 303,
+  /**
+   * inference failed
+   */
   VXP_RESULT_INFERENCE = 304,
+  /**
+   * cancelled
+   */
   VXP_RESULT_CANCELLED = 400,
+  /**
+   * out of memory
+   */
   VXP_RESULT_OUT_OF_MEMORY = 401,
+  /**
+   * input/output error
+   */
   VXP_RESULT_IO = 402,
+  /**
+   * memory budget too small
+   */
   VXP_RESULT_BUDGET_TOO_SMALL = 403,
+  /**
+   * internal error (a bug in libvoxprompt); the host is unaffected
+   */
   VXP_RESULT_PANIC = 900,
 };
 #ifndef __cplusplus
@@ -448,6 +522,13 @@ vxp_result vxp_last_error(char *buf,
 const char *vxp_result_str(uint32_t result);
 
 /**
+ * The C name of a result code, e.g. "VXP_RESULT_INVALID_PROMPT" for 106: a static, NUL-terminated string,
+ * or NULL for a value that is no `vxp_result`. For hosts that map codes to their own symbols (exception
+ * classes, log keys) without copying this header's table. Safe to call from any thread.
+ */
+const char *vxp_result_name(uint32_t result);
+
+/**
  * Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
  * directory (must be set), providers "cpu", ONNX Runtime's default thread count, a 1 GiB embedding
  * cache per session.
@@ -529,35 +610,6 @@ vxp_result vxp_options_set_threads(struct vxp_options *options,
  */
 vxp_result vxp_options_set_cache_budget(struct vxp_options *options,
                                         size_t bytes);
-
-/**
- * Creates a session: validates the descriptor, maps the volume's intensities (as `volume->intensity`
- * says) and keeps that 8-bit copy; the host buffer is not referenced after the call. `engine` stays
- * owned by the caller and may be freed before the session. The session starts with the best measured
- * policy (`VXP_POLICY_RESEED`), propagation along k, and the engine's embedding cache budget.
- *
- * On `VXP_RESULT_OK`, `*out` receives a handle the caller owns (`vxp_session_free`). Otherwise `*out` is
- * untouched: `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (struct_size, intensity),
- * `VXP_RESULT_UNSUPPORTED_DTYPE`, `VXP_RESULT_INVALID_VOLUME` (zero or overflowing dims, strides outside the
- * buffer, NaN/Inf voxels, constant intensity, bad spacing or matrix), `VXP_RESULT_BUDGET_TOO_SMALL` (the
- * engine's cache budget cannot hold one embedding), `VXP_RESULT_PANIC`. The engine may
- * be used by other threads meanwhile.
- *
- * # Safety
- * `engine` a live handle; `volume` a valid descriptor whose buffer is readable as described; `out` NULL
- * or valid for writing one pointer.
- */
-vxp_result vxp_session_new(const struct vxp_engine *engine,
-                           const struct vxp_volume *volume,
-                           struct vxp_session **out);
-
-/**
- * Releases a session. NULL is fine. No run may be in progress on it.
- *
- * # Safety
- * `session` must be NULL or a live handle from `vxp_session_new`, not used afterwards.
- */
-void vxp_session_free(struct vxp_session *session);
 
 /**
  * Adds a box prompt in voxel indices to object `label` (1–255, the value written into the mask),
@@ -688,54 +740,33 @@ vxp_result vxp_session_remove_object(struct vxp_session *session,
 vxp_result vxp_session_clear_prompts(struct vxp_session *session);
 
 /**
- * Chooses the propagation policy (a `vxp_policy`) for the next runs; objects computed under another
- * policy are recomputed by the next run.
+ * Creates a session: validates the descriptor, maps the volume's intensities (as `volume->intensity`
+ * says) and keeps that 8-bit copy; the host buffer is not referenced after the call. `engine` stays
+ * owned by the caller and may be freed before the session. The session starts with the best measured
+ * policy (`VXP_POLICY_RESEED`), propagation along k, and the engine's embedding cache budget.
  *
- * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown policy).
+ * On `VXP_RESULT_OK`, `*out` receives a handle the caller owns (`vxp_session_free`). Otherwise `*out` is
+ * untouched: `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (struct_size, intensity),
+ * `VXP_RESULT_UNSUPPORTED_DTYPE`, `VXP_RESULT_INVALID_VOLUME` (zero or overflowing dims, strides outside the
+ * buffer, NaN/Inf voxels, constant intensity, bad spacing or matrix), `VXP_RESULT_BUDGET_TOO_SMALL` (the
+ * engine's cache budget cannot hold one embedding), `VXP_RESULT_PANIC`. The engine may
+ * be used by other threads meanwhile.
  *
  * # Safety
- * `session` a live handle.
+ * `engine` a live handle; `volume` a valid descriptor whose buffer is readable as described; `out` NULL
+ * or valid for writing one pointer.
  */
-vxp_result vxp_session_set_policy(struct vxp_session *session,
-                                  uint32_t policy);
+vxp_result vxp_session_new(const struct vxp_engine *engine,
+                           const struct vxp_volume *volume,
+                           struct vxp_session **out);
 
 /**
- * Chooses the propagation axis for the next runs: 2 = slices along k (the default, as the reference), 1 =
- * along j, 0 = along i (sagittal or coronal acquisitions). Prompts stay in voxel indices of the volume.
- *
- * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (axis > 2).
+ * Releases a session. NULL is fine. No run may be in progress on it.
  *
  * # Safety
- * `session` a live handle.
+ * `session` must be NULL or a live handle from `vxp_session_new`, not used afterwards.
  */
-vxp_result vxp_session_set_axis(struct vxp_session *session,
-                                uint32_t axis);
-
-/**
- * Chooses which object wins where masks overlap (a `vxp_overlap`).
- *
- * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown rule).
- *
- * # Safety
- * `session` a live handle.
- */
-vxp_result vxp_session_set_overlap(struct vxp_session *session,
-                                   uint32_t rule);
-
-/**
- * Post-processing of every object after its policy: keep only the largest 3D connected component
- * (26-connected), fill holes (per slice, then in 3D), remove 3D components smaller than `min_size` voxels
- * (0 = off). All off by default beyond what the policy itself does.
- *
- * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
- *
- * # Safety
- * `session` a live handle.
- */
-vxp_result vxp_session_set_postprocess(struct vxp_session *session,
-                                       bool keep_largest,
-                                       bool fill_holes,
-                                       uint64_t min_size);
+void vxp_session_free(struct vxp_session *session);
 
 /**
  * Returns to the state before the last successful run: prompts and masks exactly as they were (prompt
@@ -829,6 +860,56 @@ vxp_result vxp_session_run_confidence(struct vxp_session *session,
  */
 vxp_result vxp_session_last_stats(const struct vxp_session *session,
                                   struct vxp_run_stats *out);
+
+/**
+ * Chooses the propagation policy (a `vxp_policy`) for the next runs; objects computed under another
+ * policy are recomputed by the next run.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown policy).
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_set_policy(struct vxp_session *session,
+                                  uint32_t policy);
+
+/**
+ * Chooses the propagation axis for the next runs: 2 = slices along k (the default, as the reference), 1 =
+ * along j, 0 = along i (sagittal or coronal acquisitions). Prompts stay in voxel indices of the volume.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (axis > 2).
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_set_axis(struct vxp_session *session,
+                                uint32_t axis);
+
+/**
+ * Chooses which object wins where masks overlap (a `vxp_overlap`).
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown rule).
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_set_overlap(struct vxp_session *session,
+                                   uint32_t rule);
+
+/**
+ * Post-processing of every object after its policy: keep only the largest 3D connected component
+ * (26-connected), fill holes (per slice, then in 3D), remove 3D components smaller than `min_size` voxels
+ * (0 = off). All off by default beyond what the policy itself does.
+ *
+ * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `session` a live handle.
+ */
+vxp_result vxp_session_set_postprocess(struct vxp_session *session,
+                                       bool keep_largest,
+                                       bool fill_holes,
+                                       uint64_t min_size);
 
 /**
  * Returns the library version and what it was built against, e.g.
