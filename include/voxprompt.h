@@ -30,9 +30,10 @@
 #define VXP_ABI_VERSION_MAJOR 0
 
 /**
- * ABI minor version: bumped when functions or fields are added compatibly.
+ * ABI minor version: bumped when functions or fields are added compatibly (4: `vxp_result_name`,
+ * `vxp_options_set_cpu_fallback`).
  */
-#define VXP_ABI_VERSION_MINOR 3
+#define VXP_ABI_VERSION_MINOR 4
 
 /**
  * Result codes: the C ABI's `vxp_result` (this table under its C name), returned by every `vxp_*` call
@@ -465,6 +466,7 @@ vxp_result vxp_set_log_callback(uint32_t level,
  * untouched and the result is one of `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (no model
  * directory set), `VXP_RESULT_RUNTIME_LOAD`, `VXP_RESULT_RUNTIME_VERSION`, `VXP_RESULT_RUNTIME_MISMATCH`,
  * `VXP_RESULT_MODEL_NOT_FOUND`, `VXP_RESULT_MODEL_INTEGRITY`, `VXP_RESULT_MODEL_CONTRACT`,
+ * `VXP_RESULT_PROVIDER_UNAVAILABLE` (no requested provider registered and CPU fallback is off),
  * `VXP_RESULT_INFERENCE`, `VXP_RESULT_PANIC`. Thread-safe.
  *
  * # Safety
@@ -530,8 +532,8 @@ const char *vxp_result_name(uint32_t result);
 
 /**
  * Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
- * directory (must be set), providers "cpu", ONNX Runtime's default thread count, a 1 GiB embedding
- * cache per session.
+ * directory (must be set), providers "cpu" with CPU fallback on, all cores, a 1 GiB embedding cache per
+ * session.
  *
  * On `VXP_RESULT_OK`, `*out` receives a new handle the caller owns and must release with
  * `vxp_options_free`. Returns `VXP_RESULT_NULL_ARGUMENT` if `out` is NULL (nothing written).
@@ -575,7 +577,8 @@ vxp_result vxp_options_set_model_dir(struct vxp_options *options, const char *di
 /**
  * Sets the execution providers in order of preference, comma-separated: "cpu", "cuda", "tensorrt"
  * (e.g. "tensorrt,cuda,cpu"). A GPU provider that cannot be used is skipped with a reason the engine
- * reports (`vxp_engine_provider`).
+ * reports (`vxp_engine_provider`); when none registers, the engine runs on CPU unless
+ * `vxp_options_set_cpu_fallback` turned that off.
  *
  * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
  * the options are unchanged).
@@ -587,7 +590,9 @@ vxp_result vxp_options_set_providers(struct vxp_options *options,
                                      const char *providers);
 
 /**
- * Sets the intra-op thread count of each ONNX Runtime session (0 = ONNX Runtime's default, all cores).
+ * Sets the engine's total thread count (0 = all cores). With two or more, the engine runs two workers (the
+ * slices above and below the middle slice concurrently), each with `threads / 2` intra-op threads; the
+ * decoder that refines objects after new points runs alone, with all of them.
  *
  * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
  *
@@ -610,6 +615,21 @@ vxp_result vxp_options_set_threads(struct vxp_options *options,
  */
 vxp_result vxp_options_set_cache_budget(struct vxp_options *options,
                                         size_t bytes);
+
+/**
+ * Chooses what happens when none of the requested execution providers registers (e.g. "cuda" with an ONNX
+ * Runtime build or a machine without CUDA): `true` (the default) runs on CPU and reports why
+ * (`vxp_engine_provider`); `false` makes `vxp_engine_new` fail with `VXP_RESULT_PROVIDER_UNAVAILABLE`, for
+ * hosts that would rather stop than run many times slower. "cpu" in the provider list always registers.
+ * Added in ABI 0.4.
+ *
+ * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `options` must be a live handle.
+ */
+vxp_result vxp_options_set_cpu_fallback(struct vxp_options *options,
+                                        bool fallback);
 
 /**
  * Adds a box prompt in voxel indices to object `label` (1–255, the value written into the mask),

@@ -81,9 +81,13 @@ struct SegmentArgs {
     /// Execution providers in order of preference.
     #[arg(long, default_value = "cpu")]
     providers: String,
-    /// Intra-op threads per ONNX Runtime session (0 = all cores).
+    /// Threads for the whole engine (0 = all cores): two workers with half of them each, all of them for
+    /// refinement.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Fail instead of running on CPU when no requested GPU provider registers.
+    #[arg(long)]
+    no_cpu_fallback: bool,
     /// A point prompt x,y,z[,+|-[,OBJECT]] in voxel indices: positive (+, the default) or negative (-), for
     /// object OBJECT (1-based, default 1). Repeat for several points.
     #[arg(long = "point-ijk", value_name = "X,Y,Z[,+|-[,OBJECT]]")]
@@ -313,7 +317,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
     let engine = Arc::new(Engine::new(&EngineOptions {
         ort_library: args.ort_lib.clone(),
         model_dir: args.model.clone().unwrap_or_else(default_model_dir),
-        session: SessionConfig { providers, threads: args.threads, strict: false },
+        session: SessionConfig { providers, threads: args.threads, strict: args.no_cpu_fallback },
     })?);
     let post = PostprocessOptions::new()
         .with_keep_largest(args.keep_largest)

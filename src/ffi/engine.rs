@@ -26,6 +26,7 @@ pub struct vxp_engine {
 /// untouched and the result is one of `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (no model
 /// directory set), `VXP_RESULT_RUNTIME_LOAD`, `VXP_RESULT_RUNTIME_VERSION`, `VXP_RESULT_RUNTIME_MISMATCH`,
 /// `VXP_RESULT_MODEL_NOT_FOUND`, `VXP_RESULT_MODEL_INTEGRITY`, `VXP_RESULT_MODEL_CONTRACT`,
+/// `VXP_RESULT_PROVIDER_UNAVAILABLE` (no requested provider registered and CPU fallback is off),
 /// `VXP_RESULT_INFERENCE`, `VXP_RESULT_PANIC`. Thread-safe.
 ///
 /// # Safety
@@ -48,7 +49,7 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
         let opts = EngineOptions {
             ort_library: o.ort_library.clone(),
             model_dir,
-            session: SessionConfig { providers: o.providers.clone(), threads: o.threads, strict: false },
+            session: SessionConfig { providers: o.providers.clone(), threads: o.threads, strict: !o.cpu_fallback },
         };
         match Engine::new(&opts) {
             Ok(e) => {

@@ -16,11 +16,12 @@ pub struct vxp_options {
     pub(crate) providers: Vec<Provider>,
     pub(crate) threads: usize,
     pub(crate) cache_budget: usize,
+    pub(crate) cpu_fallback: bool,
 }
 
 /// Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
-/// directory (must be set), providers "cpu", ONNX Runtime's default thread count, a 1 GiB embedding
-/// cache per session.
+/// directory (must be set), providers "cpu" with CPU fallback on, all cores, a 1 GiB embedding cache per
+/// session.
 ///
 /// On `VXP_RESULT_OK`, `*out` receives a new handle the caller owns and must release with
 /// `vxp_options_free`. Returns `VXP_RESULT_NULL_ARGUMENT` if `out` is NULL (nothing written).
@@ -39,6 +40,7 @@ pub unsafe extern "C" fn vxp_options_new(out: *mut *mut vxp_options) -> vxp_resu
             providers: vec![Provider::Cpu],
             threads: 0,
             cache_budget: crate::session::SessionOptions::default().cache_budget,
+            cpu_fallback: true,
         });
         // SAFETY: out checked non-null.
         unsafe { *out = Box::into_raw(o) };
@@ -121,7 +123,8 @@ pub unsafe extern "C" fn vxp_options_set_model_dir(options: *mut vxp_options, di
 
 /// Sets the execution providers in order of preference, comma-separated: "cpu", "cuda", "tensorrt"
 /// (e.g. "tensorrt,cuda,cpu"). A GPU provider that cannot be used is skipped with a reason the engine
-/// reports (`vxp_engine_provider`).
+/// reports (`vxp_engine_provider`); when none registers, the engine runs on CPU unless
+/// `vxp_options_set_cpu_fallback` turned that off.
 ///
 /// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
 /// the options are unchanged).
@@ -145,7 +148,9 @@ pub unsafe extern "C" fn vxp_options_set_providers(options: *mut vxp_options, pr
     }
 }
 
-/// Sets the intra-op thread count of each ONNX Runtime session (0 = ONNX Runtime's default, all cores).
+/// Sets the engine's total thread count (0 = all cores). With two or more, the engine runs two workers (the
+/// slices above and below the middle slice concurrently), each with `threads / 2` intra-op threads; the
+/// decoder that refines objects after new points runs alone, with all of them.
 ///
 /// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
 ///
@@ -177,6 +182,27 @@ pub unsafe extern "C" fn vxp_options_set_cache_budget(options: *mut vxp_options,
     unsafe {
         with_options(options, |o| {
             o.cache_budget = bytes;
+            vxp_result::Ok
+        })
+    }
+}
+
+/// Chooses what happens when none of the requested execution providers registers (e.g. "cuda" with an ONNX
+/// Runtime build or a machine without CUDA): `true` (the default) runs on CPU and reports why
+/// (`vxp_engine_provider`); `false` makes `vxp_engine_new` fail with `VXP_RESULT_PROVIDER_UNAVAILABLE`, for
+/// hosts that would rather stop than run many times slower. "cpu" in the provider list always registers.
+/// Added in ABI 0.4.
+///
+/// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `options` must be a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_cpu_fallback(options: *mut vxp_options, fallback: bool) -> vxp_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_options(options, |o| {
+            o.cpu_fallback = fallback;
             vxp_result::Ok
         })
     }
