@@ -75,12 +75,13 @@ pub(crate) const fn doc_line(doc: &'static str) -> &'static std::ffi::CStr {
 }
 
 u32_enum! {
-    /// Result codes: the C ABI's `vxp_result` (this table under its C name), returned by every `vxp_*` call
-    /// that can fail, and `Error::code` for Rust callers and the CLI. `VXP_RESULT_OK` is 0; anything else
-    /// is an error whose message `vxp_last_error` returns on the same thread. Values are grouped by family
-    /// and never change meaning or get reused; retired codes stay here as comments.
+    /// Result codes, returned by every `vxp_*` call that can fail (`vxp_result` in C; in Rust `ErrorCode`,
+    /// from `Error::code`). `VXP_RESULT_OK` is 0; anything else is an error whose message `vxp_last_error`
+    /// returns on the same thread. Families: 1xx caller mistakes, 2xx model packages, 3xx ONNX Runtime,
+    /// 4xx control flow and resources, 9xx bugs. Values never change meaning and are never reused.
     #[repr(u32)]
     pub enum ErrorCode {
+        // Retired codes stay here as comments, so their values are never handed out again.
         /// ok
         Ok = 0,
         // --- caller mistakes (1xx)
