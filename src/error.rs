@@ -3,39 +3,139 @@
 
 use std::path::PathBuf;
 
-/// Result codes shared by the C ABI and the CLI. Values are explicit and never reused.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    Ok = 0,
-    // --- caller mistakes (1xx)
-    NullArgument = 100,
-    InvalidArgument = 101,
-    ShapeMismatch = 102,
-    UnsupportedDtype = 103,
-    BufferTooSmall = 104,
-    InvalidVolume = 105,
-    InvalidPrompt = 106,
-    UnknownConcept = 107,
-    Unsupported = 108,
-    NothingToUndo = 109,
-    // --- model packages (2xx)
-    ModelNotFound = 200,
-    ModelIntegrity = 201,
-    ModelContract = 202,
-    // --- runtime (3xx)
-    RuntimeLoad = 300,
-    RuntimeVersion = 301,
-    RuntimeMismatch = 302,
-    ProviderUnavailable = 303,
-    Inference = 304,
-    // --- control flow and resources (4xx)
-    Cancelled = 400,
-    OutOfMemory = 401,
-    Io = 402,
-    BudgetTooSmall = 403,
-    // --- bugs (9xx)
-    Panic = 900,
+/// One table per C ABI enum, in the spirit of rustls-ffi's `u32_enum_builder!`: each variant, its value
+/// and its doc comment are written once, and what hosts' numbers need is derived from them here: the
+/// `TryFrom<u32>` that turns an ABI value into a variant (the unknown value comes back as the error), the
+/// list of every variant, each variant's name and its doc comment as a one-line static C string (for
+/// `vxp_result` that is `vxp_result_str`'s text). The body is a plain `#[repr(u32)]` enum, so build.rs
+/// hands it to cbindgen (which does not expand macros) by dropping the `u32_enum! {` line and its closing
+/// `}`; both must stand alone at the start of a line.
+macro_rules! u32_enum {
+    (
+        $(#[doc = $doc:literal])*
+        #[repr(u32)]
+        $vis:vis enum $name:ident {
+            $(
+                $(#[doc = $vdoc:literal])*
+                $var:ident = $val:literal
+            ),+ $(,)?
+        }
+    ) => {
+        $(#[doc = $doc])*
+        #[repr(u32)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $( $(#[doc = $vdoc])* $var = $val, )+
+        }
+
+        impl $name {
+            /// Every variant, in the order of the table.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+
+            /// The variant's doc comment as one line.
+            pub const fn describe(self) -> &'static ::std::ffi::CStr {
+                match self {
+                    $($name::$var => const { $crate::error::doc_line(concat!($($vdoc,)* "\0")) },)+
+                }
+            }
+
+            /// The variant's name as written in the table (`InvalidPrompt`).
+            pub const fn variant_name(self) -> &'static str {
+                match self {
+                    $($name::$var => stringify!($var),)+
+                }
+            }
+        }
+
+        impl TryFrom<u32> for $name {
+            /// The value, which names no variant.
+            type Error = u32;
+
+            fn try_from(v: u32) -> ::std::result::Result<Self, u32> {
+                match v {
+                    $($val => Ok($name::$var),)+
+                    other => Err(other),
+                }
+            }
+        }
+    };
+}
+pub(crate) use u32_enum;
+
+/// A doc comment (`///` lines concatenated, each with its leading space, NUL-terminated) as one line.
+pub(crate) const fn doc_line(doc: &'static str) -> &'static std::ffi::CStr {
+    let bytes = match doc.as_bytes() {
+        [b' ', rest @ ..] => rest,
+        all => all,
+    };
+    match std::ffi::CStr::from_bytes_with_nul(bytes) {
+        Ok(s) => s,
+        Err(_) => panic!("a doc comment of a u32_enum! variant holds a NUL"),
+    }
+}
+
+u32_enum! {
+    /// Result codes, returned by every `vxp_*` call that can fail (`vxp_result` in C; in Rust `ErrorCode`,
+    /// from `Error::code`). `VXP_RESULT_OK` is 0; anything else is an error whose message `vxp_last_error`
+    /// returns on the same thread. Families: 1xx caller mistakes, 2xx model packages, 3xx ONNX Runtime,
+    /// 4xx control flow and resources, 9xx bugs. Values never change meaning and are never reused.
+    #[repr(u32)]
+    pub enum ErrorCode {
+        // Retired codes stay here as comments, so their values are never handed out again.
+        /// ok
+        Ok = 0,
+        // --- caller mistakes (1xx)
+        /// a required pointer argument was NULL
+        NullArgument = 100,
+        /// invalid argument
+        InvalidArgument = 101,
+        /// shape mismatch
+        ShapeMismatch = 102,
+        /// unsupported data type
+        UnsupportedDtype = 103,
+        /// buffer too small
+        BufferTooSmall = 104,
+        /// invalid volume
+        InvalidVolume = 105,
+        /// invalid prompt
+        InvalidPrompt = 106,
+        /// unknown concept
+        UnknownConcept = 107,
+        /// not supported
+        Unsupported = 108,
+        /// nothing to undo or redo
+        NothingToUndo = 109,
+        // --- model packages (2xx)
+        /// model package not found
+        ModelNotFound = 200,
+        /// model file failed its integrity check
+        ModelIntegrity = 201,
+        /// model does not fulfil its declared contract
+        ModelContract = 202,
+        // --- ONNX Runtime (3xx)
+        /// ONNX Runtime library could not be loaded
+        RuntimeLoad = 300,
+        /// ONNX Runtime library is too old
+        RuntimeVersion = 301,
+        /// another ONNX Runtime library is already loaded
+        RuntimeMismatch = 302,
+        /// execution provider unavailable
+        ProviderUnavailable = 303,
+        /// inference failed
+        Inference = 304,
+        // --- control flow and resources (4xx)
+        /// cancelled
+        Cancelled = 400,
+        /// out of memory
+        OutOfMemory = 401,
+        /// input/output error
+        Io = 402,
+        /// memory budget too small
+        BudgetTooSmall = 403,
+        // --- a bug in the library, caught at the boundary (9xx)
+        /// internal error (a bug in libvoxprompt); the host is unaffected
+        Panic = 900,
+    }
 }
 
 /// Every failure the library can report.

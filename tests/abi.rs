@@ -26,6 +26,7 @@ const SHAPE_MISMATCH: u32 = 102;
 const MODEL_NOT_FOUND: u32 = 200;
 const BUDGET_TOO_SMALL: u32 = 403;
 const CANCELLED: u32 = 400;
+const PROVIDER_UNAVAILABLE: u32 = 303;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -72,6 +73,7 @@ struct Api {
     options_free: Symbol<'static, unsafe extern "C" fn(*mut Opaque)>,
     options_set_ort_library: Symbol<'static, unsafe extern "C" fn(*mut Opaque, *const c_char) -> u32>,
     options_set_model_dir: Symbol<'static, unsafe extern "C" fn(*mut Opaque, *const c_char) -> u32>,
+    options_add_model_dir: Symbol<'static, unsafe extern "C" fn(*mut Opaque, *const c_char) -> u32>,
     options_set_providers: Symbol<'static, unsafe extern "C" fn(*mut Opaque, *const c_char) -> u32>,
     options_set_threads: Symbol<'static, unsafe extern "C" fn(*mut Opaque, u32) -> u32>,
     engine_new: Symbol<'static, unsafe extern "C" fn(*const Opaque, *mut *mut Opaque) -> u32>,
@@ -114,6 +116,8 @@ struct Api {
     undo: Symbol<'static, unsafe extern "C" fn(*mut Opaque) -> u32>,
     redo: Symbol<'static, unsafe extern "C" fn(*mut Opaque) -> u32>,
     last_stats: Symbol<'static, unsafe extern "C" fn(*const Opaque, *mut VxpRunStats) -> u32>,
+    result_name: Symbol<'static, unsafe extern "C" fn(u32) -> *const c_char>,
+    options_set_cpu_fallback: Symbol<'static, unsafe extern "C" fn(*mut Opaque, bool) -> u32>,
 }
 
 fn api() -> &'static Api {
@@ -140,6 +144,7 @@ fn api() -> &'static Api {
             options_free: sym!("vxp_options_free"),
             options_set_ort_library: sym!("vxp_options_set_ort_library"),
             options_set_model_dir: sym!("vxp_options_set_model_dir"),
+            options_add_model_dir: sym!("vxp_options_add_model_dir"),
             options_set_providers: sym!("vxp_options_set_providers"),
             options_set_threads: sym!("vxp_options_set_threads"),
             engine_new: sym!("vxp_engine_new"),
@@ -167,6 +172,8 @@ fn api() -> &'static Api {
             undo: sym!("vxp_session_undo"),
             redo: sym!("vxp_session_redo"),
             last_stats: sym!("vxp_session_last_stats"),
+            result_name: sym!("vxp_result_name"),
+            options_set_cpu_fallback: sym!("vxp_options_set_cpu_fallback"),
         }
     })
 }
@@ -282,6 +289,57 @@ fn options_and_engine_errors_leave_out_params_untouched() {
         assert_eq!(CStr::from_ptr(buf.as_ptr()).to_str().unwrap(), "cpu");
         assert_eq!(needed, 3);
         assert_eq!((a.engine_provider)(engine(), buf.as_mut_ptr(), 2, &mut needed), BUFFER_TOO_SMALL);
+    }
+}
+
+#[test]
+fn result_names_are_the_header_enumerators() {
+    let a = api();
+    unsafe {
+        assert_eq!(CStr::from_ptr((a.result_name)(INVALID_PROMPT)).to_str().unwrap(), "VXP_RESULT_INVALID_PROMPT");
+        assert_eq!(CStr::from_ptr((a.result_name)(CANCELLED)).to_str().unwrap(), "VXP_RESULT_CANCELLED");
+        assert!((a.result_name)(12345).is_null());
+    }
+}
+
+#[test]
+fn without_cpu_fallback_an_unavailable_provider_fails_the_engine() {
+    let a = api();
+    unsafe {
+        let mut o = ptr::null_mut();
+        assert_eq!((a.options_new)(&mut o), OK);
+        assert_eq!((a.options_set_ort_library)(o, cstr(ort_lib().to_str().unwrap()).as_ptr()), OK);
+        assert_eq!((a.options_set_model_dir)(o, cstr(model_dir().to_str().unwrap()).as_ptr()), OK);
+        assert_eq!((a.options_set_threads)(o, 1), OK);
+        assert_eq!((a.options_set_providers)(o, cstr("cuda").as_ptr()), OK);
+        assert_eq!((a.options_set_cpu_fallback)(ptr::null_mut(), false), NULL_ARGUMENT);
+        // The default falls back to CPU (on a machine or ONNX Runtime build without CUDA).
+        let mut e = SENTINEL;
+        assert_eq!((a.engine_new)(o, &mut e), OK, "{}", last_error());
+        let mut buf = [0 as c_char; 512];
+        assert_eq!((a.engine_provider)(e, buf.as_mut_ptr(), buf.len(), ptr::null_mut()), OK);
+        let provider = CStr::from_ptr(buf.as_ptr()).to_str().unwrap().to_string();
+        (a.engine_free)(e);
+        assert_eq!((a.options_set_cpu_fallback)(o, false), OK);
+        let mut strict = SENTINEL;
+        let r = (a.engine_new)(o, &mut strict);
+        if provider.starts_with("cpu") {
+            assert!(provider.contains("cuda"), "the reason CUDA was skipped: {provider}");
+            assert_eq!(r, PROVIDER_UNAVAILABLE, "{}", last_error());
+            assert!(last_error().contains("cuda"), "{}", last_error());
+            assert_eq!(strict, SENTINEL, "untouched on error");
+        } else {
+            // CUDA registered, so nothing had to fall back.
+            assert_eq!(r, OK, "{}", last_error());
+            (a.engine_free)(strict);
+        }
+        // CPU in the list is a requested provider, not a fallback.
+        assert_eq!((a.options_set_providers)(o, cstr("cuda,cpu").as_ptr()), OK);
+        let mut listed = SENTINEL;
+        assert_eq!((a.engine_new)(o, &mut listed), OK, "{}", last_error());
+        assert_ne!(listed, SENTINEL);
+        (a.engine_free)(listed);
+        (a.options_free)(o);
     }
 }
 
@@ -746,5 +804,36 @@ fn every_session_call_refuses_a_null_handle() {
             assert_eq!(*r, NULL_ARGUMENT, "call {n}");
         }
         assert_eq!(byte, 0, "nothing written");
+    }
+}
+
+#[test]
+fn a_second_package_of_another_kind_is_added_next_to_the_spatial_model() {
+    let a = api();
+    let text = root().join("tests/fixtures/models/tiny-text");
+    unsafe {
+        let mut o = ptr::null_mut();
+        assert_eq!((a.options_new)(&mut o), OK);
+        assert_eq!((a.options_set_ort_library)(o, cstr(ort_lib().to_str().unwrap()).as_ptr()), OK);
+        assert_eq!((a.options_add_model_dir)(ptr::null_mut(), cstr("x").as_ptr()), NULL_ARGUMENT);
+        assert_eq!((a.options_add_model_dir)(o, ptr::null()), NULL_ARGUMENT);
+        // A text encoder alone cannot segment.
+        assert_eq!((a.options_add_model_dir)(o, cstr(text.to_str().unwrap()).as_ptr()), OK);
+        let mut e = SENTINEL;
+        assert_eq!((a.engine_new)(o, &mut e), INVALID_ARGUMENT);
+        assert!(last_error().contains("no spatial model"), "{}", last_error());
+        assert_eq!(e, SENTINEL);
+        // set replaces everything; add appends.
+        assert_eq!((a.options_set_model_dir)(o, cstr(model_dir().to_str().unwrap()).as_ptr()), OK);
+        assert_eq!((a.options_add_model_dir)(o, cstr(text.to_str().unwrap()).as_ptr()), OK);
+        assert_eq!((a.engine_new)(o, &mut e), OK);
+        assert_ne!(e, SENTINEL);
+        (a.engine_free)(e);
+        assert_eq!((a.options_add_model_dir)(o, cstr(text.to_str().unwrap()).as_ptr()), OK);
+        let mut e = SENTINEL;
+        assert_eq!((a.engine_new)(o, &mut e), INVALID_ARGUMENT);
+        assert!(last_error().contains("second text encoder"), "{}", last_error());
+        assert_eq!(e, SENTINEL);
+        (a.options_free)(o);
     }
 }

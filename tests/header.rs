@@ -62,3 +62,60 @@ fn every_public_item_is_documented() {
     assert!(items >= 30, "only {items} public items found: the scan is broken");
     assert!(undocumented.is_empty(), "undocumented items in include/voxprompt.h:\n{}", undocumented.join("\n"));
 }
+
+/// `(name, value)` of every `PREFIX*` enumerator in the header, with the doc text just above it.
+fn enumerators(h: &str, prefix: &str) -> Vec<(String, u32, String)> {
+    let lines: Vec<&str> = h.lines().collect();
+    let mut out = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let Some((name, value)) = line.trim().strip_suffix(',').and_then(|l| l.split_once(" = ")) else { continue };
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let doc = if lines[n - 1].trim() == "*/" { lines[n - 2].trim().trim_start_matches("* ") } else { "" };
+        out.push((name.to_string(), value.parse().unwrap(), doc.to_string()));
+    }
+    out
+}
+
+fn screaming(prefix: &str, variant: &str) -> String {
+    let mut s = prefix.to_string();
+    for (i, c) in variant.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            s.push('_');
+        }
+        s.push(c.to_ascii_uppercase());
+    }
+    s
+}
+
+#[test]
+fn every_table_is_in_the_header_with_its_values_and_result_texts() {
+    use std::ffi::CStr;
+    use voxprompt::ffi::{callback, error, result::vxp_result, settings, volume};
+    let h = header();
+    let results = enumerators(&h, "VXP_RESULT_");
+    assert_eq!(results.len(), vxp_result::ALL.len());
+    for (&r, (name, value, doc)) in vxp_result::ALL.iter().zip(&results) {
+        // SAFETY: both return static NUL-terminated strings for a known code.
+        let (c_name, text) =
+            unsafe { (CStr::from_ptr(error::vxp_result_name(r as u32)), error::vxp_result_str(r as u32)) };
+        assert_eq!((c_name.to_str().unwrap(), *value), (name.as_str(), r as u32));
+        // SAFETY: as above.
+        assert_eq!(unsafe { CStr::from_ptr(text) }.to_str().unwrap(), doc, "{name}: vxp_result_str and the header");
+    }
+    macro_rules! table {
+        ($t:ty, $prefix:literal) => {{
+            let found = enumerators(&h, $prefix);
+            let expected: Vec<(String, u32)> =
+                <$t>::ALL.iter().map(|&v| (screaming($prefix, v.variant_name()), v as u32)).collect();
+            assert_eq!(found.into_iter().map(|(n, v, _)| (n, v)).collect::<Vec<_>>(), expected, $prefix);
+        }};
+    }
+    table!(callback::vxp_log_level, "VXP_LOG_LEVEL_");
+    table!(callback::vxp_stage, "VXP_STAGE_");
+    table!(volume::vxp_dtype, "VXP_DTYPE_");
+    table!(volume::vxp_intensity, "VXP_INTENSITY_");
+    table!(settings::vxp_policy, "VXP_POLICY_");
+    table!(settings::vxp_overlap, "VXP_OVERLAP_");
+}

@@ -157,6 +157,16 @@ def test_resent_prompts_refine_instead_of_starting_over(engine, ct, liver):
         assert e.value.code == 106
 
 
+def test_result_names_and_texts_come_from_the_library(engine):
+    dll = engine.lib.dll
+    for code in (106, 303, 400, 900):
+        e = VoxPromptError(code, "")
+        assert "VXP_RESULT_" + e.name == dll.vxp_result_name(code).decode()
+        assert e.description == dll.vxp_result_str(code).decode() and e.description != "unknown result code"
+    assert VoxPromptError(106, "").description == "invalid prompt"
+    assert VoxPromptError(12345, "").name == "UNKNOWN_12345"
+
+
 def test_bad_input_is_a_typed_error_with_a_message(engine, ct):
     vol, affine = ct
     with engine.session(vol, affine, intensity="ct") as s:

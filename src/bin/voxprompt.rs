@@ -16,8 +16,7 @@ use voxprompt::pipeline::policy::Policy;
 use voxprompt::pipeline::postprocess::PostprocessOptions;
 use voxprompt::session::{PointIjk, SessionOptions};
 use voxprompt::volume::intensity::IntensityMapping;
-use voxprompt::volume::BoxIjk;
-use voxprompt::volume::{Geometry, Volume};
+use voxprompt::volume::{BoxIjk, Geometry};
 use voxprompt::{Error, Result};
 
 #[derive(Parser)]
@@ -81,9 +80,13 @@ struct SegmentArgs {
     /// Execution providers in order of preference.
     #[arg(long, default_value = "cpu")]
     providers: String,
-    /// Intra-op threads per ONNX Runtime session (0 = all cores).
+    /// Threads for the whole engine (0 = all cores): two workers with half of them each, all of them for
+    /// refinement.
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Fail instead of running on CPU when no requested GPU provider registers.
+    #[arg(long)]
+    no_cpu_fallback: bool,
     /// A point prompt x,y,z[,+|-[,OBJECT]] in voxel indices: positive (+, the default) or negative (-), for
     /// object OBJECT (1-based, default 1). Repeat for several points.
     #[arg(long = "point-ijk", value_name = "X,Y,Z[,+|-[,OBJECT]]")]
@@ -176,7 +179,7 @@ fn default_model_dir() -> PathBuf {
     PathBuf::from("models/litemedsam")
 }
 
-fn choose_mapping(args: &SegmentArgs, volume: &Volume) -> Result<IntensityMapping> {
+fn choose_mapping(args: &SegmentArgs) -> Result<IntensityMapping> {
     if let Some(w) = &args.window {
         let v: Vec<f64> = parse_list(w, 2, "--window")?;
         return Ok(IntensityMapping::Window { level: v[0], width: v[1] });
@@ -184,7 +187,7 @@ fn choose_mapping(args: &SegmentArgs, volume: &Volume) -> Result<IntensityMappin
     match args.modality.to_ascii_lowercase().as_str() {
         "ct" => Ok(IntensityMapping::CT),
         "mr" | "mri" => Ok(IntensityMapping::MR),
-        "auto" => Ok(voxprompt::volume::intensity::auto(&volume.view()?)),
+        "auto" => Ok(IntensityMapping::Auto),
         other => Err(Error::InvalidArgument(format!("--modality {other:?}: expected ct, mr or auto"))),
     }
 }
@@ -307,13 +310,13 @@ fn segment(args: SegmentArgs) -> Result<()> {
         "k" | "2" => 2,
         other => return Err(Error::InvalidArgument(format!("--axis {other:?}: expected i, j or k"))),
     };
-    let mapping = choose_mapping(&args, &volume)?;
+    let mapping = choose_mapping(&args)?;
 
     let providers = args.providers.split(',').map(Provider::parse).collect::<Result<Vec<_>>>()?;
     let engine = Arc::new(Engine::new(&EngineOptions {
         ort_library: args.ort_lib.clone(),
         model_dirs: vec![args.model.clone().unwrap_or_else(default_model_dir)],
-        session: SessionConfig { providers, threads: args.threads, strict: false },
+        session: SessionConfig { providers, threads: args.threads, strict: args.no_cpu_fallback },
     })?);
     let post = PostprocessOptions::new()
         .with_keep_largest(args.keep_largest)
@@ -399,7 +402,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         "provider": engine.provider().name(),
         "provider_fallbacks": engine.fallback_reasons(),
         "onnxruntime": { "version": engine.runtime.version, "path": engine.runtime.path },
-        "intensity": format!("{mapping:?}"),
+        "intensity": format!("{:?}", mapping.resolve(&view)),
         "slices_encoded": run.slices_encoded, "slices_decoded": run.slices_decoded,
         "decoder_runs": st.decoder_runs, "decoder_batches": st.decoder_batches,
         "timings_ms": {

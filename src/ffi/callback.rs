@@ -1,6 +1,6 @@
-//! The host's log callback: the library logs through the `log` crate, and this bridge hands every record at
-//! or above the host's level to the callback. The `log` crate has one logger per process, so the callback is
-//! process-wide.
+//! The host's callbacks. Log: the library logs through the `log` crate, and this bridge hands every record
+//! at or above the host's level to the callback; the `log` crate has one logger per process, so the
+//! callback is process-wide. Progress: `vxp_progress_fn` with the `vxp_stage` it reports, per run.
 
 use std::ffi::{c_char, c_void, CString};
 
@@ -8,19 +8,45 @@ use parking_lot::RwLock;
 
 use super::error::{boundary, set_last_error};
 use super::result::vxp_result;
+use crate::error::u32_enum;
 
-/// Log levels for `vxp_set_log_callback`.
-#[allow(non_camel_case_types)]
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum vxp_log_level {
-    /// Nothing is logged.
-    Off = 0,
-    Error = 1,
-    Warn = 2,
-    Info = 3,
-    Debug = 4,
-    Trace = 5,
+u32_enum! {
+    /// Log levels for `vxp_set_log_callback`.
+    #[repr(u32)]
+    pub enum vxp_log_level {
+        /// Nothing is logged.
+        Off = 0,
+        Error = 1,
+        Warn = 2,
+        Info = 3,
+        Debug = 4,
+        Trace = 5,
+    }
+}
+
+impl From<vxp_log_level> for log::LevelFilter {
+    fn from(l: vxp_log_level) -> Self {
+        match l {
+            vxp_log_level::Off => log::LevelFilter::Off,
+            vxp_log_level::Error => log::LevelFilter::Error,
+            vxp_log_level::Warn => log::LevelFilter::Warn,
+            vxp_log_level::Info => log::LevelFilter::Info,
+            vxp_log_level::Debug => log::LevelFilter::Debug,
+            vxp_log_level::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+impl From<log::Level> for vxp_log_level {
+    fn from(l: log::Level) -> Self {
+        match l {
+            log::Level::Error => vxp_log_level::Error,
+            log::Level::Warn => vxp_log_level::Warn,
+            log::Level::Info => vxp_log_level::Info,
+            log::Level::Debug => vxp_log_level::Debug,
+            log::Level::Trace => vxp_log_level::Trace,
+        }
+    }
 }
 
 /// Log callback: `level` is a `vxp_log_level`, `message` a NUL-terminated UTF-8 string valid only during
@@ -48,13 +74,7 @@ impl log::Log for Bridge {
         let sink = SINK.read();
         let Some(cb) = sink.callback else { return };
         let text = format!("{}: {}", record.target(), record.args()).replace('\0', " ");
-        let level = match record.level() {
-            log::Level::Error => vxp_log_level::Error,
-            log::Level::Warn => vxp_log_level::Warn,
-            log::Level::Info => vxp_log_level::Info,
-            log::Level::Debug => vxp_log_level::Debug,
-            log::Level::Trace => vxp_log_level::Trace,
-        };
+        let level = vxp_log_level::from(record.level());
         let msg = CString::new(text).expect("NULs replaced");
         // SAFETY: the host's callback with the host's user_data, per vxp_set_log_callback's contract.
         unsafe { cb(sink.user_data as *mut c_void, level as u32, msg.as_ptr()) };
@@ -77,14 +97,9 @@ impl log::Log for Bridge {
 #[no_mangle]
 pub unsafe extern "C" fn vxp_set_log_callback(level: u32, callback: vxp_log_fn, user_data: *mut c_void) -> vxp_result {
     boundary(|| {
-        let filter = match level {
-            0 => log::LevelFilter::Off,
-            1 => log::LevelFilter::Error,
-            2 => log::LevelFilter::Warn,
-            3 => log::LevelFilter::Info,
-            4 => log::LevelFilter::Debug,
-            5 => log::LevelFilter::Trace,
-            l => {
+        let filter = match vxp_log_level::try_from(level) {
+            Ok(l) => log::LevelFilter::from(l),
+            Err(l) => {
                 set_last_error(format!("log level {l} is not a vxp_log_level"));
                 return vxp_result::InvalidArgument;
             }
@@ -99,3 +114,16 @@ pub unsafe extern "C" fn vxp_set_log_callback(level: u32, callback: vxp_log_fn, 
         vxp_result::Ok
     })
 }
+
+u32_enum! {
+    /// Stages reported to a progress callback.
+    #[repr(u32)]
+    pub enum vxp_stage {
+        /// Encoding and decoding slices, propagating through the volume.
+        Segment = 1,
+    }
+}
+
+/// Progress callback: `stage` is a `vxp_stage`, `fraction` in [0, 1]. Return false to cancel; the run then
+/// returns `VXP_RESULT_CANCELLED`. Called on the thread that runs the session.
+pub type vxp_progress_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, stage: u32, fraction: f32) -> bool>;

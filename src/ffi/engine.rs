@@ -19,13 +19,16 @@ pub struct vxp_engine {
 }
 
 /// Builds an engine from `options`: loads ONNX Runtime (first engine of the process only; a later engine
-/// must name the same library), verifies the model package's sha256 sums and creates its sessions. This
+/// must name the same library), verifies every model package's sha256 sums, checks each graph against its
+/// manifest (names, element types, fixed dimensions) and creates its sessions. This
 /// takes a fraction of a second on CPU. `options` is only read and stays owned by the caller.
 ///
 /// On `VXP_RESULT_OK`, `*out` receives a handle the caller owns (`vxp_engine_free`). Otherwise `*out` is
 /// untouched and the result is one of `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (no model
-/// directory set), `VXP_RESULT_RUNTIME_LOAD`, `VXP_RESULT_RUNTIME_VERSION`, `VXP_RESULT_RUNTIME_MISMATCH`,
+/// directory set; not exactly one spatial model, or two text encoders), `VXP_RESULT_UNSUPPORTED` (a package
+/// of a kind this build declares but cannot run), `VXP_RESULT_RUNTIME_LOAD`, `VXP_RESULT_RUNTIME_VERSION`, `VXP_RESULT_RUNTIME_MISMATCH`,
 /// `VXP_RESULT_MODEL_NOT_FOUND`, `VXP_RESULT_MODEL_INTEGRITY`, `VXP_RESULT_MODEL_CONTRACT`,
+/// `VXP_RESULT_PROVIDER_UNAVAILABLE` (no requested provider registered and CPU fallback is off),
 /// `VXP_RESULT_INFERENCE`, `VXP_RESULT_PANIC`. Thread-safe.
 ///
 /// # Safety
@@ -41,14 +44,14 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
         if out.is_null() {
             return null_arg("out");
         }
-        let Some(model_dir) = o.model_dir.clone() else {
+        if o.model_dirs.is_empty() {
             set_last_error("no model directory: call vxp_options_set_model_dir first");
             return vxp_result::InvalidArgument;
-        };
+        }
         let opts = EngineOptions {
             ort_library: o.ort_library.clone(),
-            model_dirs: vec![model_dir],
-            session: SessionConfig { providers: o.providers.clone(), threads: o.threads, strict: false },
+            model_dirs: o.model_dirs.clone(),
+            session: SessionConfig { providers: o.providers.clone(), threads: o.threads, strict: !o.cpu_fallback },
         };
         match Engine::new(&opts) {
             Ok(e) => {

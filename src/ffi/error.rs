@@ -1,7 +1,8 @@
 //! The thread-local last-error message and the one panic boundary every export goes through.
 
 use std::cell::RefCell;
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
+use std::sync::OnceLock;
 
 use super::result::vxp_result;
 
@@ -16,7 +17,7 @@ pub(crate) fn set_last_error(msg: impl Into<String>) {
 /// Records a core error and returns its code.
 pub(crate) fn fail(e: crate::Error) -> vxp_result {
     set_last_error(e.to_string());
-    e.code().into()
+    e.code()
 }
 
 pub(crate) fn null_arg(name: &str) -> vxp_result {
@@ -93,32 +94,37 @@ pub unsafe extern "C" fn vxp_last_error(buf: *mut c_char, len: usize, needed: *m
 /// Safe to call from any thread.
 #[no_mangle]
 pub extern "C" fn vxp_result_str(result: u32) -> *const c_char {
-    let r = match result {
-        0 => vxp_result::Ok,
-        100 => vxp_result::NullArgument,
-        101 => vxp_result::InvalidArgument,
-        102 => vxp_result::ShapeMismatch,
-        103 => vxp_result::UnsupportedDtype,
-        104 => vxp_result::BufferTooSmall,
-        105 => vxp_result::InvalidVolume,
-        106 => vxp_result::InvalidPrompt,
-        107 => vxp_result::UnknownConcept,
-        108 => vxp_result::Unsupported,
-        109 => vxp_result::NothingToUndo,
-        200 => vxp_result::ModelNotFound,
-        201 => vxp_result::ModelIntegrity,
-        202 => vxp_result::ModelContract,
-        300 => vxp_result::RuntimeLoad,
-        301 => vxp_result::RuntimeVersion,
-        302 => vxp_result::RuntimeMismatch,
-        303 => vxp_result::ProviderUnavailable,
-        304 => vxp_result::Inference,
-        400 => vxp_result::Cancelled,
-        401 => vxp_result::OutOfMemory,
-        402 => vxp_result::Io,
-        403 => vxp_result::BudgetTooSmall,
-        900 => vxp_result::Panic,
-        _ => return c"unknown result code".as_ptr(),
-    };
-    r.describe().as_ptr()
+    match vxp_result::try_from(result) {
+        Ok(r) => r.describe().as_ptr(),
+        Err(_) => c"unknown result code".as_ptr(),
+    }
+}
+
+/// The C name of a result code, e.g. "VXP_RESULT_INVALID_PROMPT" for 106: a static, NUL-terminated string,
+/// or NULL for a value that is no `vxp_result`. For hosts that map codes to their own symbols (exception
+/// classes, log keys) without copying this header's table. Safe to call from any thread.
+#[no_mangle]
+pub extern "C" fn vxp_result_name(result: u32) -> *const c_char {
+    static NAMES: OnceLock<Vec<(vxp_result, CString)>> = OnceLock::new();
+    std::panic::catch_unwind(|| {
+        let names = NAMES
+            .get_or_init(|| vxp_result::ALL.iter().map(|&r| (r, c_name("VXP_RESULT_", r.variant_name()))).collect());
+        match vxp_result::try_from(result) {
+            Ok(r) => names.iter().find(|(n, _)| *n == r).map_or(std::ptr::null(), |(_, s)| s.as_ptr()),
+            Err(_) => std::ptr::null(),
+        }
+    })
+    .unwrap_or(std::ptr::null())
+}
+
+/// `prefix` + the variant name in SCREAMING_SNAKE_CASE, as cbindgen's `rename_variants` writes it.
+pub(crate) fn c_name(prefix: &str, variant: &str) -> CString {
+    let mut s = String::from(prefix);
+    for (i, c) in variant.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            s.push('_');
+        }
+        s.push(c.to_ascii_uppercase());
+    }
+    CString::new(s).expect("identifiers hold no NUL")
 }

@@ -56,3 +56,15 @@ pub(crate) unsafe fn copy_out(s: &str, buf: *mut c_char, len: usize, needed: *mu
     }
     vxp_result::Ok
 }
+
+/// Reads the `N` values a caller's array pointer holds, or reports which argument was NULL.
+///
+/// # Safety
+/// `p` must be NULL or valid for reading `N` values of `T`.
+pub(crate) unsafe fn try_array<T: Copy, const N: usize>(p: *const T, name: &str) -> Result<[T; N], vxp_result> {
+    if p.is_null() {
+        return Err(null_arg(name));
+    }
+    // SAFETY: non-null; the caller guarantees N readable values (no alignment is assumed).
+    Ok(std::array::from_fn(|i| unsafe { p.add(i).read_unaligned() }))
+}

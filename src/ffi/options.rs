@@ -12,15 +12,17 @@ use crate::model::Provider;
 /// One thread at a time.
 pub struct vxp_options {
     pub(crate) ort_library: Option<PathBuf>,
-    pub(crate) model_dir: Option<PathBuf>,
+    /// The spatial model's package first (set), then further packages (added).
+    pub(crate) model_dirs: Vec<PathBuf>,
     pub(crate) providers: Vec<Provider>,
     pub(crate) threads: usize,
     pub(crate) cache_budget: usize,
+    pub(crate) cpu_fallback: bool,
 }
 
 /// Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
-/// directory (must be set), providers "cpu", ONNX Runtime's default thread count, a 1 GiB embedding
-/// cache per session.
+/// directory (must be set), providers "cpu" with CPU fallback on, all cores, a 1 GiB embedding cache per
+/// session.
 ///
 /// On `VXP_RESULT_OK`, `*out` receives a new handle the caller owns and must release with
 /// `vxp_options_free`. Returns `VXP_RESULT_NULL_ARGUMENT` if `out` is NULL (nothing written).
@@ -35,10 +37,11 @@ pub unsafe extern "C" fn vxp_options_new(out: *mut *mut vxp_options) -> vxp_resu
         }
         let o = Box::new(vxp_options {
             ort_library: None,
-            model_dir: None,
+            model_dirs: Vec::new(),
             providers: vec![Provider::Cpu],
             threads: 0,
             cache_budget: crate::session::SessionOptions::default().cache_budget,
+            cpu_fallback: true,
         });
         // SAFETY: out checked non-null.
         unsafe { *out = Box::into_raw(o) };
@@ -99,7 +102,8 @@ pub unsafe extern "C" fn vxp_options_set_ort_library(options: *mut vxp_options, 
     }
 }
 
-/// Sets the model package directory (the folder holding `manifest.toml`). The string is copied.
+/// Sets the model package directory (the folder holding `manifest.toml`), replacing every package set or
+/// added before. The string is copied.
 ///
 /// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (not UTF-8).
 ///
@@ -111,7 +115,31 @@ pub unsafe extern "C" fn vxp_options_set_model_dir(options: *mut vxp_options, di
     unsafe {
         with_options(options, |o| match try_str(dir, "dir") {
             Ok(d) => {
-                o.model_dir = Some(PathBuf::from(d));
+                o.model_dirs = vec![PathBuf::from(d)];
+                vxp_result::Ok
+            }
+            Err(r) => r,
+        })
+    }
+}
+
+/// Adds one more model package directory to those `vxp_options_set_model_dir` set, e.g. a text encoder
+/// next to the spatial model. An engine takes exactly one spatial model (kind `sam2d`) and at most one
+/// text encoder (kind `text_encoder`); `vxp_engine_new` refuses any other set with
+/// `VXP_RESULT_INVALID_ARGUMENT`, and a kind this build declares but cannot run with
+/// `VXP_RESULT_UNSUPPORTED`. The string is copied. Since ABI 0.5.
+///
+/// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (not UTF-8).
+///
+/// # Safety
+/// `options` must be a live handle; `dir` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_add_model_dir(options: *mut vxp_options, dir: *const c_char) -> vxp_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        with_options(options, |o| match try_str(dir, "dir") {
+            Ok(d) => {
+                o.model_dirs.push(PathBuf::from(d));
                 vxp_result::Ok
             }
             Err(r) => r,
@@ -121,7 +149,8 @@ pub unsafe extern "C" fn vxp_options_set_model_dir(options: *mut vxp_options, di
 
 /// Sets the execution providers in order of preference, comma-separated: "cpu", "cuda", "tensorrt"
 /// (e.g. "tensorrt,cuda,cpu"). A GPU provider that cannot be used is skipped with a reason the engine
-/// reports (`vxp_engine_provider`).
+/// reports (`vxp_engine_provider`); when none registers, the engine runs on CPU unless
+/// `vxp_options_set_cpu_fallback` turned that off.
 ///
 /// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
 /// the options are unchanged).
@@ -145,7 +174,9 @@ pub unsafe extern "C" fn vxp_options_set_providers(options: *mut vxp_options, pr
     }
 }
 
-/// Sets the intra-op thread count of each ONNX Runtime session (0 = ONNX Runtime's default, all cores).
+/// Sets the engine's total thread count (0 = all cores). With two or more, the engine runs two workers (the
+/// slices above and below the middle slice concurrently), each with `threads / 2` intra-op threads; the
+/// decoder that refines objects after new points runs alone, with all of them.
 ///
 /// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
 ///
@@ -177,6 +208,27 @@ pub unsafe extern "C" fn vxp_options_set_cache_budget(options: *mut vxp_options,
     unsafe {
         with_options(options, |o| {
             o.cache_budget = bytes;
+            vxp_result::Ok
+        })
+    }
+}
+
+/// Chooses what happens when none of the requested execution providers registers (e.g. "cuda" with an ONNX
+/// Runtime build or a machine without CUDA): `true` (the default) runs on CPU and reports why
+/// (`vxp_engine_provider`); `false` makes `vxp_engine_new` fail with `VXP_RESULT_PROVIDER_UNAVAILABLE`, for
+/// hosts that would rather stop than run many times slower. "cpu" in the provider list always registers.
+/// Added in ABI 0.4.
+///
+/// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `options` must be a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_cpu_fallback(options: *mut vxp_options, fallback: bool) -> vxp_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_options(options, |o| {
+            o.cpu_fallback = fallback;
             vxp_result::Ok
         })
     }

@@ -4,37 +4,64 @@ use std::ffi::c_void;
 
 use super::error::set_last_error;
 use super::result::vxp_result;
+use crate::error::u32_enum;
 use crate::volume::intensity::IntensityMapping;
 use crate::volume::{DType, Geometry, VolumeView};
 
-/// Voxel data types.
-#[allow(non_camel_case_types)]
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum vxp_dtype {
-    U8 = 1,
-    I8 = 2,
-    U16 = 3,
-    I16 = 4,
-    U32 = 5,
-    I32 = 6,
-    F32 = 7,
-    F64 = 8,
+u32_enum! {
+    /// Voxel data types.
+    #[repr(u32)]
+    pub enum vxp_dtype {
+        U8 = 1,
+        I8 = 2,
+        U16 = 3,
+        I16 = 4,
+        U32 = 5,
+        I32 = 6,
+        F32 = 7,
+        F64 = 8,
+    }
 }
 
-/// How intensities are mapped to the model's 0..255 range.
-#[allow(non_camel_case_types)]
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum vxp_intensity {
-    /// CT when the volume holds values below −500 (Hounsfield air), else MR.
-    Auto = 0,
-    /// CT soft-tissue window, level 40, width 400 (the LiteMedSAM reference).
-    Ct = 1,
-    /// 0.5 and 99.5 percentiles of the voxels > 0; zeros stay zero (the LiteMedSAM reference for MR).
-    Mr = 2,
-    /// The window given by `window_level` and `window_width`.
-    Window = 3,
+impl From<vxp_dtype> for DType {
+    fn from(d: vxp_dtype) -> Self {
+        match d {
+            vxp_dtype::U8 => DType::U8,
+            vxp_dtype::I8 => DType::I8,
+            vxp_dtype::U16 => DType::U16,
+            vxp_dtype::I16 => DType::I16,
+            vxp_dtype::U32 => DType::U32,
+            vxp_dtype::I32 => DType::I32,
+            vxp_dtype::F32 => DType::F32,
+            vxp_dtype::F64 => DType::F64,
+        }
+    }
+}
+
+u32_enum! {
+    /// How intensities are mapped to the model's 0..255 range.
+    #[repr(u32)]
+    pub enum vxp_intensity {
+        /// CT when the volume holds values below −500 (Hounsfield air), else MR.
+        Auto = 0,
+        /// CT soft-tissue window, level 40, width 400 (the LiteMedSAM reference).
+        Ct = 1,
+        /// 0.5 and 99.5 percentiles of the voxels > 0; zeros stay zero (the LiteMedSAM reference for MR).
+        Mr = 2,
+        /// The window given by `window_level` and `window_width`.
+        Window = 3,
+    }
+}
+
+impl vxp_intensity {
+    fn mapping(self, window_level: f64, window_width: f64) -> IntensityMapping {
+        match self {
+            vxp_intensity::Auto => IntensityMapping::Auto,
+            vxp_intensity::Ct => IntensityMapping::CT,
+            vxp_intensity::Mr => IntensityMapping::MR,
+            vxp_intensity::Window => IntensityMapping::Window { level: window_level, width: window_width },
+        }
+    }
 }
 
 /// A host volume. Set `struct_size = sizeof(vxp_volume)` so later versions can add fields.
@@ -69,25 +96,11 @@ pub struct vxp_volume {
     pub window_width: f64,
 }
 
-pub(crate) fn dtype(code: u32) -> Option<DType> {
-    Some(match code {
-        1 => DType::U8,
-        2 => DType::I8,
-        3 => DType::U16,
-        4 => DType::I16,
-        5 => DType::U32,
-        6 => DType::I32,
-        7 => DType::F32,
-        8 => DType::F64,
-        _ => return None,
-    })
-}
-
 /// Validates a descriptor and borrows its buffer as a view.
 ///
 /// # Safety
 /// `v.data - v.data_offset` must be valid for reading `v.data_len` bytes for the returned lifetime.
-pub(crate) unsafe fn view<'a>(v: &vxp_volume) -> Result<(VolumeView<'a>, IntensityMapping, bool), vxp_result> {
+pub(crate) unsafe fn view<'a>(v: &vxp_volume) -> Result<(VolumeView<'a>, IntensityMapping), vxp_result> {
     if (v.struct_size as usize) < std::mem::size_of::<vxp_volume>() {
         set_last_error(format!(
             "struct_size {} is smaller than this library's vxp_volume ({} bytes): set it to sizeof(vxp_volume)",
@@ -96,7 +109,7 @@ pub(crate) unsafe fn view<'a>(v: &vxp_volume) -> Result<(VolumeView<'a>, Intensi
         ));
         return Err(vxp_result::InvalidArgument);
     }
-    let Some(dt) = dtype(v.dtype) else {
+    let Ok(dt) = vxp_dtype::try_from(v.dtype) else {
         set_last_error(format!("dtype {} is not a vxp_dtype", v.dtype));
         return Err(vxp_result::UnsupportedDtype);
     };
@@ -126,16 +139,11 @@ pub(crate) unsafe fn view<'a>(v: &vxp_volume) -> Result<(VolumeView<'a>, Intensi
     };
     // SAFETY: the caller guarantees the readable range.
     let bytes = unsafe { std::slice::from_raw_parts(v.data.cast::<u8>().sub(v.data_offset), v.data_len) };
-    let view = VolumeView::new(bytes, v.data_offset, dt, v.dims, strides, geometry).map_err(super::error::fail)?;
-    let (mapping, auto) = match v.intensity {
-        0 => (IntensityMapping::CT, true),
-        1 => (IntensityMapping::CT, false),
-        2 => (IntensityMapping::MR, false),
-        3 => (IntensityMapping::Window { level: v.window_level, width: v.window_width }, false),
-        other => {
-            set_last_error(format!("intensity {other} is not a vxp_intensity"));
-            return Err(vxp_result::InvalidArgument);
-        }
+    let view =
+        VolumeView::new(bytes, v.data_offset, dt.into(), v.dims, strides, geometry).map_err(super::error::fail)?;
+    let Ok(intensity) = vxp_intensity::try_from(v.intensity) else {
+        set_last_error(format!("intensity {} is not a vxp_intensity", v.intensity));
+        return Err(vxp_result::InvalidArgument);
     };
-    Ok((view, mapping, auto))
+    Ok((view, intensity.mapping(v.window_level, v.window_width)))
 }

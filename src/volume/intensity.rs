@@ -11,6 +11,8 @@ pub enum IntensityMapping {
     Window { level: f64, width: f64 },
     /// Clip to the `lower` and `upper` percentiles of the voxels > 0; voxels that were 0 stay 0 (MR).
     Percentile { lower: f64, upper: f64 },
+    /// The reference mapping that fits the data, chosen by [`auto`] when the volume is mapped.
+    Auto,
 }
 
 impl IntensityMapping {
@@ -18,6 +20,14 @@ impl IntensityMapping {
     pub const CT: IntensityMapping = IntensityMapping::Window { level: 40.0, width: 400.0 };
     /// The reference's MR mapping.
     pub const MR: IntensityMapping = IntensityMapping::Percentile { lower: 0.5, upper: 99.5 };
+
+    /// The mapping `map_to_u8` applies to `view`: `Auto` becomes what [`auto`] picks, others stay.
+    pub fn resolve(self, view: &VolumeView<'_>) -> IntensityMapping {
+        match self {
+            IntensityMapping::Auto => auto(view),
+            m => m,
+        }
+    }
 }
 
 /// The reference mapping that fits the data: CT when the volume holds values below −500 (Hounsfield air),
@@ -98,6 +108,8 @@ pub fn map_to_u8(view: &VolumeView<'_>, mapping: IntensityMapping) -> Result<U8V
             }
             (f64::NAN, f64::NAN, true)
         }
+        // `auto` picks one of the two reference mappings, never `Auto` itself.
+        IntensityMapping::Auto => return map_to_u8(view, mapping.resolve(view)),
     };
     let mut s = scan(view, zero_keeps_zero)?;
     let (lo, hi) = if let IntensityMapping::Percentile { lower, upper } = mapping {
@@ -152,6 +164,21 @@ mod tests {
         let out = map_to_u8(&view, IntensityMapping::CT).unwrap();
         // (x + 160) / 400 * 255, truncated
         assert_eq!(out.data, vec![0, 0, 102, 127, 254, 255, 255, 165]);
+    }
+
+    #[test]
+    fn auto_maps_like_the_mapping_it_picks() {
+        let ct: Vec<u8> = [-1000i16, -160, 0, 40, 239, 1000].iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let ct = VolumeView::contiguous(&ct, DType::I16, [6, 1, 1], Geometry::default()).unwrap();
+        assert_eq!(auto(&ct), IntensityMapping::CT);
+        assert_eq!(map_to_u8(&ct, IntensityMapping::Auto).unwrap().data, vec![0, 0, 102, 127, 254, 255]);
+        let mr: Vec<u8> = [0.0f32, 10.0, 20.0, 30.0, 40.0, 50.0].iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let mr = VolumeView::contiguous(&mr, DType::F32, [6, 1, 1], Geometry::default()).unwrap();
+        assert_eq!(auto(&mr), IntensityMapping::MR);
+        assert_eq!(
+            map_to_u8(&mr, IntensityMapping::Auto).unwrap().data,
+            map_to_u8(&mr, IntensityMapping::MR).unwrap().data
+        );
     }
 
     #[test]

@@ -12,24 +12,30 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_double, c
                     c_uint32, c_uint64, c_void_p)
 from pathlib import Path
 
-# The ABI this binding was written against (VXP_ABI_VERSION_MAJOR / _MINOR in include/voxprompt.h).
+# The ABI this binding was written against (VXP_ABI_VERSION_MAJOR / _MINOR in include/voxprompt.h); 0.4 added
+# vxp_result_name, which names every code below.
 ABI_MAJOR = 0
-ABI_MINOR = 3
+ABI_MINOR = 5
 
 LIBRARY_ENV = "VXP_LIB"
 LIBRARY_NAME = "libvoxprompt.so.0"
 
-# vxp_result: values are never reused (src/ffi/result.rs).
-RESULT_NAMES = {
-    0: "OK", 100: "NULL_ARGUMENT", 101: "INVALID_ARGUMENT", 102: "SHAPE_MISMATCH", 103: "UNSUPPORTED_DTYPE",
-    104: "BUFFER_TOO_SMALL", 105: "INVALID_VOLUME", 106: "INVALID_PROMPT", 107: "UNKNOWN_CONCEPT",
-    108: "UNSUPPORTED", 109: "NOTHING_TO_UNDO", 200: "MODEL_NOT_FOUND", 201: "MODEL_INTEGRITY",
-    202: "MODEL_CONTRACT", 300: "RUNTIME_LOAD", 301: "RUNTIME_VERSION", 302: "RUNTIME_MISMATCH",
-    303: "PROVIDER_UNAVAILABLE", 304: "INFERENCE", 400: "CANCELLED", 401: "OUT_OF_MEMORY", 402: "IO",
-    403: "BUDGET_TOO_SMALL", 900: "PANIC",
-}
+# The vxp_result codes this package raises itself or compares with. Every other code is named and described by
+# the library (vxp_result_name, vxp_result_str), and Library() checks these names against it.
 OK = 0
+INVALID_ARGUMENT = 101
+SHAPE_MISMATCH = 102
+UNSUPPORTED_DTYPE = 103
+INVALID_PROMPT = 106
+MODEL_NOT_FOUND = 200
+MODEL_CONTRACT = 202
+RUNTIME_LOAD = 300
 CANCELLED = 400
+_OWN_CODES = {"OK": OK, "INVALID_ARGUMENT": INVALID_ARGUMENT, "SHAPE_MISMATCH": SHAPE_MISMATCH,
+              "UNSUPPORTED_DTYPE": UNSUPPORTED_DTYPE, "INVALID_PROMPT": INVALID_PROMPT,
+              "MODEL_NOT_FOUND": MODEL_NOT_FOUND, "MODEL_CONTRACT": MODEL_CONTRACT, "RUNTIME_LOAD": RUNTIME_LOAD,
+              "CANCELLED": CANCELLED}
+_RESULT_PREFIX = "VXP_RESULT_"
 
 # vxp_dtype, keyed by numpy's dtype.str without the byte-order mark.
 DTYPES = {"u1": 1, "i1": 2, "u2": 3, "i2": 4, "u4": 5, "i4": 6, "f4": 7, "f8": 8}
@@ -78,14 +84,34 @@ LOG_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_char_p)
 
 
 class VoxPromptError(Exception):
-    """A failed library call: `code` is the vxp_result value, `name` its VXP_RESULT_ suffix, `message` what
-    vxp_last_error said about it."""
+    """A failed library call: `code` is the vxp_result value, `name` its VXP_RESULT_ suffix and `description`
+    its text, both as the loaded library gives them, and `message` what vxp_last_error said about it."""
 
     def __init__(self, code: int, message: str):
         self.code = code
-        self.name = RESULT_NAMES.get(code, f"UNKNOWN_{code}")
+        self.name = result_name(code)
+        self.description = result_text(code)
         self.message = message
         super().__init__(f"{self.name} ({code}): {message}")
+
+
+# The first library loaded (the names and texts of result codes are the same in every library of one ABI).
+_NAMING: Library | None = None
+
+
+def result_name(code: int) -> str:
+    """The VXP_RESULT_ suffix of `code` from the loaded library (before one is loaded: this package's own
+    codes only)."""
+    raw = _NAMING.dll.vxp_result_name(code) if _NAMING is not None else None
+    if raw is not None:
+        return raw.decode().removeprefix(_RESULT_PREFIX)
+    own = {v: k for k, v in _OWN_CODES.items()}
+    return own.get(code, f"UNKNOWN_{code}")
+
+
+def result_text(code: int) -> str:
+    """The library's description of `code` (vxp_result_str), or "" before a library is loaded."""
+    return _NAMING.dll.vxp_result_str(code).decode() if _NAMING is not None else ""
 
 
 _SIGNATURES = {
@@ -93,6 +119,7 @@ _SIGNATURES = {
     "vxp_version": (c_char_p, []),
     "vxp_abi_version": (c_uint32, [POINTER(c_uint32), POINTER(c_uint32)]),
     "vxp_result_str": (c_char_p, [c_uint32]),
+    "vxp_result_name": (c_char_p, [c_uint32]),
     "vxp_last_error": (c_uint32, [c_char_p, c_size_t, POINTER(c_size_t)]),
     "vxp_set_log_callback": (c_uint32, [c_uint32, LOG_FN, c_void_p]),
     "vxp_options_new": (c_uint32, [POINTER(c_void_p)]),
@@ -134,17 +161,25 @@ class Library:
         try:
             self.dll = ctypes.CDLL(self.path)
         except OSError as e:
-            raise VoxPromptError(300, f"cannot load {self.path}: {e}") from None
+            raise VoxPromptError(RUNTIME_LOAD, f"cannot load {self.path}: {e}") from None
         for name, (res, args) in _SIGNATURES.items():
             f = getattr(self.dll, name)
             f.restype, f.argtypes = res, args
         major, minor = c_uint32(), c_uint32()
         self.check(self.dll.vxp_abi_version(ctypes.byref(major), ctypes.byref(minor)))
         if major.value != ABI_MAJOR or minor.value < ABI_MINOR:
-            raise VoxPromptError(202, f"{self.path} has ABI {major.value}.{minor.value}; this plugin needs "
-                                      f"{ABI_MAJOR}.{ABI_MINOR} or a later minor")
+            raise VoxPromptError(MODEL_CONTRACT, f"{self.path} has ABI {major.value}.{minor.value}; this plugin "
+                                                 f"needs {ABI_MAJOR}.{ABI_MINOR} or a later minor")
+        for name, code in _OWN_CODES.items():
+            theirs = self.dll.vxp_result_name(code)
+            if theirs != (_RESULT_PREFIX + name).encode():
+                raise VoxPromptError(MODEL_CONTRACT, f"{self.path} names result {code} {theirs!r}, this plugin "
+                                                     f"{_RESULT_PREFIX + name}")
         self.abi = (major.value, minor.value)
         self.version = self.dll.vxp_version().decode()
+        global _NAMING
+        if _NAMING is None:
+            _NAMING = self
 
     def last_error(self) -> str:
         needed = c_size_t()

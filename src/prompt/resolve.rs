@@ -1,0 +1,65 @@
+//! From an object's prompts to the spatial prompts a model driver takes. Boxes, points and seed masks pass
+//! through in the order given; text and anatomical hints will become derived boxes, seeds and constraints
+//! (with their `Source`) once the concept resolver exists, and until then an object holding one is refused
+//! by name rather than segmented without it.
+
+use std::sync::Arc;
+
+use super::{BoxIjk, ObjectPrompts, PointIjk, PromptKind};
+use crate::error::{Error, Result};
+
+/// The spatial prompts of one object, in input-grid voxel indices.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Spatial {
+    pub label: u8,
+    /// The first box seeds the reference walk; later ones re-prompt their own middle slice.
+    pub boxes: Vec<BoxIjk>,
+    pub points: Vec<PointIjk>,
+    pub seed: Option<Arc<Vec<u8>>>,
+}
+
+/// The spatial prompts of `o`.
+pub fn spatial(o: &ObjectPrompts) -> Result<Spatial> {
+    let mut s = Spatial { label: o.label, ..Default::default() };
+    for p in &o.prompts {
+        match &p.kind {
+            PromptKind::Box(b) => s.boxes.push(*b),
+            PromptKind::Point(q) => s.points.push(*q),
+            PromptKind::Seed(m) => s.seed = Some(m.clone()),
+            PromptKind::Text(t) => {
+                return Err(Error::Unsupported(format!(
+                    "object {}: the text prompt {t:?} cannot be resolved by this build",
+                    o.label
+                )))
+            }
+            PromptKind::Hint(h) => {
+                return Err(Error::Unsupported(format!(
+                    "object {}: the anatomical hint {h:?} cannot be resolved by this build",
+                    o.label
+                )))
+            }
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prompt::{Prompt, Source};
+
+    #[test]
+    fn spatial_prompts_pass_through_in_order_and_text_is_refused_by_name() {
+        let b = |k| BoxIjk { min: [0, 0, k], max: [2, 2, k] };
+        let mut o = ObjectPrompts::new(4);
+        o.push(Prompt::user(PromptKind::Box(b(3))));
+        o.push(Prompt { kind: PromptKind::Box(b(1)), source: Source::Anatomy { concept: "liver".into() }, weight: 0.5 });
+        o.push(Prompt::user(PromptKind::Point(PointIjk { ijk: [1, 1, 1], positive: false })));
+        let s = spatial(&o).unwrap();
+        assert_eq!((s.label, s.boxes, s.points.len(), s.seed), (4, vec![b(3), b(1)], 1, None));
+        o.push(Prompt::user(PromptKind::Text("left kidney".into())));
+        let e = spatial(&o).err().unwrap();
+        assert_eq!(e.code(), crate::ErrorCode::Unsupported);
+        assert!(e.to_string().contains("\"left kidney\""), "{e}");
+    }
+}
