@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::sam2d::Sam2d;
+use crate::ops::mask::{bbox_2d, dice, foreground};
 use crate::pipeline::cache::{CacheStats, EmbeddingCache};
 use crate::pipeline::frame::Frame;
-use crate::pipeline::morphology::{bbox_2d, dice_u8};
 use crate::pipeline::policy::{self, Fusion, Policy, ReseedOptions, SliceContext};
 use crate::pipeline::postprocess::PostprocessOptions;
 use crate::pipeline::propagate::{self, Object, Stats};
@@ -1033,7 +1033,7 @@ fn reseed(
 /// Zeroes every 3D component except the one holding most voxels on the key slices (the prompt's own
 /// structure), so a walk that drifted into a neighbour and detached from it is dropped even when larger.
 fn keep_main_component(slices: &mut [Option<SliceOut>], keys: &[usize], w: usize, h: usize) {
-    use crate::pipeline::morphology::{components_3d, Connectivity};
+    use crate::ops::mask::{components_3d, Connectivity};
     let (n, d) = (w * h, slices.len());
     let mut vol = vec![0u8; n * d];
     for (z, s) in slices.iter().enumerate() {
@@ -1216,7 +1216,7 @@ fn refine_object(
                     &mut || true,
                 )?;
                 let Some(st) = steps.into_iter().next().and_then(|s| s.into_iter().next()) else { break };
-                let same = dice_u8(&st.out.mask, &old_s.mask) >= opts.refine_tolerance;
+                let same = dice(foreground(&st.out.mask), foreground(&old_s.mask)) >= opts.refine_tolerance;
                 prev = Arc::new(st.out.mask.clone());
                 slices[z2] = Some(Arc::new(st.out));
                 if same {

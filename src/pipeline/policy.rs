@@ -11,9 +11,9 @@
 //!    confidence map;
 //! 4. post-process (largest 3D component by default).
 
-use super::morphology::{count_components_2d, dice_u8, Connectivity};
 use super::postprocess::PostprocessOptions;
 use super::sweep::{SliceOut, Step, StopRule};
+use crate::ops::mask::{components_3d, count_components_2d, dice, foreground, Connectivity};
 
 /// How an object's 3D mask is made from its prompts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -186,7 +186,7 @@ impl SliceReliability for AreaContinuity {
         let mut sum = 0.0;
         for nz in [z.wrapping_sub(1), z + 1] {
             sum += match c.slices.get(nz).and_then(|n| n.as_ref()) {
-                Some(n) => dice_u8(&s.mask, &n.mask) as f32,
+                Some(n) => dice(foreground(&s.mask), foreground(&n.mask)) as f32,
                 None => 0.0,
             };
         }
@@ -346,7 +346,7 @@ impl Fusion for ConfidenceFusion {
             let area = ms.iter().map(|&m| m as usize).sum();
             return SliceOut { mask: ms, prob: ps, iou, area };
         };
-        if (dice_u8(&ms, &c.mask) as f32) < self.safeguard_dice && q_max < self.safeguard_q {
+        if (dice(foreground(&ms), foreground(&c.mask)) as f32) < self.safeguard_dice && q_max < self.safeguard_q {
             return c.clone();
         }
         let mut out = SliceOut::empty(n);
@@ -374,7 +374,7 @@ pub fn main_overlap(slices: &[Option<SliceOut>], w: usize, h: usize) -> Vec<usiz
             vol[z * w * h..(z + 1) * w * h].copy_from_slice(&s.mask);
         }
     }
-    let comps = super::morphology::components_3d(&vol, [w, h, d], Connectivity::Full);
+    let comps = components_3d(&vol, [w, h, d], Connectivity::Full);
     let Some((best, _)) = comps.sizes.iter().enumerate().max_by_key(|(i, &s)| (s, std::cmp::Reverse(*i))) else {
         return vec![0; d];
     };
