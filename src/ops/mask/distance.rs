@@ -107,6 +107,7 @@ pub fn interior_point_2d(mask: &[u8], w: usize, h: usize) -> Option<(usize, usiz
 mod tests {
     use super::super::testing::{fill_box, noise};
     use super::*;
+
     #[test]
     fn interior_point_of_square() {
         let m = vec![1u8; 25];

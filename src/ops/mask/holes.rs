@@ -83,6 +83,7 @@ fn fill_holes(rl: &mut RunLabels, mask: &mut [u8], dims: [usize; 3], value: u8, 
 mod tests {
     use super::super::testing::{count, fill_box, noise};
     use super::*;
+
     #[test]
     fn ring_slice_hole_filled() {
         // 5×5 ring in a 7×7 slice: the 3×3 inside is a hole.

@@ -16,7 +16,8 @@ mod runs;
 
 pub(crate) use components::prune_3d;
 pub use components::{
-    components_2d, components_3d, count_components_2d, keep_largest_3d, remove_small_3d, Components, Connectivity,
+    components_2d, components_3d, count_components_2d, keep_component_touching, keep_largest_3d,
+    largest_component_area_per_slice, remove_small_3d, slices_to_dense, Components, Connectivity, SliceSpan,
 };
 pub use distance::interior_point_2d;
 pub use holes::{fill_holes_2d, fill_holes_3d, fill_holes_slices};

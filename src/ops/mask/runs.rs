@@ -27,7 +27,29 @@ pub(super) struct RunLabels {
 
 impl RunLabels {
     /// Builds runs of voxels with `(v != 0) == NONZERO` and unions runs that touch under `conn`.
-    pub(super) fn label<const NONZERO: bool>(&mut self, vol: &[u8], [w, h, d]: [usize; 3], conn: Connectivity) {
+    pub(super) fn label<const NONZERO: bool>(&mut self, vol: &[u8], dims: [usize; 3], conn: Connectivity) {
+        self.label_rows::<NONZERO>(vol.chunks_exact(dims[0].max(1)).map(Some), dims, conn);
+    }
+
+    /// `label` over a stack of `w × h` slices, `None` standing for an all-background slice, so that no
+    /// dense copy of the stack is needed. The caller checks the slice lengths.
+    pub(super) fn label_slices<const NONZERO: bool>(
+        &mut self,
+        slices: &[Option<&[u8]>],
+        [w, h]: [usize; 2],
+        conn: Connectivity,
+    ) {
+        let rows = slices.iter().flat_map(|s| (0..h).map(move |j| s.map(|s| &s[j * w..(j + 1) * w])));
+        self.label_rows::<NONZERO>(rows, [w, h, slices.len()], conn);
+    }
+
+    /// `label` over the `h * d` rows of a `[w, h, d]` volume in memory order; a `None` row is all background.
+    fn label_rows<'a, const NONZERO: bool>(
+        &mut self,
+        rows_in: impl Iterator<Item = Option<&'a [u8]>>,
+        [w, h, d]: [usize; 3],
+        conn: Connectivity,
+    ) {
         self.runs.clear();
         self.row_first.clear();
         self.comp.clear();
@@ -41,10 +63,14 @@ impl RunLabels {
         // sides, overlaps `b`; widening by one is what adds the diagonal neighbours.
         let slack = u32::from(conn == Connectivity::Full);
         self.row_first.reserve(rows + 1);
-        for (r, row) in vol.chunks_exact(w).enumerate() {
+        for (r, row) in rows_in.take(rows).enumerate() {
             let first = self.runs.len();
             self.row_first.push(first);
-            push_runs::<NONZERO>(row, &mut self.runs);
+            match row {
+                Some(row) => push_runs::<NONZERO>(row, &mut self.runs),
+                None if !NONZERO => self.runs.push(Run { start: 0, end: w as u32 }),
+                None => {}
+            }
             let cur = first..self.runs.len();
             if cur.is_empty() {
                 continue;
@@ -203,6 +229,7 @@ mod tests {
     use super::super::testing::noise;
     use super::super::{components_3d, Connectivity};
     use super::*;
+
     /// Plain BFS labelling, as an independent check of the run-based one.
     fn reference_count(mask: &[u8], dims: [usize; 3], conn: Connectivity) -> (usize, Vec<usize>) {
         let [w, h, d] = dims;
