@@ -110,7 +110,7 @@ fn variant(b: BoxIjk, dims: [usize; 3], v: &str) -> BoxIjk {
 }
 
 fn dice(mask: &[u8], label: u8, labels: &[f64], value: f64) -> f64 {
-    voxprompt::metrics::dice(mask.iter().map(|&m| m == label), labels.iter().map(|&l| l == value))
+    voxprompt::ops::mask::dice(mask.iter().map(|&m| m == label), labels.iter().map(|&l| l == value))
 }
 
 /// The default reseed options, with `VXP_RESEED="extend=0,min_iou=0.85,…"` overrides for experiments.

@@ -13,7 +13,7 @@ use std::time::Instant;
 use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io::read_volume;
 use voxprompt::model::SessionConfig;
-use voxprompt::pipeline::morphology::interior_point_2d;
+use voxprompt::ops::mask::interior_point_2d;
 use voxprompt::pipeline::policy::Policy;
 use voxprompt::session::{PointIjk, Session, SessionOptions};
 use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};

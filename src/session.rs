@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::model::{Models, Prompt2d, Segmenter, SliceModel, Worker};
+use crate::ops::mask::{bbox_2d, dice, foreground};
 use crate::pipeline::cache::{CacheStats, EmbeddingCache};
 use crate::pipeline::frame::Frame;
-use crate::pipeline::morphology::{bbox_2d, dice_u8};
 use crate::pipeline::policy::{self, Fusion, Policy, ReseedOptions, SliceContext};
 use crate::pipeline::postprocess::PostprocessOptions;
 use crate::pipeline::propagate::{self, Object, Stats};
@@ -1044,36 +1044,17 @@ fn reseed<M: SliceModel>(
 /// Zeroes every 3D component except the one holding most voxels on the key slices (the prompt's own
 /// structure), so a walk that drifted into a neighbour and detached from it is dropped even when larger.
 fn keep_main_component(slices: &mut [Option<SliceOut>], keys: &[usize], w: usize, h: usize) {
-    use crate::pipeline::morphology::{components_3d, Connectivity};
-    let (n, d) = (w * h, slices.len());
-    let mut vol = vec![0u8; n * d];
-    for (z, s) in slices.iter().enumerate() {
-        if let Some(s) = s {
-            vol[z * n..(z + 1) * n].copy_from_slice(&s.mask);
-        }
-    }
-    let comps = components_3d(&vol, [w, h, d], Connectivity::Full);
-    if comps.sizes.len() <= 1 {
+    use crate::ops::mask::{keep_component_touching, Connectivity};
+    let mut masks: Vec<Option<&mut [u8]>> = slices.iter_mut().map(|s| s.as_mut().map(|s| &mut s.mask[..])).collect();
+    let removed = keep_component_touching(&mut masks, [w, h], keys, Connectivity::Full);
+    if removed.is_empty() {
         return;
     }
-    let mut on_keys = vec![0usize; comps.sizes.len() + 1];
-    for &z in keys {
-        for &l in &comps.labels[z * n..(z + 1) * n] {
-            on_keys[l as usize] += 1;
-        }
+    for (z, span) in removed {
+        let prob = &mut slices[z].as_mut().expect("removed from a present slice").prob[span];
+        prob.iter_mut().for_each(|p| *p = (*p).min(127));
     }
-    on_keys[0] = 0;
-    // Ties (or no key voxels at all): the larger component.
-    let main = (1..on_keys.len()).max_by_key(|&c| (on_keys[c], comps.sizes[c - 1])).expect("components") as u32;
-    for (z, s) in slices.iter_mut().enumerate() {
-        let Some(s) = s else { continue };
-        let labels = &comps.labels[z * n..(z + 1) * n];
-        for i in 0..n {
-            if s.mask[i] > 0 && labels[i] != main {
-                s.mask[i] = 0;
-                s.prob[i] = s.prob[i].min(127);
-            }
-        }
+    for s in slices.iter_mut().flatten() {
         s.area = s.mask.iter().map(|&m| m as usize).sum();
     }
 }
@@ -1082,12 +1063,7 @@ fn keep_main_component(slices: &mut [Option<SliceOut>], keys: &[usize], w: usize
 fn postprocess_slices(slices: &mut [Option<SliceOut>], w: usize, h: usize, p: &PostprocessOptions) {
     let d = slices.len();
     let n = w * h;
-    let mut vol = vec![0u8; n * d];
-    for (z, s) in slices.iter().enumerate() {
-        if let Some(s) = s {
-            vol[z * n..(z + 1) * n].copy_from_slice(&s.mask);
-        }
-    }
+    let mut vol = crate::ops::mask::slices_to_dense(&policy::slice_masks(slices), n);
     p.apply(&mut vol, [w, h, d], 1);
     for (z, s) in slices.iter_mut().enumerate() {
         let new = &vol[z * n..(z + 1) * n];
@@ -1227,7 +1203,7 @@ fn refine_object<M: SliceModel>(
                     &mut || true,
                 )?;
                 let Some(st) = steps.into_iter().next().and_then(|s| s.into_iter().next()) else { break };
-                let same = dice_u8(&st.out.mask, &old_s.mask) >= opts.refine_tolerance;
+                let same = dice(foreground(&st.out.mask), foreground(&old_s.mask)) >= opts.refine_tolerance;
                 prev = Arc::new(st.out.mask.clone());
                 slices[z2] = Some(Arc::new(st.out));
                 if same {

@@ -12,7 +12,7 @@ use once_cell::sync::Lazy;
 use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io::read_volume;
 use voxprompt::model::SessionConfig;
-use voxprompt::pipeline::morphology::interior_point_2d;
+use voxprompt::ops::mask::interior_point_2d;
 use voxprompt::pipeline::policy::Policy;
 use voxprompt::session::{Overlap, PointIjk, Session, SessionOptions};
 use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};

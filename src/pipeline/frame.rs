@@ -2,7 +2,7 @@
 //! min-max normalised, zero-padded bottom/right (METHODS §0.4b steps 2-5), and the exact inverse for masks
 //! (crop, bilinear upsampling with align_corners=False, threshold).
 
-use super::resize::{longest_side_size, resize_area_u8};
+use crate::ops::resize::{longest_side_size, resize_area_u8};
 
 /// How a slice of `h`×`w` maps into the S×S frame: its resized size is `new_h`×`new_w`, top-left aligned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,9 +11,9 @@
 //!    confidence map;
 //! 4. post-process (largest 3D component by default).
 
-use super::morphology::{count_components_2d, dice_u8, Connectivity};
 use super::postprocess::PostprocessOptions;
 use super::sweep::{SliceOut, Step, StopRule};
+use crate::ops::mask::{count_components_2d, dice, foreground, largest_component_area_per_slice, Connectivity};
 
 /// How an object's 3D mask is made from its prompts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -186,7 +186,7 @@ impl SliceReliability for AreaContinuity {
         let mut sum = 0.0;
         for nz in [z.wrapping_sub(1), z + 1] {
             sum += match c.slices.get(nz).and_then(|n| n.as_ref()) {
-                Some(n) => dice_u8(&s.mask, &n.mask) as f32,
+                Some(n) => dice(foreground(&s.mask), foreground(&n.mask)) as f32,
                 None => 0.0,
             };
         }
@@ -346,7 +346,7 @@ impl Fusion for ConfidenceFusion {
             let area = ms.iter().map(|&m| m as usize).sum();
             return SliceOut { mask: ms, prob: ps, iou, area };
         };
-        if (dice_u8(&ms, &c.mask) as f32) < self.safeguard_dice && q_max < self.safeguard_q {
+        if (dice(foreground(&ms), foreground(&c.mask)) as f32) < self.safeguard_dice && q_max < self.safeguard_q {
             return c.clone();
         }
         let mut out = SliceOut::empty(n);
@@ -367,17 +367,10 @@ impl Fusion for ConfidenceFusion {
 
 /// Per slice, how many of its coarse pixels lie in the main (largest) 3D component of the coarse mask.
 pub fn main_overlap(slices: &[Option<SliceOut>], w: usize, h: usize) -> Vec<usize> {
-    let d = slices.len();
-    let mut vol = vec![0u8; w * h * d];
-    for (z, s) in slices.iter().enumerate() {
-        if let Some(s) = s {
-            vol[z * w * h..(z + 1) * w * h].copy_from_slice(&s.mask);
-        }
-    }
-    let comps = super::morphology::components_3d(&vol, [w, h, d], Connectivity::Full);
-    let Some((best, _)) = comps.sizes.iter().enumerate().max_by_key(|(i, &s)| (s, std::cmp::Reverse(*i))) else {
-        return vec![0; d];
-    };
-    let best = best as u32 + 1;
-    (0..d).map(|z| comps.labels[z * w * h..(z + 1) * w * h].iter().filter(|&&l| l == best).count()).collect()
+    largest_component_area_per_slice(&slice_masks(slices), [w, h], Connectivity::Full)
+}
+
+/// The masks of a stack of slices, as the stack operations of `ops::mask` take them.
+pub fn slice_masks(slices: &[Option<SliceOut>]) -> Vec<Option<&[u8]>> {
+    slices.iter().map(|s| s.as_ref().map(|s| &s.mask[..])).collect()
 }

@@ -2,7 +2,7 @@
 //! holes. All of it is off by default because the reference pipeline does none of it, and turning any
 //! step on changes results relative to the reference.
 
-use super::morphology::{self, Connectivity};
+use crate::ops::mask::{fill_holes_slices, prune_3d, Connectivity};
 
 /// Mask clean-up applied per object after propagation (all off by default: the reference does none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,7 +60,7 @@ impl PostprocessOptions {
     ///
     /// Removal runs before filling so a small ring cannot grow past `min_size` by having its hole
     /// filled. The 3D fill pass is implied rather than run: every hole enclosed in 3D is also enclosed
-    /// in its k-slice, so the slice pass has already filled it (see `morphology::fill_holes_slices`).
+    /// in its k-slice, so the slice pass has already filled it (see `ops::mask::fill_holes_slices`).
     ///
     /// # Panics
     /// If `mask.len() != w * h * d`.
@@ -68,10 +68,10 @@ impl PostprocessOptions {
         let mut report = PostprocessReport::default();
         if self.min_size > 1 || self.keep_largest {
             // One labelling serves both steps; the result equals running them one after the other.
-            report.removed = morphology::prune_3d(mask, dims, Connectivity::Full, self.min_size, self.keep_largest);
+            report.removed = prune_3d(mask, dims, Connectivity::Full, self.min_size, self.keep_largest);
         }
         if self.fill_holes {
-            report.filled = morphology::fill_holes_slices(mask, dims, value);
+            report.filled = fill_holes_slices(mask, dims, value);
         }
         report
     }
@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(count(&m, 1), 98);
         // Same result as an explicit 3D fill, and nothing left for one afterwards.
         let mut again = m.clone();
-        assert_eq!(morphology::fill_holes_3d(&mut again, dims, 4), 0);
+        assert_eq!(crate::ops::mask::fill_holes_3d(&mut again, dims, 4), 0);
     }
 
     #[test]

@@ -332,12 +332,13 @@ fn sweep_at<M: SliceModel>(
                 None => true,
             };
             if let (Some((rule, _)), false) = (w.stop, guarded) {
+                use crate::ops::mask::{dice, foreground};
                 let prev = l.steps.last().map(|s| &s.out.mask).or(w.seed.as_deref());
                 let prev_area = prev.map(|p| p.iter().map(|&m| m as usize).sum::<usize>());
                 let grew = prev_area.is_some_and(|a| a > 0 && out.area as f32 > rule.max_growth * a as f32);
                 let shrank = (out.area as f32) < rule.min_area_fraction * l.max_area as f32;
                 let jumped =
-                    prev.is_some_and(|p| (super::morphology::dice_u8(p, &out.mask) as f32) < rule.min_continuity);
+                    prev.is_some_and(|p| (dice(foreground(p), foreground(&out.mask)) as f32) < rule.min_continuity);
                 if out.area == 0 || out.iou < rule.min_iou || grew || shrank || jumped {
                     l.stopped = true;
                     continue;

@@ -81,4 +81,4 @@ pub fn agreement(a: &[u8], b: &[u8]) -> f64 {
 }
 
 #[allow(unused_imports)]
-pub use voxprompt::metrics::dice;
+pub use voxprompt::ops::mask::dice;

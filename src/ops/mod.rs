@@ -1,0 +1,4 @@
+//! Pure image and mask operations: no model, no session, no I/O.
+
+pub mod mask;
+pub mod resize;
