@@ -15,7 +15,8 @@ use voxprompt::io::read_volume;
 use voxprompt::model::SessionConfig;
 use voxprompt::ops::mask::interior_point_2d;
 use voxprompt::pipeline::policy::Policy;
-use voxprompt::session::{PointIjk, Session, SessionOptions};
+use voxprompt::prompt::PointIjk;
+use voxprompt::session::{Session, SessionOptions};
 use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};
 use voxprompt::volume::{BoxIjk, DType, Volume};
 

@@ -8,7 +8,7 @@ use ndarray::{Array1, Array2, Array3};
 use serde_json::Value;
 use voxprompt::io::read_volume;
 use voxprompt::model::{Prompt2d, SliceModel, Worker};
-use voxprompt::pipeline::frame::Frame;
+use voxprompt::pipeline::slice::frame::Frame;
 use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};
 use voxprompt::volume::BoxIjk;
 

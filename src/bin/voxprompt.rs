@@ -14,7 +14,8 @@ use voxprompt::model::{Provider, SessionConfig};
 use voxprompt::ops::mask::dice;
 use voxprompt::pipeline::policy::Policy;
 use voxprompt::pipeline::postprocess::PostprocessOptions;
-use voxprompt::session::{PointIjk, SessionOptions};
+use voxprompt::prompt::PointIjk;
+use voxprompt::session::SessionOptions;
 use voxprompt::volume::intensity::IntensityMapping;
 use voxprompt::volume::{BoxIjk, Geometry};
 use voxprompt::{Error, Result};
@@ -385,7 +386,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         let per_slice: Vec<_> = s
             .per_slice
             .iter()
-            .map(|&(z, area, iou, c)| serde_json::json!({"slice": z, "area": area, "iou_pred": iou, "confidence": c}))
+            .map(|p| serde_json::json!({"slice": p.slice, "area": p.area, "iou_pred": p.iou, "confidence": p.confidence}))
             .collect();
         objs.push(serde_json::json!({
             "label": s.label, "box_ijk": boxes.get(n).map(|b| [b.min, b.max]), "voxels": voxels,

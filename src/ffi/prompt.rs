@@ -7,7 +7,7 @@ use super::error::{boundary, fail, null_arg, set_last_error};
 use super::handle::try_array;
 use super::result::vxp_result;
 use super::session::{done, vxp_session, with_session};
-use crate::session::PointIjk;
+use crate::prompt::PointIjk;
 use crate::volume::BoxIjk;
 
 fn label_u8(label: u32) -> Result<u8, vxp_result> {

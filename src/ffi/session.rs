@@ -285,7 +285,7 @@ pub unsafe extern "C" fn vxp_session_run_confidence(
         unsafe {
             mask_out.write(mask, &labels.data, |v| v);
             if let (Some(o), Some(c)) = (&conf_out, &conf) {
-                o.write(confidence, c, crate::session::confidence_of);
+                o.write(confidence, c, crate::pipeline::compose::confidence_of);
             }
         }
         *s.last.lock() = run;

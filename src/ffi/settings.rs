@@ -4,9 +4,10 @@ use super::error::{boundary, set_last_error};
 use super::result::vxp_result;
 use super::session::{done, vxp_session, with_session};
 use crate::error::u32_enum;
+use crate::pipeline::compose::Overlap;
 use crate::pipeline::policy::Policy;
 use crate::pipeline::postprocess::PostprocessOptions;
-use crate::session::{Overlap, SessionOptions};
+use crate::session::SessionOptions;
 
 u32_enum! {
     /// Propagation policies for `vxp_session_set_policy`.

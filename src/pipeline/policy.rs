@@ -12,7 +12,8 @@
 //! 4. post-process (largest 3D component by default).
 
 use super::postprocess::PostprocessOptions;
-use super::sweep::{SliceOut, Step, StopRule};
+use super::result::{masks, SliceOut};
+use super::slice::sweep::{Step, StopRule};
 use crate::ops::mask::{count_components_2d, dice, foreground, largest_component_area_per_slice, Connectivity};
 
 /// How an object's 3D mask is made from its prompts.
@@ -367,10 +368,5 @@ impl Fusion for ConfidenceFusion {
 
 /// Per slice, how many of its coarse pixels lie in the main (largest) 3D component of the coarse mask.
 pub fn main_overlap(slices: &[Option<SliceOut>], w: usize, h: usize) -> Vec<usize> {
-    largest_component_area_per_slice(&slice_masks(slices), [w, h], Connectivity::Full)
-}
-
-/// The masks of a stack of slices, as the stack operations of `ops::mask` take them.
-pub fn slice_masks(slices: &[Option<SliceOut>]) -> Vec<Option<&[u8]>> {
-    slices.iter().map(|s| s.as_ref().map(|s| &s.mask[..])).collect()
+    largest_component_area_per_slice(&masks(slices), [w, h], Connectivity::Full)
 }

@@ -3,6 +3,7 @@
 //! step on changes results relative to the reference.
 
 use crate::ops::mask::{fill_holes_slices, prune_3d, Connectivity};
+use crate::pipeline::result::SliceOut;
 
 /// Mask clean-up applied per object after propagation (all off by default: the reference does none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,6 +75,40 @@ impl PostprocessOptions {
             report.filled = fill_holes_slices(mask, dims, value);
         }
         report
+    }
+}
+
+/// Applies post-processing to an object's slices as one 3D mask; probabilities follow the mask.
+pub fn postprocess_slices(slices: &mut [Option<SliceOut>], w: usize, h: usize, p: &PostprocessOptions) {
+    let d = slices.len();
+    let n = w * h;
+    let mut vol = crate::ops::mask::slices_to_dense(&crate::pipeline::result::masks(slices), n);
+    p.apply(&mut vol, [w, h, d], 1);
+    for (z, s) in slices.iter_mut().enumerate() {
+        let new = &vol[z * n..(z + 1) * n];
+        match s {
+            Some(s) => {
+                for i in 0..n {
+                    match (s.mask[i], new[i]) {
+                        (1, 0) => s.prob[i] = s.prob[i].min(127),
+                        (0, 1) => s.prob[i] = s.prob[i].max(128),
+                        _ => {}
+                    }
+                }
+                s.mask.copy_from_slice(new);
+                s.area = new.iter().map(|&m| m as usize).sum();
+            }
+            None if new.iter().any(|&m| m > 0) => {
+                let mut o = SliceOut::empty(n);
+                for i in 0..n {
+                    o.mask[i] = new[i];
+                    o.prob[i] = if new[i] > 0 { 128 } else { 0 };
+                }
+                o.area = new.iter().map(|&m| m as usize).sum();
+                *s = Some(o);
+            }
+            None => {}
+        }
     }
 }
 

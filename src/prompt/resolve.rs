@@ -53,7 +53,11 @@ mod tests {
         let b = |k| BoxIjk { min: [0, 0, k], max: [2, 2, k] };
         let mut o = ObjectPrompts::new(4);
         o.push(Prompt::user(PromptKind::Box(b(3))));
-        o.push(Prompt { kind: PromptKind::Box(b(1)), source: Source::Anatomy { concept: "liver".into() }, weight: 0.5 });
+        o.push(Prompt {
+            kind: PromptKind::Box(b(1)),
+            source: Source::Anatomy { concept: "liver".into() },
+            weight: 0.5,
+        });
         o.push(Prompt::user(PromptKind::Point(PointIjk { ijk: [1, 1, 1], positive: false })));
         let s = spatial(&o).unwrap();
         assert_eq!((s.label, s.boxes, s.points.len(), s.seed), (4, vec![b(3), b(1)], 1, None));

@@ -11,80 +11,36 @@
 //! 4. The object's voxels are written into the output with its label; later objects overwrite earlier.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::frame::Frame;
-use super::sweep::{sweep_both, sweep_both_ahead, Scratch, SliceOut, SlicePrompts, Stack, Steps, SweepStats, Walk};
+use super::super::frame::Frame;
+use super::super::sweep::{sweep_both, sweep_both_ahead, Scratch, SlicePrompts, Stack, Steps, Walk};
+use super::StackPrompts;
 use crate::error::Result;
 use crate::model::SliceModel;
+use crate::pipeline::result::ObjectSlices;
 use crate::volume::BoxIjk;
-
-/// One object to segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Object {
-    pub label: u8,
-    pub bbox: BoxIjk,
-}
-
-/// Work counters and time per stage.
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    pub slices_encoded: usize,
-    pub decoder_runs: usize,
-    pub decoder_batches: usize,
-    pub preprocess: Duration,
-    pub encode: Duration,
-    pub decode: Duration,
-    pub postprocess: Duration,
-    /// Per object: (label, slices visited, mean predicted IoU).
-    pub objects: Vec<(u8, usize, f32)>,
-}
-
-impl Stats {
-    pub fn add_sweeps(&mut self, s: &SweepStats) {
-        self.decoder_runs += s.decoder_runs;
-        self.decoder_batches += s.decoder_batches;
-        self.preprocess += s.preprocess;
-        self.encode += s.encode;
-        self.decode += s.decode;
-        self.postprocess += s.postprocess;
-    }
-}
-
-/// One object's per-slice answers along the stack (None where it was not visited).
-pub type ObjectSlices = Vec<Option<SliceOut>>;
 
 /// The reference's in-plane user box in the model frame.
 pub fn frame_box(frame: &Frame, b: &BoxIjk) -> [i64; 4] {
     frame.box_to_frame([b.min[0] as i64, b.min[1] as i64, b.max[0] as i64, b.max[1] as i64])
 }
 
-/// Runs the reference middle-out walks of every object over `stack` and returns each object's slices.
-/// Objects on the same slice are decoded in one batch; the up and down sweeps run concurrently.
-pub fn reference_slices<M: SliceModel>(
-    stack: &Stack<'_, M>,
-    objects: &[Object],
-    scratch: &mut [Scratch; 2],
-    progress: &mut dyn FnMut() -> bool,
-) -> Result<Vec<ObjectSlices>> {
-    reference_slices_with(stack, objects, objects, &SlicePrompts::default(), scratch, progress)
-}
-
-/// `reference_slices` generalised for interactive use: object n starts on the middle slice of
-/// `objects[n]`'s box with that box, walks over the slice range of `ranges[n]`, and takes the user's points
-/// and boxes on single slices from `prompts` (keyed by n). With `ranges == objects` and no slice prompts
-/// this is the reference exactly.
+/// The reference middle-out walks of every object over `stack` (boxes in stack coordinates), generalised
+/// for interactive use: object n starts on the middle slice of `objects[n]` with that box, walks over the
+/// slice range of `ranges[n]`, and takes the user's points and boxes on single slices from `prompts` (keyed
+/// by n). With `ranges == objects` and no slice prompts this is the reference exactly. Objects on the same
+/// slice are decoded in one batch; the up and down sweeps run concurrently.
 pub fn reference_slices_with<M: SliceModel>(
     stack: &Stack<'_, M>,
-    objects: &[Object],
-    ranges: &[Object],
+    objects: &[BoxIjk],
+    ranges: &[BoxIjk],
     prompts: &SlicePrompts,
     scratch: &mut [Scratch; 2],
     progress: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<ObjectSlices>> {
     let d = stack.volume.dims[2];
-    let mid = |o: &Object| (o.bbox.max[2] - o.bbox.min[2]) / 2 + o.bbox.min[2];
-    let user: Vec<[i64; 4]> = objects.iter().map(|o| frame_box(&stack.frame, &o.bbox)).collect();
+    let mid = |o: &BoxIjk| (o.max[2] - o.min[2]) / 2 + o.min[2];
+    let user: Vec<[i64; 4]> = objects.iter().map(|o| frame_box(&stack.frame, o)).collect();
     let mut seeds = prompts.clone();
     let mids: Vec<Walk> = objects
         .iter()
@@ -105,13 +61,13 @@ pub fn reference_slices_with<M: SliceModel>(
         .collect();
     // While the middle slices are encoded and decoded, the other worker encodes the slice above the
     // current one, which the up walks need next.
-    let in_ranges = |z: usize| ranges.iter().any(|r| r.bbox.min[2] <= z && z <= r.bbox.max[2]);
+    let in_ranges = |z: usize| ranges.iter().any(|r| r.min[2] <= z && z <= r.max[2]);
     let (mid_steps, _) = sweep_both_ahead(stack, &mids, &[], &seeds, scratch, progress, &in_ranges)?;
     let mut up = Vec::new();
     let mut down = Vec::new();
     for (k, o) in objects.iter().enumerate() {
         let m = mid(o);
-        let (lo, hi) = (ranges[k].bbox.min[2], ranges[k].bbox.max[2]);
+        let (lo, hi) = (ranges[k].min[2], ranges[k].max[2]);
         let seed = Some(Arc::new(mid_steps[k][0].out.mask.clone()));
         let walk = |first, last| Walk {
             object: k,
@@ -143,4 +99,38 @@ pub fn reference_slices_with<M: SliceModel>(
     place(&up, up_steps);
     place(&down, down_steps);
     Ok(out)
+}
+
+/// The reference walks, with user points and extra boxes on their slices, over `objects` (stack coords).
+pub fn with_prompts<M: SliceModel>(
+    stack: &Stack<'_, M>,
+    objects: &[BoxIjk],
+    index: &[usize],
+    sp: &[StackPrompts],
+    prompts: &SlicePrompts,
+    scratch: &mut [Scratch; 2],
+    tick: &mut dyn FnMut() -> bool,
+) -> Result<Vec<ObjectSlices>> {
+    // Prompt tables are keyed by the session's object index; the reference walks number objects 0..n.
+    let mut local = SlicePrompts::default();
+    for (n, &k) in index.iter().enumerate() {
+        for ((o, z), p) in &prompts.points {
+            if *o == k {
+                local.points.insert((n, *z), p.clone());
+            }
+        }
+        for ((o, z), b) in &prompts.boxes {
+            if *o == k {
+                local.boxes.insert((n, *z), *b);
+            }
+        }
+    }
+    let mut ranged: Vec<BoxIjk> = objects.to_vec();
+    for (n, &k) in index.iter().enumerate() {
+        for b in &sp[k].boxes {
+            ranged[n].min[2] = ranged[n].min[2].min(b.min[2]);
+            ranged[n].max[2] = ranged[n].max[2].max(b.max[2]);
+        }
+    }
+    reference_slices_with(stack, objects, &ranged, &local, scratch, tick)
 }

@@ -21,25 +21,9 @@ use super::cache::EmbeddingCache;
 use super::frame::Frame;
 use crate::error::{Error, Result};
 use crate::model::{Embedding, Prompt2d, SliceModel, Worker};
+use crate::pipeline::result::{SliceOut, SweepStats};
+use crate::volume::reslice::Orientation;
 use crate::volume::U8Volume;
-
-/// The decoder's answer for one object on one slice, at the slice's own resolution.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SliceOut {
-    /// 0/1: logit > 0 after bilinear upsampling (the reference's `sigmoid > 0.5`).
-    pub mask: Vec<u8>,
-    /// round(255 · sigmoid(logit)) per pixel.
-    pub prob: Vec<u8>,
-    /// The decoder's predicted IoU.
-    pub iou: f32,
-    pub area: usize,
-}
-
-impl SliceOut {
-    pub fn empty(n: usize) -> SliceOut {
-        SliceOut { mask: vec![0; n], prob: vec![0; n], iou: 0.0, area: 0 }
-    }
-}
 
 /// Ends a walk beyond its guaranteed range, where the object may have ended (degraded or partial boxes).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,38 +88,14 @@ pub struct SlicePrompts {
     pub boxes: HashMap<(usize, usize), [i64; 4]>,
 }
 
-/// Counters for one or more sweeps.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SweepStats {
-    pub decoded_slices: usize,
-    pub decoder_runs: usize,
-    pub decoder_batches: usize,
-    pub preprocess: Duration,
-    pub encode: Duration,
-    pub decode: Duration,
-    pub postprocess: Duration,
-}
-
-impl SweepStats {
-    pub fn add(&mut self, o: &SweepStats) {
-        self.decoded_slices += o.decoded_slices;
-        self.decoder_runs += o.decoder_runs;
-        self.decoder_batches += o.decoder_batches;
-        self.preprocess += o.preprocess;
-        self.encode += o.encode;
-        self.decode += o.decode;
-        self.postprocess += o.postprocess;
-    }
-}
-
 /// Everything a slice step reads: the model, the slice stack and its frame, the shared embedding cache.
 pub struct Stack<'a, M> {
     pub model: &'a M,
     pub volume: &'a U8Volume,
     pub frame: Frame,
     pub cache: &'a EmbeddingCache,
-    /// Cache key namespace (the propagation axis).
-    pub axis: u8,
+    /// How the stack lies in the input grid; its axis is the cache key namespace.
+    pub orientation: Orientation,
     pub cancel: &'a AtomicBool,
     /// Slices decoded so far (for progress).
     pub done: &'a AtomicUsize,
@@ -170,7 +130,7 @@ impl<M: SliceModel> Stack<'_, M> {
     pub fn embedding(&self, worker: Worker, z: usize, sc: &mut Scratch) -> Result<Arc<Embedding>> {
         let (model, frame, volume) = (self.model, &self.frame, self.volume);
         let (mut pre, mut enc) = (Duration::ZERO, Duration::ZERO);
-        let emb = self.cache.get_or_encode((self.axis, z), |buf| {
+        let emb = self.cache.get_or_encode((self.orientation.axis(), z), |buf| {
             let t = Instant::now();
             frame.encoder_input(volume.slice(z), &mut sc.resized, &mut sc.image);
             pre = t.elapsed();
@@ -374,7 +334,7 @@ fn prefetch_ahead<M: SliceModel>(
             (f, false) => f.checked_sub(1),
         };
         match next {
-            Some(z) if wanted(z) && !stack.cache.known((stack.axis, z)) => {
+            Some(z) if wanted(z) && !stack.cache.known((stack.orientation.axis(), z)) => {
                 stack.embedding(worker, z, sc)?;
             }
             _ => std::thread::sleep(Duration::from_millis(1)),

@@ -1,0 +1,203 @@
+//! The 3D strategies for slice models: how an object's prompts become walks over its stack.
+//!
+//! - `reference`: the CVPR24 middle-out walks from the first box (METHODS §0.4b), with the user's points
+//!   and further boxes on their slices;
+//! - `points`: objects given only points start on each slice that has positive points;
+//! - `reseed`: the reference result re-seeded from reliable key slices and fused by confidence (policy);
+//! - `refine`: after points were added or removed, only the slices they touch are decoded again, and
+//!   propagation re-runs outward from them while the mask keeps changing.
+//!
+//! Every strategy works in stack coordinates (`volume::reslice::Orientation`) and returns one slice list
+//! per object; a strategy states its own work estimate, for progress.
+
+pub mod points;
+pub mod reference;
+pub mod refine;
+pub mod reseed;
+
+use std::sync::Arc;
+
+use super::frame::Frame;
+use super::sweep::{FramePoints, Scratch, SlicePrompts, Stack};
+use crate::error::Result;
+use crate::model::SliceModel;
+use crate::ops::mask::bbox_2d;
+use crate::pipeline::policy::Policy;
+use crate::pipeline::postprocess::{postprocess_slices, PostprocessOptions};
+use crate::pipeline::result::{ObjectSlices, SliceOut};
+use crate::prompt::resolve::Spatial;
+use crate::volume::BoxIjk;
+
+/// What the strategies read from the session's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    pub policy: Policy,
+    /// Applied to every object after its policy.
+    pub postprocess: PostprocessOptions,
+    /// Refinement stops propagating once a re-decoded slice agrees with the old one to this Dice.
+    pub refine_tolerance: f64,
+}
+
+/// A point prompt in stack coordinates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackPoint {
+    pub z: usize,
+    pub x: usize,
+    pub y: usize,
+    pub positive: bool,
+}
+
+/// Stack-coordinate prompts of one object.
+pub struct StackPrompts {
+    /// min and max are (x, y, z).
+    pub boxes: Vec<BoxIjk>,
+    pub points: Vec<StackPoint>,
+    pub seed: Option<ObjectSlices>,
+}
+
+/// The points of `p` in stack coordinates.
+pub fn stack_points<M: SliceModel>(stack: &Stack<'_, M>, p: &Spatial) -> Vec<StackPoint> {
+    p.points
+        .iter()
+        .map(|q| {
+            let [x, y, z] = stack.orientation.to_stack(q.ijk);
+            StackPoint { z, x, y, positive: q.positive }
+        })
+        .collect()
+}
+
+pub fn stack_prompts<M: SliceModel>(stack: &Stack<'_, M>, p: &Spatial) -> StackPrompts {
+    let boxes = p.boxes.iter().map(|b| stack.orientation.box_to_stack(b)).collect();
+    let seed = p.seed.as_ref().map(|m| seed_slices(stack, m));
+    StackPrompts { boxes, points: stack_points(stack, p), seed }
+}
+
+/// A seed mask on the input grid as coarse slices along the stack: probability 1 inside, 0 outside, IoU 1.
+fn seed_slices<M: SliceModel>(stack: &Stack<'_, M>, m: &[u8]) -> ObjectSlices {
+    let [w, h, d] = stack.volume.dims;
+    let grid = stack.orientation.grid_dims(stack.volume.dims);
+    let mut out: ObjectSlices = vec![None; d];
+    for (z, slot) in out.iter_mut().enumerate() {
+        let mut s = SliceOut::empty(w * h);
+        stack.orientation.for_each_in_slice(grid, z, |i, g| {
+            let on = m[g] != 0;
+            s.mask[i] = on as u8;
+            s.prob[i] = if on { 255 } else { 0 };
+            s.area += on as usize;
+        });
+        if s.area > 0 {
+            s.iou = 1.0;
+            *slot = Some(s);
+        }
+    }
+    out
+}
+
+/// The frame points of one object on slice z, as the decoder wants them.
+pub fn frame_points(frame: &Frame, pts: &[StackPoint], z: usize) -> FramePoints {
+    let ratio = frame.s as f32 / frame.h.max(frame.w) as f32;
+    pts.iter()
+        .filter(|p| p.z == z)
+        .map(|p| (p.x as f32 * ratio, p.y as f32 * ratio, if p.positive { 1.0 } else { 0.0 }))
+        .collect()
+}
+
+/// The 3D bounding box of a stack of slices (stack coordinates).
+fn slices_box(slices: &[Option<SliceOut>], w: usize, h: usize) -> BoxIjk {
+    let mut b = BoxIjk { min: [usize::MAX; 3], max: [0; 3] };
+    for (z, s) in slices.iter().enumerate() {
+        let Some(s) = s else { continue };
+        if let Some([x0, y0, x1, y1]) = bbox_2d(&s.mask, w, h) {
+            b.min = [b.min[0].min(x0), b.min[1].min(y0), b.min[2].min(z)];
+            b.max = [b.max[0].max(x1), b.max[1].max(y1), b.max[2].max(z)];
+        }
+    }
+    b
+}
+
+/// Slices a full run of `objects` is expected to decode, for progress: each object's box extents along
+/// the stack (at least a quarter of it), twice under re-seeding (coarse pass, then re-propagation).
+pub fn full_work(objects: &[Spatial], policy: Policy, axis: u8, depth: usize) -> usize {
+    let per_pass: usize = objects
+        .iter()
+        .map(|o| o.boxes.iter().map(|b| b.max[axis as usize] - b.min[axis as usize] + 1).sum::<usize>().max(depth / 4))
+        .sum();
+    per_pass * reseed::passes(policy)
+}
+
+/// Full propagation of several objects under `settings`; returns each object's slices.
+pub fn run_full<M: SliceModel>(
+    stack: &Stack<'_, M>,
+    specs: &[Spatial],
+    settings: &Settings,
+    scratch: &mut [Scratch; 2],
+    tick: &mut dyn FnMut() -> bool,
+) -> Result<Vec<Vec<Option<Arc<SliceOut>>>>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let [w, h, _] = stack.volume.dims;
+    let sp: Vec<StackPrompts> = specs.iter().map(|p| stack_prompts(stack, p)).collect();
+
+    // Coarse pass: the reference walks from each object's boxes (a seed mask, when given, is the coarse
+    // result itself; points-only objects start from their positive points).
+    let mut coarse: Vec<ObjectSlices> = vec![Vec::new(); specs.len()];
+    let mut ref_objects = Vec::new();
+    let mut ref_index = Vec::new();
+    for (k, s) in sp.iter().enumerate() {
+        if let Some(seed) = &s.seed {
+            if settings.policy == Policy::Reference && s.boxes.is_empty() {
+                // The reference takes a box: the seed's 3D bounding box.
+                ref_objects.push(slices_box(seed, w, h));
+                ref_index.push(k);
+            } else {
+                coarse[k] = seed.clone();
+            }
+        } else if let Some(b) = s.boxes.first() {
+            ref_objects.push(*b);
+            ref_index.push(k);
+        }
+    }
+    let mut slice_prompts = SlicePrompts::default();
+    for (k, s) in sp.iter().enumerate() {
+        for p in &s.points {
+            slice_prompts.points.entry((k, p.z)).or_insert_with(|| frame_points(&stack.frame, &s.points, p.z));
+        }
+        // Further boxes re-prompt their own middle slice.
+        for b in s.boxes.iter().skip(1) {
+            let z = (b.max[2] - b.min[2]) / 2 + b.min[2];
+            slice_prompts.boxes.insert((k, z), reference::frame_box(&stack.frame, b));
+        }
+    }
+    if !ref_objects.is_empty() {
+        let slices = reference::with_prompts(stack, &ref_objects, &ref_index, &sp, &slice_prompts, scratch, tick)?;
+        for (i, s) in ref_index.iter().zip(slices) {
+            coarse[*i] = s;
+        }
+    }
+    // Points-only objects: seed walks from each slice with positive points.
+    let pts_only: Vec<usize> = (0..sp.len()).filter(|&k| sp[k].seed.is_none() && sp[k].boxes.is_empty()).collect();
+    if !pts_only.is_empty() {
+        let slices = points::points_only(stack, &pts_only, &sp, &slice_prompts, settings.policy, scratch, tick)?;
+        for (k, s) in pts_only.iter().zip(slices) {
+            coarse[*k] = s;
+        }
+    }
+
+    let mut results: Vec<ObjectSlices> = match settings.policy {
+        Policy::Reference => coarse,
+        Policy::Reseed(ro) => reseed::reseed(stack, &sp, coarse, &slice_prompts, &ro, scratch, tick)?,
+    };
+    for r in results.iter_mut() {
+        let pp = match settings.policy {
+            Policy::Reseed(ro) => Some(ro.postprocess),
+            Policy::Reference => None,
+        };
+        for p in pp.into_iter().chain(std::iter::once(settings.postprocess)) {
+            if !p.is_noop() {
+                postprocess_slices(r, w, h, &p);
+            }
+        }
+    }
+    Ok(results.into_iter().map(|v| v.into_iter().map(|s| s.map(Arc::new)).collect()).collect())
+}

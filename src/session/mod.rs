@@ -1,0 +1,428 @@
+//! A segmentation session: one volume, its objects and their prompts, the embedding cache they share, the
+//! last result of every object, and the undo/redo history. One thread at a time.
+//!
+//! `run` brings every object's result up to date with its prompts, doing only the work that changed
+//! (`plan`):
+//! - an object with no result, or whose boxes or seed mask changed, or a new policy or axis, is propagated
+//!   in full (the policy's passes);
+//! - an object whose only change is added or removed points is *refined*: the touched slices are decoded
+//!   again and propagation re-runs outward from them only as long as the mask keeps changing;
+//! - embeddings come from the session cache, so no slice is encoded twice while the budget holds them.
+//!
+//! The state after every successful `run` is a checkpoint (`history`); `undo` returns to the previous
+//! checkpoint (prompts and masks, exactly; prompt edits not yet run are dropped), `redo` goes forward again.
+
+mod history;
+mod objects;
+mod plan;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::model::{Models, Segmenter, SliceModel};
+use crate::pipeline::compose::{self, ObjectSummary, Overlap};
+use crate::pipeline::policy::Policy;
+use crate::pipeline::postprocess::PostprocessOptions;
+use crate::pipeline::result::{StackResult, Stats};
+use crate::pipeline::slice::cache::{CacheStats, EmbeddingCache};
+use crate::pipeline::slice::frame::Frame;
+use crate::pipeline::slice::strategy::{self, refine, Settings};
+use crate::pipeline::slice::sweep::{Scratch, Stack};
+use crate::prompt::resolve::{self, Spatial};
+use crate::prompt::PointIjk;
+use crate::volume::reslice::Orientation;
+use crate::volume::{BoxIjk, Geometry, U8Volume};
+use history::History;
+use objects::{ObjectResult, Objects};
+use plan::Plan;
+
+/// Session settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct SessionOptions {
+    pub policy: Policy,
+    /// Propagation axis: 2 = along k (axial for most CT), 1 = along j, 0 = along i.
+    pub axis: u8,
+    /// Embedding cache budget in bytes (LRU beyond it).
+    pub cache_budget: usize,
+    /// None: the policy's default (Overwrite for the reference, else Keep).
+    pub overlap: Option<Overlap>,
+    /// Applied to every object after its policy.
+    pub postprocess: PostprocessOptions,
+    /// Refinement stops propagating once a re-decoded slice agrees with the old one to this Dice.
+    pub refine_tolerance: f64,
+    /// Checkpoints kept for undo.
+    pub history: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            policy: Policy::best(),
+            axis: 2,
+            cache_budget: 1 << 30,
+            overlap: None,
+            postprocess: PostprocessOptions::new(),
+            refine_tolerance: 0.99,
+            history: 64,
+        }
+    }
+}
+
+impl SessionOptions {
+    pub fn with_policy(mut self, p: Policy) -> Self {
+        self.policy = p;
+        self
+    }
+    pub fn with_axis(mut self, a: u8) -> Self {
+        self.axis = a;
+        self
+    }
+    pub fn with_cache_budget(mut self, bytes: usize) -> Self {
+        self.cache_budget = bytes;
+        self
+    }
+    pub fn with_overlap(mut self, o: Overlap) -> Self {
+        self.overlap = Some(o);
+        self
+    }
+    pub fn with_postprocess(mut self, p: PostprocessOptions) -> Self {
+        self.postprocess = p;
+        self
+    }
+    pub fn overlap_rule(&self) -> Overlap {
+        self.overlap.unwrap_or(match self.policy {
+            Policy::Reference => Overlap::Overwrite,
+            _ => Overlap::Keep,
+        })
+    }
+    fn settings(&self) -> Settings {
+        Settings { policy: self.policy, postprocess: self.postprocess, refine_tolerance: self.refine_tolerance }
+    }
+}
+
+/// What the last `run` did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub stats: Stats,
+    /// Slices encoded during this run (0 for a pure refinement).
+    pub slices_encoded: usize,
+    /// Slices decoded during this run (all objects).
+    pub slices_decoded: usize,
+    /// Objects propagated in full / refined / left as they were.
+    pub full: Vec<u8>,
+    pub refined: Vec<u8>,
+    pub unchanged: Vec<u8>,
+    pub cache: CacheStats,
+    pub time: Duration,
+}
+
+pub struct Session {
+    models: Arc<Models>,
+    image: U8Volume,
+    geometry: Geometry,
+    /// Stacks for axes 0 and 1 (slices along i or j), made on first use.
+    stacks: [Option<U8Volume>; 2],
+    cache: EmbeddingCache,
+    objects: Objects,
+    opts: SessionOptions,
+    history: History,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Session {
+    /// A session over an already intensity-mapped volume (i fastest).
+    pub fn new(models: Arc<Models>, image: U8Volume, geometry: Geometry, opts: SessionOptions) -> Result<Session> {
+        Orientation::new(opts.axis)?;
+        let layout = match &models.segmenter {
+            Segmenter::Slice(m) => m.embedding_layout().clone(),
+        };
+        let cache = EmbeddingCache::new(opts.cache_budget, layout)?;
+        Ok(Session {
+            models,
+            image,
+            geometry,
+            stacks: [None, None],
+            cache,
+            objects: Objects::default(),
+            opts,
+            history: History::default(),
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn dims(&self) -> [usize; 3] {
+        self.image.dims
+    }
+    pub fn image(&self) -> &U8Volume {
+        &self.image
+    }
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+    pub fn options(&self) -> &SessionOptions {
+        &self.opts
+    }
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+    /// A flag any thread may set to cancel the run in progress, or the next one (cleared when a run ends).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// Changes policy, axis, overlap or post-processing; the next run recomputes what they affect. The cache
+    /// budget cannot change after creation.
+    pub fn set_options(&mut self, opts: SessionOptions) -> Result<()> {
+        Orientation::new(opts.axis)?;
+        if opts.cache_budget != self.opts.cache_budget {
+            return Err(Error::InvalidArgument("the embedding cache budget is fixed when the session is made".into()));
+        }
+        self.opts = opts;
+        self.history.touch();
+        Ok(())
+    }
+
+    /// Adds a 3D box (inclusive voxel indices) to object `label`, creating the object if needed.
+    pub fn add_box(&mut self, label: u8, b: BoxIjk) -> Result<()> {
+        b.validate(self.image.dims)?;
+        self.history.touch();
+        self.objects.add_box(label, b)
+    }
+
+    /// Adds a positive or negative point to object `label`.
+    pub fn add_point(&mut self, label: u8, p: PointIjk) -> Result<()> {
+        let d = self.image.dims;
+        if (0..3).any(|a| p.ijk[a] >= d[a]) {
+            return Err(Error::InvalidPrompt(format!("point {:?} lies outside the volume of dims {d:?}", p.ijk)));
+        }
+        self.history.touch();
+        self.objects.add_point(label, p)
+    }
+
+    /// Removes the point of `label` at `ijk` (the most recent one if several).
+    pub fn remove_point(&mut self, label: u8, ijk: [usize; 3]) -> Result<()> {
+        self.history.touch();
+        self.objects.remove_point(label, ijk)
+    }
+
+    /// Sets the seed (coarse) mask of `label`: `mask` on the input grid, i fastest, nonzero = inside.
+    pub fn set_seed(&mut self, label: u8, mask: Vec<u8>) -> Result<()> {
+        let n: usize = self.image.dims.iter().product();
+        if mask.len() != n {
+            return Err(Error::ShapeMismatch(format!(
+                "seed mask has {} voxels; the volume of dims {:?} has {n}",
+                mask.len(),
+                self.image.dims
+            )));
+        }
+        if !mask.iter().any(|&v| v != 0) {
+            return Err(Error::InvalidPrompt(format!("seed mask of object {label} is empty")));
+        }
+        self.history.touch();
+        self.objects.set_seed(label, Arc::new(mask.into_iter().map(|v| (v != 0) as u8).collect()))
+    }
+
+    pub fn remove_object(&mut self, label: u8) -> Result<()> {
+        self.history.touch();
+        self.objects.remove(label)
+    }
+
+    pub fn clear(&mut self) {
+        self.history.touch();
+        self.objects.clear();
+    }
+
+    pub fn can_undo(&self) -> bool {
+        self.history.can_undo()
+    }
+    pub fn can_redo(&self) -> bool {
+        self.history.can_redo()
+    }
+
+    /// Drops prompt edits not yet run, returning to the last run's result; without such edits, returns to
+    /// the result of the run before (prompts and masks exactly).
+    pub fn undo(&mut self) -> Result<()> {
+        self.objects = self.history.undo()?;
+        Ok(())
+    }
+
+    /// Goes forward again to the result that `undo` left.
+    pub fn redo(&mut self) -> Result<()> {
+        self.objects = self.history.redo()?;
+        Ok(())
+    }
+
+    /// The stack for `o` (slices along its axis), resliced on first use.
+    fn stack_volume(&mut self, o: Orientation) -> &U8Volume {
+        if o.is_native() {
+            return &self.image;
+        }
+        let slot = o.axis() as usize;
+        if self.stacks[slot].is_none() {
+            self.stacks[slot] = Some(o.reslice(&self.image));
+        }
+        self.stacks[slot].as_ref().expect("made")
+    }
+
+    /// Brings every object's result up to date; see the module docs for what is recomputed.
+    pub fn run(&mut self, progress: Option<&mut dyn FnMut(f32) -> bool>) -> Result<RunReport> {
+        if self.objects.list.is_empty() {
+            return Err(Error::InvalidPrompt("no objects: add a box, point or seed mask first".into()));
+        }
+        for o in &self.objects.list {
+            if !o.prompts.has_start() {
+                return Err(Error::InvalidPrompt(format!(
+                    "object {} has no box, seed mask or positive point to start from",
+                    o.prompts.label
+                )));
+            }
+        }
+        let r = self.run_inner(progress);
+        // A cancel request ends with the run it reached (or that failed meanwhile).
+        self.cancel.store(false, Ordering::SeqCst);
+        r
+    }
+
+    fn run_inner(&mut self, progress: Option<&mut dyn FnMut(f32) -> bool>) -> Result<RunReport> {
+        let models = self.models.clone();
+        match &models.segmenter {
+            Segmenter::Slice(m) => self.run_slices(m, progress),
+        }
+    }
+
+    /// The slice-model driver: resolve the prompts, plan, run the strategies, install and checkpoint.
+    fn run_slices<M: SliceModel>(
+        &mut self,
+        model: &M,
+        progress: Option<&mut dyn FnMut(f32) -> bool>,
+    ) -> Result<RunReport> {
+        let t0 = Instant::now();
+        let before_cache = self.cache.stats();
+        let orientation = Orientation::new(self.opts.axis)?;
+        let spatial: Vec<Spatial> =
+            self.objects.list.iter().map(|o| resolve::spatial(&o.prompts)).collect::<Result<_>>()?;
+        let plan = Plan::of(&self.objects.list, orientation.axis(), self.opts.policy, self.opts.postprocess);
+        let mut report = RunReport { unchanged: plan.unchanged.clone(), ..Default::default() };
+        if plan.is_empty() {
+            // Nothing to do: no checkpoint, and redo stays possible. The host still sees its progress end.
+            if let Some(p) = progress {
+                if self.cancel.load(Ordering::Relaxed) || !p(1.0) {
+                    return Err(Error::Cancelled);
+                }
+            }
+            report.cache = self.cache.stats();
+            report.time = t0.elapsed();
+            return Ok(report);
+        }
+
+        self.stack_volume(orientation);
+        let volume = if orientation.is_native() {
+            &self.image
+        } else {
+            self.stacks[orientation.axis() as usize].as_ref().expect("made")
+        };
+        let [w, h, d] = volume.dims;
+        let (run_cancel, done) = (AtomicBool::new(false), AtomicUsize::new(0));
+        let stack = Stack {
+            model,
+            volume,
+            frame: Frame::new(h, w, model.input_size()),
+            cache: &self.cache,
+            orientation,
+            cancel: &run_cancel,
+            done: &done,
+        };
+        let mut scratch = [Scratch::new(model), Scratch::new(model)];
+        let settings = self.opts.settings();
+        let full_specs: Vec<Spatial> = plan.full.iter().map(|&k| spatial[k].clone()).collect();
+        let expected =
+            strategy::full_work(&full_specs, settings.policy, orientation.axis(), d) + plan.refine.len() * refine::WORK;
+        let mut user_progress = progress;
+        let cancel = self.cancel.clone();
+        let mut tick = || {
+            if cancel.load(Ordering::Relaxed) {
+                return false;
+            }
+            match user_progress.as_mut() {
+                Some(p) => p((done.load(Ordering::Relaxed) as f32 / expected.max(1) as f32).min(0.99)),
+                None => true,
+            }
+        };
+
+        let full_results = strategy::run_full(&stack, &full_specs, &settings, &mut scratch, &mut tick)?;
+        let mut refined_results = Vec::new();
+        for &k in &plan.refine {
+            let r = self.objects.list[k].result.as_ref().expect("refinements have a result");
+            let before = resolve::spatial(&r.prompts)?;
+            let slices = &r.stack.slices;
+            refined_results.push(refine::refine_object(
+                &stack,
+                k,
+                &spatial[k],
+                &before,
+                slices,
+                &settings,
+                &mut scratch,
+                &mut tick,
+            )?);
+        }
+        if let Some(p) = user_progress.as_mut() {
+            p(1.0);
+        }
+
+        // Everything succeeded: install the new results, then checkpoint them.
+        for (&k, slices) in plan.full.iter().zip(full_results) {
+            let o = &mut self.objects.list[k];
+            o.result = Some(ObjectResult {
+                policy: self.opts.policy,
+                postprocess: self.opts.postprocess,
+                prompts: o.prompts.clone(),
+                stack: StackResult { orientation, slices },
+            });
+            report.full.push(o.prompts.label);
+        }
+        for (&k, slices) in plan.refine.iter().zip(refined_results) {
+            let o = &mut self.objects.list[k];
+            let r = o.result.as_mut().expect("refined");
+            r.stack.slices = slices;
+            r.prompts = o.prompts.clone();
+            report.refined.push(o.prompts.label);
+        }
+        self.history.checkpoint(self.objects.clone(), self.opts.history);
+        for sc in &scratch {
+            report.stats.add_sweeps(&sc.stats);
+            report.slices_decoded += sc.stats.decoded_slices;
+        }
+        report.cache = self.cache.stats();
+        report.slices_encoded = report.cache.encoded - before_cache.encoded;
+        report.stats.slices_encoded = report.slices_encoded;
+        report.time = t0.elapsed();
+        Ok(report)
+    }
+
+    fn results(&self) -> Vec<(u8, &StackResult)> {
+        self.objects.list.iter().filter_map(|o| o.result.as_ref().map(|r| (o.prompts.label, &r.stack))).collect()
+    }
+
+    /// The label mask on the input grid (i fastest) and, when asked, the confidence map: for a labelled
+    /// voxel |2p − 1| of the object that holds it; for a background voxel the lowest |2p − 1| among the
+    /// objects that looked at it (how sure the engine is that nothing is there), 1 where none did.
+    pub fn compose(&self, with_confidence: bool) -> (U8Volume, Option<Vec<f32>>) {
+        let (mask, coded) = self.compose_coded(with_confidence);
+        (mask, coded.map(|c| c.into_iter().map(compose::confidence_of).collect()))
+    }
+
+    /// `compose` with the confidence kept as its byte code (`compose::confidence_of` turns it into the
+    /// value): a quarter of the memory, for callers that convert voxel by voxel into their own buffer.
+    pub fn compose_coded(&self, with_confidence: bool) -> (U8Volume, Option<Vec<u8>>) {
+        compose::compose_coded(self.image.dims, &self.results(), self.opts.overlap_rule(), with_confidence)
+    }
+
+    /// Per-object summaries of the current results.
+    pub fn summaries(&self) -> Vec<ObjectSummary> {
+        self.results().into_iter().map(|(label, r)| compose::summary(label, r)).collect()
+    }
+}
