@@ -36,6 +36,8 @@ demo: $(ORT_LIB) build
 
 # test-panic adds vxp_test_panic() to the debug library so the panic boundary is tested through the ABI.
 test: setup
+	@# The library without the cli feature links none of the CLI's dependencies (and no rayon).
+	! $(CARGO) tree -e normal --no-default-features --locked | grep -E ' (clap|indicatif|env_logger|serde_json|rayon) v'
 	$(CARGO) build --locked --features test-panic
 	$(CARGO) test --locked --features test-panic -- --test-threads 2
 	$(MAKE) test-header test-symbols test-plugin

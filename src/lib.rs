@@ -8,6 +8,8 @@
 //! (the C ABI) and the `voxprompt` CLI. `ops` holds pure image and mask operations any stage may use,
 //! `runtime` loads ONNX Runtime, and `io` reads and writes files for the CLI and tests.
 
+// `unsafe` belongs to the C boundary (`ffi`) and the ONNX Runtime loader (`runtime`) only.
+#![deny(unsafe_code)]
 #![allow(clippy::needless_range_loop)] // index loops read best in the 3×3 / 4×4 geometry code
 
 pub mod engine;
@@ -17,9 +19,11 @@ pub mod model;
 pub mod ops;
 pub mod pipeline;
 pub mod prompt;
+#[allow(unsafe_code)]
 pub mod runtime;
 pub mod session;
 pub mod volume;
 
 pub use error::{Error, ErrorCode, Result};
+#[allow(unsafe_code)]
 pub mod ffi;

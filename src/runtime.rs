@@ -71,15 +71,15 @@ pub fn runtime(requested: Option<&Path>) -> Result<&'static Runtime> {
     Ok(RUNTIME.get_or_init(|| Runtime { path, version, env }))
 }
 
-/// The runtime if one was loaded already, without loading anything.
-pub fn loaded() -> Option<&'static Runtime> {
-    RUNTIME.get()
+fn resolve_library(requested: Option<&Path>) -> Result<PathBuf> {
+    resolve_library_with(requested, std::env::var_os(ORT_LIB_ENV))
 }
 
-fn resolve_library(requested: Option<&Path>) -> Result<PathBuf> {
+/// `resolve_library` with the value of `VXP_ORT_LIB` passed in, so tests need not change the environment.
+fn resolve_library_with(requested: Option<&Path>, env: Option<std::ffi::OsString>) -> Result<PathBuf> {
     let candidate = if let Some(p) = requested {
         p.to_path_buf()
-    } else if let Some(p) = std::env::var_os(ORT_LIB_ENV).filter(|p| !p.is_empty()) {
+    } else if let Some(p) = env.filter(|p| !p.is_empty()) {
         PathBuf::from(p)
     } else {
         let dirs = [own_library_dir(), std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf))];
@@ -145,4 +145,49 @@ fn own_library_dir() -> Option<PathBuf> {
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
     let name = unsafe { CStr::from_ptr(info.dli_fname) }.to_str().ok()?;
     Path::new(name).parent().map(Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder under the system temp dir holding a file `lib.so` and a link `link.so` to it.
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vxp-runtime-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lib.so"), b"not a library").unwrap();
+        std::os::unix::fs::symlink(dir.join("lib.so"), dir.join("link.so")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn resolve_library_prefers_the_request_then_the_environment_and_canonicalises() {
+        let dir = scratch("order");
+        let file = std::fs::canonicalize(dir.join("lib.so")).unwrap();
+        let link = dir.join("link.so");
+        // A link is resolved to its target, so ort never sees a path relative to the host's folder.
+        assert_eq!(resolve_library_with(Some(&link), None).unwrap(), file);
+        // The request wins over the environment, even when the environment names a missing file.
+        assert_eq!(resolve_library_with(Some(&link), Some(dir.join("missing.so").into())).unwrap(), file);
+        assert_eq!(resolve_library_with(None, Some(link.clone().into())).unwrap(), file);
+        // A path with `..` and `.` components comes back clean and absolute.
+        let dotted = dir.join(".").join("..").join(dir.file_name().unwrap()).join("lib.so");
+        assert_eq!(resolve_library_with(None, Some(dotted.into())).unwrap(), file);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn resolve_library_reports_a_missing_file_by_name() {
+        let dir = scratch("missing");
+        let missing = dir.join("nope.so");
+        for r in [resolve_library_with(Some(&missing), None), resolve_library_with(None, Some(missing.clone().into()))]
+        {
+            match r {
+                Err(Error::RuntimeLoad(m)) => assert!(m.starts_with(&missing.display().to_string()), "{m}"),
+                other => panic!("expected RuntimeLoad, got {other:?}"),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -152,7 +152,6 @@ impl SliceContext<'_> {
 
 /// A slice-reliability score in [0, 1]; higher is more reliable. The paper's filter can be dropped in here.
 pub trait SliceReliability: Send + Sync {
-    fn name(&self) -> &'static str;
     fn score(&self, c: &SliceContext<'_>, z: usize) -> f32;
 }
 
@@ -170,18 +169,12 @@ pub struct RelativeArea;
 pub struct Product(pub Vec<Box<dyn SliceReliability>>);
 
 impl SliceReliability for PredictedIou {
-    fn name(&self) -> &'static str {
-        "predicted_iou"
-    }
     fn score(&self, c: &SliceContext<'_>, z: usize) -> f32 {
         c.slices[z].as_ref().map_or(0.0, |s| s.iou.clamp(0.0, 1.0))
     }
 }
 
 impl SliceReliability for AreaContinuity {
-    fn name(&self) -> &'static str {
-        "area_continuity"
-    }
     fn score(&self, c: &SliceContext<'_>, z: usize) -> f32 {
         let Some(s) = c.slices[z].as_ref() else { return 0.0 };
         let mut sum = 0.0;
@@ -196,9 +189,6 @@ impl SliceReliability for AreaContinuity {
 }
 
 impl SliceReliability for MainComponentOverlap {
-    fn name(&self) -> &'static str {
-        "main_component_overlap"
-    }
     fn score(&self, c: &SliceContext<'_>, z: usize) -> f32 {
         let a = c.area(z);
         if a == 0 {
@@ -210,9 +200,6 @@ impl SliceReliability for MainComponentOverlap {
 }
 
 impl SliceReliability for Certainty {
-    fn name(&self) -> &'static str {
-        "certainty"
-    }
     fn score(&self, c: &SliceContext<'_>, z: usize) -> f32 {
         let Some(s) = c.slices[z].as_ref() else { return 0.0 };
         let (mut sum, mut n) = (0u64, 0u64);
@@ -231,18 +218,12 @@ impl SliceReliability for Certainty {
 }
 
 impl SliceReliability for RelativeArea {
-    fn name(&self) -> &'static str {
-        "relative_area"
-    }
     fn score(&self, c: &SliceContext<'_>, z: usize) -> f32 {
         c.area(z) as f32 / c.max_area.max(1) as f32
     }
 }
 
 impl SliceReliability for Product {
-    fn name(&self) -> &'static str {
-        "product"
-    }
     fn score(&self, c: &SliceContext<'_>, z: usize) -> f32 {
         self.0.iter().map(|s| s.score(c, z)).product()
     }
@@ -318,19 +299,19 @@ impl Default for ConfidenceFusion {
 
 /// Combines the predictions one slice received into one answer.
 pub trait Fusion: Send + Sync {
-    /// `coarse` and `refined` may not both be empty; the result's `prob` is P_f·255, `mask` its threshold.
-    fn fuse(&self, coarse: Option<&SliceOut>, refined: &[&Step]) -> SliceOut;
+    /// The result's `prob` is P_f·255, `mask` its threshold; None when there is no prediction at all.
+    fn fuse(&self, coarse: Option<&SliceOut>, refined: &[&Step]) -> Option<SliceOut>;
 }
 
 impl Fusion for ConfidenceFusion {
-    fn fuse(&self, coarse: Option<&SliceOut>, refined: &[&Step]) -> SliceOut {
+    fn fuse(&self, coarse: Option<&SliceOut>, refined: &[&Step]) -> Option<SliceOut> {
         let q: Vec<f32> =
             refined.iter().map(|s| s.out.iou.max(0.0) * (-(s.distance as f32) / self.lambda).exp()).collect();
         let q_max = q.iter().copied().fold(0.0, f32::max);
         match (coarse, refined) {
-            (Some(c), []) => return c.clone(),
-            (None, [only]) => return only.out.clone(),
-            (None, []) => panic!("fuse needs at least one prediction"),
+            (Some(c), []) => return Some(c.clone()),
+            (None, [only]) => return Some(only.out.clone()),
+            (None, []) => return None,
             _ => {}
         }
         let n = coarse.map(|c| c.mask.len()).unwrap_or_else(|| refined[0].out.mask.len());
@@ -345,10 +326,10 @@ impl Fusion for ConfidenceFusion {
         let Some(c) = coarse else {
             let iou = refined.iter().map(|s| s.out.iou).fold(0.0, f32::max);
             let area = ms.iter().map(|&m| m as usize).sum();
-            return SliceOut { mask: ms, prob: ps, iou, area };
+            return Some(SliceOut { mask: ms, prob: ps, iou, area });
         };
         if (dice(foreground(&ms), foreground(&c.mask)) as f32) < self.safeguard_dice && q_max < self.safeguard_q {
-            return c.clone();
+            return Some(c.clone());
         }
         let mut out = SliceOut::empty(n);
         for i in 0..n {
@@ -362,11 +343,160 @@ impl Fusion for ConfidenceFusion {
             out.area += fg as usize;
         }
         out.iou = c.iou.max(q_max);
-        out
+        Some(out)
     }
 }
 
 /// Per slice, how many of its coarse pixels lie in the main (largest) 3D component of the coarse mask.
 pub fn main_overlap(slices: &[Option<SliceOut>], w: usize, h: usize) -> Vec<usize> {
     largest_component_area_per_slice(&masks(slices), [w, h], Connectivity::Full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: usize = 6;
+
+    /// A 6×6 slice holding a `side`×`side` square at the origin, plus `extra` isolated pixels far from it.
+    fn square(side: usize, extra: &[(usize, usize)]) -> SliceOut {
+        let mut o = SliceOut::empty(W * W);
+        for j in 0..side {
+            o.mask[j * W..j * W + side].fill(1);
+        }
+        for &(i, j) in extra {
+            o.mask[j * W + i] = 1;
+        }
+        for (p, &m) in o.prob.iter_mut().zip(&o.mask) {
+            *p = if m > 0 { 230 } else { 10 };
+        }
+        o.area = o.mask.iter().map(|&m| m as usize).sum();
+        o.iou = 0.9;
+        o
+    }
+
+    /// Slices 3..=16 of 20 present, areas rising to 36 on slices 9 and 10; slice 12 has two components.
+    fn stack() -> Vec<Option<SliceOut>> {
+        let sides = [1, 2, 3, 4, 5, 5, 6, 6, 5, 4, 4, 3, 2, 1];
+        let mut s: Vec<Option<SliceOut>> = vec![None; 20];
+        for (z, &side) in (3..).zip(&sides) {
+            s[z] = Some(square(side, if z == 12 { &[(5, 5)] } else { &[] }));
+        }
+        s
+    }
+
+    struct Table(Vec<f32>);
+    impl SliceReliability for Table {
+        fn score(&self, _: &SliceContext<'_>, z: usize) -> f32 {
+            self.0[z]
+        }
+    }
+
+    fn scores() -> Table {
+        let mut t = vec![0.0; 20];
+        for (z, v) in [(3, 0.99), (5, 0.5), (6, 0.2), (7, 0.8), (8, 0.3), (9, 0.1), (10, 0.95), (11, 0.4)] {
+            t[z] = v;
+        }
+        for (z, v) in [(12, 1.0), (13, 0.6), (14, 0.7)] {
+            t[z] = v;
+        }
+        Table(t)
+    }
+
+    fn keys(slices: &[Option<SliceOut>], o: &ReseedOptions) -> Vec<usize> {
+        let main = main_overlap(slices, W, W);
+        let max_area = slices.iter().flatten().map(|s| s.area).max().unwrap_or(0);
+        let ctx = SliceContext { slices, main_overlap: &main, w: W, h: W, max_area };
+        select_key_slices(&ctx, &scores(), o)
+    }
+
+    #[test]
+    fn key_slices_start_at_the_largest_then_follow_the_score_at_min_gap() {
+        let s = stack();
+        let o = ReseedOptions::default();
+        // Eligible: 5..=14 without 12 (two components). The largest is 9 (tied with 10: the lower wins);
+        // nothing else is 8 slices from it.
+        assert_eq!(keys(&s, &o), vec![9]);
+        let o4 = ReseedOptions { min_gap: 4, ..o };
+        // By score: 10 and 7 are too close to 9, 14 is taken, 13 is too close to 14, 5 is taken.
+        assert_eq!(keys(&s, &o4), vec![5, 9, 14]);
+        assert_eq!(keys(&s, &o4.with_key_slices(2)), vec![9, 14]);
+        assert_eq!(keys(&s, &o4.with_key_slices(1)), vec![9]);
+        // Slice 3 (score 0.99) becomes eligible with no edge margin and no area minimum.
+        let open = ReseedOptions { edge: 0, min_relative_area: 0.0, ..o4 };
+        assert_eq!(keys(&s, &open), vec![3, 9, 14]);
+        // The area minimum: a quarter of 36 keeps sides >= 3; 0.5 keeps sides >= 5 (slices 7..=11).
+        let half = ReseedOptions { min_relative_area: 0.5, min_gap: 2, ..o };
+        assert_eq!(keys(&s, &half), vec![7, 9, 11]);
+    }
+
+    #[test]
+    fn key_slices_fall_back_to_the_largest_slice_and_are_empty_without_a_mask() {
+        let s = stack();
+        let none_eligible = ReseedOptions { min_relative_area: 1.5, ..ReseedOptions::default() };
+        assert_eq!(keys(&s, &none_eligible), vec![9]);
+        // Too short for the edge margin: the largest slice still.
+        let mut short: Vec<Option<SliceOut>> = vec![None; 20];
+        short[4] = Some(square(2, &[]));
+        short[5] = Some(square(3, &[]));
+        assert_eq!(keys(&short, &ReseedOptions::default()), vec![5]);
+        assert_eq!(keys(&vec![None; 20], &ReseedOptions::default()), Vec::<usize>::new());
+        assert_eq!(keys(&[], &ReseedOptions::default()), Vec::<usize>::new());
+    }
+
+    fn slice(prob: &[u8], iou: f32) -> SliceOut {
+        let mask: Vec<u8> = prob.iter().map(|&p| u8::from(p > 127)).collect();
+        SliceOut { area: mask.iter().map(|&m| m as usize).sum(), mask, prob: prob.to_vec(), iou }
+    }
+
+    fn step(prob: &[u8], iou: f32, distance: usize) -> Step {
+        Step { z: 0, out: slice(prob, iou), distance }
+    }
+
+    #[test]
+    fn fuse_of_one_prediction_is_that_prediction_and_of_none_is_none() {
+        let f = ConfidenceFusion::default();
+        let c = slice(&[200, 10, 140], 0.7);
+        let r = step(&[0, 255, 255], 0.2, 3);
+        assert_eq!(f.fuse(Some(&c), &[]), Some(c.clone()));
+        assert_eq!(f.fuse(None, &[&r]), Some(r.out.clone()));
+        assert_eq!(f.fuse(None, &[]), None);
+    }
+
+    #[test]
+    fn fuse_of_re_propagated_predictions_is_their_weighted_mean() {
+        let f = ConfidenceFusion::default();
+        // q = 1 and 0.5: P_s = (255·1 + 0·0.5) / 1.5 = 170 and (0·1 + 255·0.5) / 1.5 = 85.
+        let (a, b) = (step(&[255, 0], 1.0, 0), step(&[0, 255], 0.5, 0));
+        let o = f.fuse(None, &[&a, &b]).unwrap();
+        assert_eq!((o.prob, o.mask, o.area, o.iou), (vec![170, 85], vec![1, 0], 1, 1.0));
+        // q falls with distance from the key slice: exp(-10/10) for `far`, so `near` decides.
+        let (far, near) = (step(&[255], 1.0, 10), step(&[0], 1.0, 0));
+        let o = f.fuse(None, &[&far, &near]).unwrap();
+        assert_eq!((o.prob, o.mask), (vec![69], vec![0])); // 255·e⁻¹ / (1 + e⁻¹) = 68.6
+                                                           // Negative predicted IoUs weigh nothing.
+        let o = f.fuse(None, &[&step(&[255], -0.5, 0), &near]).unwrap();
+        assert_eq!(o.prob, vec![0]);
+    }
+
+    #[test]
+    fn fuse_with_the_coarse_slice_weighs_by_certainty_unless_the_safeguard_keeps_it() {
+        let f = ConfidenceFusion::default();
+        let c = slice(&[60, 220, 51, 200], 0.6);
+        // q_max = 0.75 (IoU 0.75 at the key slice). The masks disagree everywhere (Dice 0 < 0.3), but the
+        // re-propagation is sure enough, so each voxel goes to the more certain side:
+        // P_f = (c_s·P_s + c_c·P_c) / (c_s + c_c), c_s = 0.75·|2P_s − 1|, c_c = |2P_c − 1|.
+        let r = step(&[230, 40, 255, 0], 0.75, 0);
+        let o = f.fuse(Some(&c), &[&r]).unwrap();
+        assert_eq!(o.prob, vec![151, 145, 164, 86]);
+        assert_eq!(o.mask, vec![1, 1, 1, 0]);
+        assert_eq!((o.area, o.iou), (3, 0.75));
+        // q_max 0.4 < 0.5 with Dice < 0.3: the coarse slice stays as it was.
+        let unsure = step(&[230, 40, 255, 0], 0.4, 0);
+        assert_eq!(f.fuse(Some(&c), &[&unsure]), Some(c.clone()));
+        // Agreeing masks are fused even when unsure (Dice 1 >= 0.3); the coarse IoU is kept when higher.
+        let agree = step(&[60, 220, 51, 200], 0.4, 0);
+        let o = f.fuse(Some(&c), &[&agree]).unwrap();
+        assert_eq!((o.mask, o.iou), (c.mask.clone(), 0.6));
+    }
 }

@@ -324,3 +324,195 @@ impl U8Volume {
         &mut self.data[k * n..(k + 1) * n]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IJK → RAS for spacing (0.7, 0.9, 2.5) mm, rotated 30° about k and 10° about i, LPS-stored (the first two
+    /// axes negated, as DICOM and ITK write them), origin (-120, 85.5, -40).
+    fn oblique() -> Geometry {
+        let (a, b) = (30f64.to_radians(), 10f64.to_radians());
+        let rz = [[a.cos(), -a.sin(), 0.0], [a.sin(), a.cos(), 0.0], [0.0, 0.0, 1.0]];
+        let rx = [[1.0, 0.0, 0.0], [0.0, b.cos(), -b.sin()], [0.0, b.sin(), b.cos()]];
+        let flip = [-1.0, -1.0, 1.0];
+        let spacing = [0.7, 0.9, 2.5];
+        let origin = [-120.0, 85.5, -40.0];
+        let mut m = [[0.0; 4]; 4];
+        for r in 0..3 {
+            for c in 0..3 {
+                let rot: f64 = (0..3).map(|t| rz[r][t] * rx[t][c]).sum();
+                m[r][c] = flip[r] * rot * spacing[c];
+            }
+            m[r][3] = origin[r];
+        }
+        m[3][3] = 1.0;
+        Geometry { spacing, ijk_to_ras: m }
+    }
+
+    fn apply(m: &[[f64; 4]; 4], p: [f64; 3]) -> [f64; 3] {
+        let mut out = [0.0; 3];
+        for r in 0..3 {
+            out[r] = m[r][0] * p[0] + m[r][1] * p[1] + m[r][2] * p[2] + m[r][3];
+        }
+        out
+    }
+
+    #[test]
+    fn ras_to_ijk_inverts_an_oblique_anisotropic_lps_matrix() {
+        let g = oblique();
+        let inv = g.ras_to_ijk().expect("invertible");
+        for ijk in [[0.0, 0.0, 0.0], [511.0, 0.0, 299.0], [17.25, 300.5, 42.0], [-3.0, 1e3, -7.5]] {
+            let back = apply(&inv, g.ijk_to_ras(ijk));
+            for a in 0..3 {
+                assert!((back[a] - ijk[a]).abs() < 1e-9, "{ijk:?} -> {back:?}");
+            }
+        }
+        // The product with the forward matrix is the identity, translation included.
+        let m = &g.ijk_to_ras;
+        for r in 0..4 {
+            for c in 0..4 {
+                let v: f64 = (0..4).map(|t| inv[r][t] * m[t][c]).sum();
+                assert!((v - f64::from(u8::from(r == c))).abs() < 1e-12, "({r}, {c}) = {v}");
+            }
+        }
+        assert_eq!(inv[3], [0.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn ras_to_ijk_refuses_singular_and_non_finite_matrices() {
+        let mut g = Geometry::default();
+        g.ijk_to_ras[2] = [0.0, 0.0, 0.0, 5.0]; // k maps to nothing
+        assert_eq!(g.ras_to_ijk(), None);
+        let mut g = Geometry::default();
+        g.ijk_to_ras[1] = g.ijk_to_ras[0]; // two equal rows
+        assert_eq!(g.ras_to_ijk(), None);
+        let mut g = Geometry::default();
+        g.ijk_to_ras[0][0] = f64::NAN;
+        assert_eq!(g.ras_to_ijk(), None);
+        // The cut-off is on the determinant: 1 µm voxels (det 1e-9 mm³) invert, 10 nm ones (1e-15) do not.
+        let scaled = |s: f64| {
+            let mut g = Geometry::default();
+            for a in 0..3 {
+                g.ijk_to_ras[a][a] = s;
+            }
+            g.ras_to_ijk()
+        };
+        assert!((scaled(1e-3).unwrap()[1][1] - 1e3).abs() < 1e-9);
+        assert_eq!(scaled(1e-5), None);
+    }
+
+    #[test]
+    fn ras_box_round_trips_through_an_oblique_matrix() {
+        let g = oblique();
+        let dims = [64, 48, 20];
+        // The RAS corners of voxel boxes come back as the same voxel boxes, whichever corner is given first.
+        let f = |v: [usize; 3]| g.ijk_to_ras(v.map(|x| x as f64));
+        assert_eq!(
+            g.ras_box_to_ijk(f([5, 7, 2]), f([5, 7, 2]), dims).unwrap(),
+            BoxIjk { min: [5, 7, 2], max: [5, 7, 2] }
+        );
+        for (lo, hi) in [([0usize, 0, 0], [63usize, 47, 19]), ([10, 3, 4], [30, 40, 11])] {
+            let want = BoxIjk { min: lo, max: hi };
+            // Under an oblique matrix the RAS box spanned by two voxel corners is larger than the voxel box in
+            // voxel space, so the round trip must contain it (and stays clipped to the volume).
+            let b = g.ras_box_to_ijk(f(lo), f(hi), dims).unwrap();
+            assert_eq!(g.ras_box_to_ijk(f(hi), f(lo), dims).unwrap(), b);
+            for a in 0..3 {
+                assert!(b.min[a] <= want.min[a] && b.max[a] >= want.max[a], "{want:?} in {b:?}");
+                assert!(b.max[a] < dims[a]);
+            }
+        }
+        // An axis-aligned anisotropic LPS matrix maps boxes to boxes, so the round trip is exact.
+        let mut g = Geometry { spacing: [0.8, 0.8, 3.0], ..Geometry::default() };
+        g.ijk_to_ras = [[-0.8, 0.0, 0.0, 100.0], [0.0, -0.8, 0.0, 50.0], [0.0, 0.0, 3.0, -20.0], [0.0, 0.0, 0.0, 1.0]];
+        let f = |v: [usize; 3]| g.ijk_to_ras(v.map(|x| x as f64));
+        let b = g.ras_box_to_ijk(f([10, 3, 4]), f([30, 40, 11]), dims).unwrap();
+        assert_eq!(b, BoxIjk { min: [10, 3, 4], max: [30, 40, 11] });
+        // Corners round to the nearest voxel: 0.4 voxel short of 30 still reaches 30, 0.6 does not.
+        let p = g.ijk_to_ras([29.6, 40.0, 11.0]);
+        assert_eq!(g.ras_box_to_ijk(f([10, 3, 4]), p, dims).unwrap().max, [30, 40, 11]);
+        let p = g.ijk_to_ras([29.4, 40.0, 11.0]);
+        assert_eq!(g.ras_box_to_ijk(f([10, 3, 4]), p, dims).unwrap().max, [29, 40, 11]);
+    }
+
+    #[test]
+    fn ras_box_outside_partly_outside_singular_and_nan() {
+        let g = Geometry::default();
+        let dims = [10, 10, 10];
+        // Partly outside: clipped to the volume.
+        let b = g.ras_box_to_ijk([-5.0, 2.0, 3.0], [4.0, 20.0, 9.4], dims).unwrap();
+        assert_eq!(b, BoxIjk { min: [0, 2, 3], max: [4, 9, 9] });
+        // Wholly outside on one axis, on either side.
+        for (p0, p1) in [([0.0, 0.0, 10.6], [5.0, 5.0, 30.0]), ([-9.0, 0.0, 0.0], [-0.6, 5.0, 5.0])] {
+            let e = g.ras_box_to_ijk(p0, p1, dims).unwrap_err();
+            assert!(matches!(e, Error::InvalidPrompt(ref m) if m.contains("outside the volume")), "{e}");
+        }
+        // -0.4 rounds to voxel 0, so it is inside.
+        assert_eq!(g.ras_box_to_ijk([-0.4; 3], [-0.4; 3], dims).unwrap(), BoxIjk { min: [0; 3], max: [0; 3] });
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let e = g.ras_box_to_ijk([0.0, bad, 0.0], [1.0; 3], dims).unwrap_err();
+            assert!(matches!(e, Error::InvalidPrompt(ref m) if m.contains("non-finite")), "{e}");
+            assert!(g.ras_box_to_ijk([1.0; 3], [0.0, 0.0, bad], dims).is_err());
+        }
+        let mut s = Geometry::default();
+        s.ijk_to_ras[0] = [0.0; 4];
+        let e = s.ras_box_to_ijk([0.0; 3], [1.0; 3], dims).unwrap_err();
+        assert!(matches!(e, Error::InvalidVolume(ref m) if m.contains("singular")), "{e}");
+    }
+
+    fn bytes(values: &[i16]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_ne_bytes()).collect()
+    }
+
+    fn read(v: &VolumeView<'_>) -> Vec<f64> {
+        let mut out = Vec::new();
+        v.for_each(|x| out.push(x));
+        out
+    }
+
+    #[test]
+    fn volume_view_accepts_exact_buffers_and_negative_strides() {
+        let data = bytes(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        let g = Geometry::default();
+        let v = VolumeView::contiguous(&data, DType::I16, [3, 2, 2], g).unwrap();
+        assert_eq!(read(&v), (0..12).map(f64::from).collect::<Vec<_>>());
+        // The same buffer walked with j and k flipped: voxel (0,0,0) is the last row's first element.
+        let v = VolumeView::new(&data, 18, DType::I16, [3, 2, 2], [2, -6, -12], g).unwrap();
+        assert_eq!(read(&v), [9.0, 10.0, 11.0, 6.0, 7.0, 8.0, 3.0, 4.0, 5.0, 0.0, 1.0, 2.0]);
+        // Every other i, from a padded row pitch: only the bytes read must lie in the buffer.
+        let v = VolumeView::new(&data, 0, DType::I16, [2, 3, 1], [4, 8, 0], g).unwrap();
+        assert_eq!(read(&v), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        // A stride below the voxel size is fine on an axis of length 1.
+        assert!(VolumeView::new(&data, 0, DType::I16, [6, 1, 1], [2, 1, 0], g).is_ok());
+    }
+
+    #[test]
+    fn volume_view_bounds_checks() {
+        let data = vec![0u8; 24];
+        let g = Geometry::default();
+        let err = |r: Result<VolumeView<'_>>| match r {
+            Err(Error::InvalidVolume(m)) => m,
+            other => panic!("expected InvalidVolume, got {other:?}"),
+        };
+        assert!(err(VolumeView::new(&data, 0, DType::I16, [3, 0, 2], [2, 6, 12], g)).contains("zero-sized"));
+        assert!(err(VolumeView::new(&data, 0, DType::U8, [usize::MAX, 2, 1], [1, 1, 1], g)).contains("overflow"));
+        assert!(err(VolumeView::new(&data, 0, DType::U8, [1 << 31, 1 << 31, 1], [1, 1, 1], g)).contains("overflow"));
+        // One byte short, at the end and (through the offset) at the start.
+        let short = &data[..23];
+        assert!(err(VolumeView::contiguous(short, DType::I16, [3, 2, 2], g)).contains("[0, 24)"));
+        assert!(err(VolumeView::new(&data, 2, DType::I16, [3, 2, 2], [2, 6, 12], g)).contains("[2, 26)"));
+        assert!(err(VolumeView::new(&data, 16, DType::I16, [3, 2, 2], [2, 6, -12], g)).contains("[4, 28)"));
+        assert!(err(VolumeView::new(&data, 0, DType::I16, [3, 2, 2], [-2, 6, 12], g)).contains("[-4, 20)"));
+        // Overlapping voxels.
+        assert!(err(VolumeView::new(&data, 0, DType::I16, [3, 2, 2], [1, 6, 12], g)).contains("smaller than one"));
+        assert!(err(VolumeView::new(&data, 0, DType::I16, [3, 2, 2], [2, 6, 0], g)).contains("stride 0 of axis 2"));
+        for s in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let bad = Geometry { spacing: [1.0, s, 1.0], ..g };
+            assert!(err(VolumeView::contiguous(&data, DType::I16, [3, 2, 2], bad)).contains("spacing"));
+        }
+        let mut bad = g;
+        bad.ijk_to_ras[1][3] = f64::NAN;
+        assert!(err(VolumeView::contiguous(&data, DType::I16, [3, 2, 2], bad)).contains("non-finite"));
+    }
+}

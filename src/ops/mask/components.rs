@@ -12,21 +12,24 @@ pub enum Connectivity {
     Full,
 }
 
-/// Connected components of a mask.
+/// Connected components of a mask, with a label per voxel (the tests' reference; the library itself works
+/// on runs).
+#[cfg(test)]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Components {
+pub(crate) struct Components {
     /// Per voxel: 0 for background, `1..=n` for components, numbered in memory order of each
     /// component's first voxel.
-    pub labels: Vec<u32>,
+    pub(crate) labels: Vec<u32>,
     /// `sizes[c - 1]` is the voxel count of component `c`.
-    pub sizes: Vec<usize>,
+    pub(crate) sizes: Vec<usize>,
 }
 
 /// Labels the nonzero voxels of a `[w, h, d]` volume.
 ///
 /// # Panics
 /// If `mask.len() != w * h * d`, or the mask has more than `u32::MAX` runs.
-pub fn components_3d(mask: &[u8], dims: [usize; 3], conn: Connectivity) -> Components {
+#[cfg(test)]
+pub(crate) fn components_3d(mask: &[u8], dims: [usize; 3], conn: Connectivity) -> Components {
     check_len(mask, dims);
     let mut rl = RunLabels::default();
     rl.label::<true>(mask, dims, conn);
@@ -34,14 +37,6 @@ pub fn components_3d(mask: &[u8], dims: [usize; 3], conn: Connectivity) -> Compo
     let mut labels = vec![0u32; mask.len()];
     rl.for_each_run(dims[0], |x, span| labels[span].fill(rl.comp[x] + 1));
     Components { labels, sizes: rl.sizes }
-}
-
-/// Labels the nonzero pixels of a `w × h` image.
-///
-/// # Panics
-/// If `mask.len() != w * h`.
-pub fn components_2d(mask: &[u8], w: usize, h: usize, conn: Connectivity) -> Components {
-    components_3d(mask, [w, h, 1], conn)
 }
 
 /// Number of connected components of the nonzero pixels of a `w × h` image.
@@ -56,24 +51,12 @@ pub fn count_components_2d(mask: &[u8], w: usize, h: usize, conn: Connectivity) 
     rl.resolve()
 }
 
-/// Zeroes every component but the largest (ties: the first in memory order); returns voxels removed.
+/// Zeroes the components with fewer than `min_voxels` voxels, then, if `keep_largest`, every component but
+/// the largest (ties: the first in memory order), from a single labelling (removing small components never
+/// changes the other components, so one pass decides both); returns voxels removed.
 ///
 /// # Panics
 /// If `mask.len() != w * h * d`.
-pub fn keep_largest_3d(mask: &mut [u8], dims: [usize; 3], conn: Connectivity) -> usize {
-    prune_3d(mask, dims, conn, 0, true)
-}
-
-/// Zeroes components with fewer than `min_voxels` voxels; returns voxels removed.
-///
-/// # Panics
-/// If `mask.len() != w * h * d`.
-pub fn remove_small_3d(mask: &mut [u8], dims: [usize; 3], min_voxels: usize, conn: Connectivity) -> usize {
-    prune_3d(mask, dims, conn, min_voxels, false)
-}
-
-/// `remove_small_3d` then, if `keep_largest`, `keep_largest_3d`, from a single labelling (removing small
-/// components never changes the other components, so one pass decides both); returns voxels removed.
 pub(crate) fn prune_3d(
     mask: &mut [u8],
     dims: [usize; 3],
@@ -240,17 +223,17 @@ mod tests {
         assert_eq!(c.labels[(6 * 10 + 6) * 10 + 6], 2);
         assert_eq!(c.labels[999], 0);
 
-        assert_eq!(keep_largest_3d(&mut m, dims, Connectivity::Full), 8);
+        assert_eq!(prune_3d(&mut m, dims, Connectivity::Full, 0, true), 8);
         assert_eq!(count(&m, 1), 27);
         assert_eq!(m[(7 * 10 + 7) * 10 + 7], 0);
-        assert_eq!(keep_largest_3d(&mut m, dims, Connectivity::Full), 0);
+        assert_eq!(prune_3d(&mut m, dims, Connectivity::Full, 0, true), 0);
     }
 
     #[test]
     fn keep_largest_tie_keeps_first_in_memory_order() {
         let dims = [8, 1, 1];
         let mut m = vec![0, 2, 2, 0, 0, 3, 3, 0];
-        assert_eq!(keep_largest_3d(&mut m, dims, Connectivity::Faces), 2);
+        assert_eq!(prune_3d(&mut m, dims, Connectivity::Faces, 0, true), 2);
         assert_eq!(m, vec![0, 2, 2, 0, 0, 0, 0, 0]);
     }
 
@@ -278,17 +261,17 @@ mod tests {
     }
 
     #[test]
-    fn components_2d_labels_in_memory_order() {
+    fn components_of_an_image_label_in_memory_order() {
         #[rustfmt::skip]
         let m = [
             0, 0, 1, 1,
             1, 0, 0, 1,
             1, 0, 1, 0,
         ];
-        let c = components_2d(&m, 4, 3, Connectivity::Faces);
+        let c = components_3d(&m, [4, 3, 1], Connectivity::Faces);
         assert_eq!(c.labels, vec![0, 0, 1, 1, 2, 0, 0, 1, 2, 0, 3, 0]);
         assert_eq!(c.sizes, vec![3, 2, 1]);
-        let c8 = components_2d(&m, 4, 3, Connectivity::Full);
+        let c8 = components_3d(&m, [4, 3, 1], Connectivity::Full);
         assert_eq!(c8.sizes, vec![4, 2]);
         // A U shape whose arms are joined only at the bottom: the later row merges two roots.
         #[rustfmt::skip]
@@ -297,7 +280,7 @@ mod tests {
             1, 0, 1,
             1, 1, 1,
         ];
-        let cu = components_2d(&u, 3, 3, Connectivity::Faces);
+        let cu = components_3d(&u, [3, 3, 1], Connectivity::Faces);
         assert_eq!(cu.sizes, vec![7]);
         assert!(cu.labels.iter().zip(&u).all(|(&l, &v)| l == u32::from(v)));
     }
@@ -309,11 +292,11 @@ mod tests {
         fill_box(&mut m, dims, [0, 0, 0], [4, 4, 2], 1); // 32
         fill_box(&mut m, dims, [6, 6, 0], [8, 8, 1], 1); // 4
         fill_box(&mut m, dims, [10, 10, 2], [11, 11, 3], 1); // 1
-        assert_eq!(remove_small_3d(&mut m, dims, 1, Connectivity::Full), 0);
-        assert_eq!(remove_small_3d(&mut m, dims, 5, Connectivity::Full), 5);
+        assert_eq!(prune_3d(&mut m, dims, Connectivity::Full, 1, false), 0);
+        assert_eq!(prune_3d(&mut m, dims, Connectivity::Full, 5, false), 5);
         assert_eq!(count(&m, 1), 32);
-        assert_eq!(remove_small_3d(&mut m, dims, 32, Connectivity::Full), 0);
-        assert_eq!(remove_small_3d(&mut m, dims, 33, Connectivity::Full), 32);
+        assert_eq!(prune_3d(&mut m, dims, Connectivity::Full, 32, false), 0);
+        assert_eq!(prune_3d(&mut m, dims, Connectivity::Full, 33, false), 32);
         assert_eq!(count(&m, 0), m.len());
     }
 
@@ -321,11 +304,11 @@ mod tests {
     fn empty_and_degenerate_dims() {
         let mut e: Vec<u8> = Vec::new();
         assert_eq!(components_3d(&e, [0, 4, 4], Connectivity::Full).sizes, Vec::<usize>::new());
-        assert_eq!(keep_largest_3d(&mut e, [4, 0, 4], Connectivity::Full), 0);
+        assert_eq!(prune_3d(&mut e, [4, 0, 4], Connectivity::Full, 0, true), 0);
         assert_eq!(fill_holes_slices(&mut e, [4, 4, 0], 1), 0);
         assert_eq!(fill_holes_3d(&mut e, [0, 0, 0], 1), 0);
         let mut z = vec![0u8; 27];
-        assert_eq!(keep_largest_3d(&mut z, [3, 3, 3], Connectivity::Faces), 0);
+        assert_eq!(prune_3d(&mut z, [3, 3, 3], Connectivity::Faces, 0, true), 0);
         assert_eq!(fill_holes_3d(&mut z, [3, 3, 3], 1), 0);
     }
 
@@ -357,7 +340,7 @@ mod tests {
         }
         fill_box(&mut m, dims, [10, 10, 10], [15, 15, 15], 1);
         let t = std::time::Instant::now();
-        let removed = keep_largest_3d(&mut m, dims, Connectivity::Full);
+        let removed = prune_3d(&mut m, dims, Connectivity::Full, 0, true);
         let t_keep = t.elapsed();
         let t = std::time::Instant::now();
         let filled = fill_holes_slices(&mut m, dims, 1);

@@ -4,18 +4,8 @@ use super::check_len;
 use super::runs::RunLabels;
 use super::Connectivity;
 
-/// Sets background pixels that are not 4-connected to the image border to `value`; returns pixels
-/// filled. `value` should be nonzero, or the holes stay background.
-///
-/// # Panics
-/// If `mask.len() != w * h`.
-pub fn fill_holes_2d(mask: &mut [u8], w: usize, h: usize, value: u8) -> usize {
-    let dims = [w, h, 1];
-    check_len(mask, dims);
-    fill_holes(&mut RunLabels::default(), mask, dims, value, false)
-}
-
-/// `fill_holes_2d` on every k-slice; returns voxels filled.
+/// On every k-slice, sets background pixels that are not 4-connected to the slice border to `value`;
+/// returns voxels filled. `value` should be nonzero, or the holes stay background.
 ///
 /// Every 3D hole is also a hole of its slice (an in-slice path to the slice border is a path to the
 /// volume border), so this fills a superset of what `fill_holes_3d` fills, and `fill_holes_3d` run
@@ -39,7 +29,8 @@ pub fn fill_holes_slices(mask: &mut [u8], dims: [usize; 3], value: u8) -> usize 
 ///
 /// # Panics
 /// If `mask.len() != w * h * d`.
-pub fn fill_holes_3d(mask: &mut [u8], dims: [usize; 3], value: u8) -> usize {
+#[cfg(test)]
+pub(crate) fn fill_holes_3d(mask: &mut [u8], dims: [usize; 3], value: u8) -> usize {
     check_len(mask, dims);
     fill_holes(&mut RunLabels::default(), mask, dims, value, true)
 }
@@ -91,11 +82,11 @@ mod tests {
         let mut m = vec![0u8; w * h];
         fill_box(&mut m, [w, h, 1], [1, 1, 0], [6, 6, 1], 1);
         fill_box(&mut m, [w, h, 1], [2, 2, 0], [5, 5, 1], 0);
-        assert_eq!(fill_holes_2d(&mut m, w, h, 5), 9);
+        assert_eq!(fill_holes_slices(&mut m, [w, h, 1], 5), 9);
         assert_eq!(count(&m, 5), 9);
         assert_eq!(m[3 * w + 3], 5);
         assert_eq!(count(&m, 0), 49 - 25);
-        assert_eq!(fill_holes_2d(&mut m, w, h, 5), 0);
+        assert_eq!(fill_holes_slices(&mut m, [w, h, 1], 5), 0);
     }
 
     #[test]
@@ -110,11 +101,11 @@ mod tests {
             1, 1, 1, 1, 1,
         ];
         let before = m.clone();
-        assert_eq!(fill_holes_2d(&mut m, 5, 5, 1), 0);
+        assert_eq!(fill_holes_slices(&mut m, [5, 5, 1], 1), 0);
         assert_eq!(m, before);
         // Closing the gap turns the inside into a hole.
         m[10] = 1;
-        assert_eq!(fill_holes_2d(&mut m, 5, 5, 1), 9);
+        assert_eq!(fill_holes_slices(&mut m, [5, 5, 1], 1), 9);
         // Touching border background only diagonally does not open a hole (4-connectivity).
         #[rustfmt::skip]
         let mut diag = vec![
@@ -124,7 +115,7 @@ mod tests {
             1, 0, 0, 0, 1,
             1, 1, 1, 1, 1,
         ];
-        assert_eq!(fill_holes_2d(&mut diag, 5, 5, 1), 9);
+        assert_eq!(fill_holes_slices(&mut diag, [5, 5, 1], 1), 9);
         assert_eq!(diag[0], 0);
     }
 

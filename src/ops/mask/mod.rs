@@ -5,8 +5,8 @@
 //! Volumes are `[w, h, d]` with `i` fastest (`index = (k*h + j)*w + i`); a voxel is foreground when it
 //! is nonzero. Component work is run-length based: each row is cut into maximal runs, runs of adjacent
 //! rows are merged with union-find, and results are painted back run by run. Cost therefore follows the
-//! number of runs rather than voxels × neighbours, and no per-voxel label map is built unless the caller
-//! asks for one (`components_*`), which matters for 512×512×300 masks (a `u32` map alone is 300 MiB).
+//! number of runs rather than voxels × neighbours, and no per-voxel label map is built (the tests'
+//! reference `components_3d` builds one), which matters for 512×512×300 masks (a `u32` map alone is 300 MiB).
 
 mod components;
 mod distance;
@@ -14,13 +14,17 @@ mod holes;
 mod measure;
 mod runs;
 
+#[cfg(test)]
+pub(crate) use components::components_3d;
 pub(crate) use components::prune_3d;
 pub use components::{
-    components_2d, components_3d, count_components_2d, keep_component_touching, keep_largest_3d,
-    largest_component_area_per_slice, remove_small_3d, slices_to_dense, Components, Connectivity, SliceSpan,
+    count_components_2d, keep_component_touching, largest_component_area_per_slice, slices_to_dense, Connectivity,
+    SliceSpan,
 };
 pub use distance::interior_point_2d;
-pub use holes::{fill_holes_2d, fill_holes_3d, fill_holes_slices};
+#[cfg(test)]
+pub(crate) use holes::fill_holes_3d;
+pub use holes::fill_holes_slices;
 pub use measure::{bbox_2d, dice, foreground};
 
 pub(crate) fn check_len(mask: &[u8], [w, h, d]: [usize; 3]) {

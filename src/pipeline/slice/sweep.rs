@@ -45,6 +45,42 @@ impl Default for StopRule {
     }
 }
 
+/// Why a `StopRule` ended a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The mask is empty.
+    Empty,
+    /// The predicted IoU is below `min_iou`.
+    Unsure,
+    /// The area grew by more than `max_growth` from the previous slice.
+    Grew,
+    /// The area fell below `min_area_fraction` of the walk's largest.
+    Shrank,
+    /// The Dice with the previous slice's mask is below `min_continuity`.
+    Jumped,
+}
+
+impl StopRule {
+    /// Whether a walk ends at `out`, given the previous slice's 0/1 mask (None: the walk has no previous
+    /// mask) and the largest area the walk has seen; the first reason in `Stop`'s order, or None to go on.
+    pub fn stop(&self, out: &SliceOut, prev: Option<&[u8]>, max_area: usize) -> Option<Stop> {
+        use crate::ops::mask::{dice, foreground};
+        let prev_area = prev.map(|p| p.iter().map(|&m| m as usize).sum::<usize>());
+        let grew = prev_area.is_some_and(|a| a > 0 && out.area as f32 > self.max_growth * a as f32);
+        let shrank = (out.area as f32) < self.min_area_fraction * max_area as f32;
+        let jumped = prev.is_some_and(|p| (dice(foreground(p), foreground(&out.mask)) as f32) < self.min_continuity);
+        [
+            (out.area == 0, Stop::Empty),
+            (out.iou < self.min_iou, Stop::Unsure),
+            (grew, Stop::Grew),
+            (shrank, Stop::Shrank),
+            (jumped, Stop::Jumped),
+        ]
+        .into_iter()
+        .find_map(|(hit, why)| hit.then_some(why))
+    }
+}
+
 /// One walk: `first..=last` in its direction.
 #[derive(Debug, Clone)]
 pub struct Walk {
@@ -292,14 +328,8 @@ fn sweep_at<M: SliceModel>(
                 None => true,
             };
             if let (Some((rule, _)), false) = (w.stop, guarded) {
-                use crate::ops::mask::{dice, foreground};
                 let prev = l.steps.last().map(|s| &s.out.mask).or(w.seed.as_deref());
-                let prev_area = prev.map(|p| p.iter().map(|&m| m as usize).sum::<usize>());
-                let grew = prev_area.is_some_and(|a| a > 0 && out.area as f32 > rule.max_growth * a as f32);
-                let shrank = (out.area as f32) < rule.min_area_fraction * l.max_area as f32;
-                let jumped =
-                    prev.is_some_and(|p| (dice(foreground(p), foreground(&out.mask)) as f32) < rule.min_continuity);
-                if out.area == 0 || out.iou < rule.min_iou || grew || shrank || jumped {
+                if rule.stop(&out, prev.map(|p| p.as_slice()), l.max_area).is_some() {
                     l.stopped = true;
                     continue;
                 }
@@ -423,4 +453,61 @@ pub fn sweep_both_ahead<M: SliceModel>(
         return Err(e);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slice of `n` pixels whose first `area` pixels are foreground.
+    fn out(n: usize, area: usize, iou: f32) -> SliceOut {
+        let mut o = SliceOut::empty(n);
+        o.mask[..area].fill(1);
+        o.area = area;
+        o.iou = iou;
+        o
+    }
+
+    #[test]
+    fn stop_rule_conditions() {
+        let rule = StopRule { min_iou: 0.6, max_growth: 1.5, min_area_fraction: 0.25, min_continuity: 0.5 };
+        let prev = out(100, 40, 0.9).mask;
+        // Within every limit: 50 pixels after 40 (growth 1.25, Dice 0.89), a quarter of 200 or more.
+        assert_eq!(rule.stop(&out(100, 50, 0.9), Some(&prev), 200), None);
+        assert_eq!(rule.stop(&out(100, 0, 0.9), Some(&prev), 40), Some(Stop::Empty));
+        assert_eq!(rule.stop(&out(100, 50, 0.59), Some(&prev), 50), Some(Stop::Unsure));
+        assert_eq!(rule.stop(&out(100, 50, 0.6), Some(&prev), 50), None, "min_iou itself passes");
+        // 61 > 1.5 × 40 grew; 60 is exactly the limit and does not.
+        assert_eq!(rule.stop(&out(100, 61, 0.9), Some(&prev), 61), Some(Stop::Grew));
+        assert_eq!(rule.stop(&out(100, 60, 0.9), Some(&prev), 60), None);
+        // 49 < 0.25 × 200 shrank (Dice with the previous 40 is 0.9, so nothing else fires).
+        assert_eq!(rule.stop(&out(100, 49, 0.9), Some(&prev), 200), Some(Stop::Shrank));
+        assert_eq!(rule.stop(&out(100, 50, 0.9), Some(&prev), 200), None);
+        // Same area, other pixels: Dice 0 with the previous mask.
+        let mut moved = out(100, 40, 0.9);
+        moved.mask.rotate_right(50);
+        assert_eq!(rule.stop(&moved, Some(&prev), 40), Some(Stop::Jumped));
+        // Dice exactly 0.5 (20 of 40 shared) passes.
+        let mut half = out(100, 40, 0.9);
+        half.mask.rotate_right(20);
+        assert_eq!(rule.stop(&half, Some(&prev), 40), None);
+    }
+
+    #[test]
+    fn stop_rule_without_a_previous_mask_and_the_order_of_reasons() {
+        let rule = StopRule::default();
+        // Neither growth nor continuity can be judged without a previous mask (or from an empty one).
+        assert_eq!(rule.stop(&out(100, 90, 0.9), None, 0), None);
+        assert_eq!(rule.stop(&out(100, 90, 0.9), Some(&[0; 100]), 90), Some(Stop::Jumped));
+        let empty_prev = SliceOut::empty(100).mask;
+        assert_eq!(
+            StopRule { min_continuity: 0.0, ..rule }.stop(&out(100, 90, 0.9), Some(&empty_prev), 90),
+            None,
+            "growth from nothing is not a leak"
+        );
+        // Several reasons at once: the first in `Stop`'s order is reported.
+        assert_eq!(rule.stop(&out(100, 0, 0.1), Some(&out(100, 5, 0.9).mask), 100), Some(Stop::Empty));
+        assert_eq!(rule.stop(&out(100, 90, 0.1), Some(&out(100, 5, 0.9).mask), 100), Some(Stop::Unsure));
+        assert_eq!(rule.stop(&out(100, 90, 0.9), Some(&out(100, 5, 0.9).mask), 100), Some(Stop::Grew));
+    }
 }

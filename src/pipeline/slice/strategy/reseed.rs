@@ -100,7 +100,7 @@ pub fn reseed<M: SliceModel>(
             slices[z] = match (cz, r.is_empty(), is_key) {
                 (Some(cz), _, true) => Some(cz),
                 (None, true, _) => None,
-                (cz, _, _) => Some(fusion.fuse(cz.as_ref(), &r)),
+                (cz, _, _) => fusion.fuse(cz.as_ref(), &r),
             };
         }
         if ro.keep_main {
