@@ -186,6 +186,26 @@ mod tests {
     }
 
     #[test]
+    fn a_multi_tensor_embedding_is_budgeted_by_all_its_tensors() {
+        // 3 + 5 values = 32 bytes per slice: a 64-byte budget holds two slices.
+        let two = EmbeddingLayout { tensors: vec![("image".into(), vec![3]), ("high_res".into(), vec![5])] };
+        let c = EmbeddingCache::new(64, two).unwrap();
+        assert_eq!(c.capacity(), 2);
+        for z in 0..3 {
+            let e = c
+                .get_or_encode((2, z), |b| {
+                    assert_eq!(b.tensors.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 5]);
+                    b.tensors[1][4] = z as f32;
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(e.tensors[1][4], z as f32);
+        }
+        let s = c.stats();
+        assert_eq!((s.encoded, s.evicted, s.entries, s.bytes), (3, 1, 2, 64));
+    }
+
+    #[test]
     fn a_failed_encode_leaves_nothing_behind() {
         let c = EmbeddingCache::new(64, layout(4)).unwrap();
         let r = c.get_or_encode((2, 5), |_| Err(Error::Inference("boom".into())));
