@@ -11,6 +11,9 @@ use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::model::{ModelKind, SessionConfig};
 use voxprompt::ErrorCode;
 
+/// sha256 of the bytes `not an onnx graph`.
+const JUNK_SHA: &str = "565b36ceaa9cefaeac431e0ee73b4a20f627663da0934eb9d34627892e81cea5";
+
 fn tiny_text() -> PathBuf {
     root().join("tests/fixtures/models/tiny-text")
 }
@@ -89,7 +92,7 @@ fn an_engine_holds_a_spatial_model_and_a_text_encoder_at_once() {
 
 #[test]
 fn each_contract_mismatch_is_refused_with_its_message() {
-    let cases: Vec<(&str, PathBuf, ErrorCode, &str)> = vec![
+    let mut cases: Vec<(&str, PathBuf, ErrorCode, &str)> = vec![
         (
             "input name",
             variant("name", |m| m.replace("name = \"attention_mask\"", "name = \"mask\"")),
@@ -163,6 +166,16 @@ fn each_contract_mismatch_is_refused_with_its_message() {
             "sha256 is 6741",
         ),
     ];
+    // A file that passes its sha256 check but is no ONNX graph is a broken package.
+    let junk =
+        variant("junk", |m| m.replace("6741d9b0688fb03cd98e27652f09ea11157aa75f0470dae459e80c93bc16e072", JUNK_SHA));
+    std::fs::write(junk.join("encoder.onnx"), b"not an onnx graph").unwrap();
+    cases.push((
+        "a graph ONNX Runtime cannot load",
+        junk,
+        ErrorCode::ModelContract,
+        "text encoder: ONNX Runtime cannot load the graph",
+    ));
     for (what, dir, code, needle) in cases {
         let (got, msg) = refused(&[model_dir(), dir]);
         println!("{what}: {msg}");

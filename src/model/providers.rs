@@ -176,6 +176,10 @@ pub fn build_session_with_threads(
             Provider::Cpu
         }
     };
-    let session = builder.commit_from_memory(bytes).map_err(|e| Error::Inference(format!("{what}: {e}")))?;
+    // The bytes passed their sha256 check, so a graph ONNX Runtime cannot load is a broken package, not a
+    // failed inference.
+    let session = builder
+        .commit_from_memory(bytes)
+        .map_err(|e| Error::ModelContract(format!("{what}: ONNX Runtime cannot load the graph: {e}")))?;
     Ok(BuiltSession { session, provider, fallback_reasons: reasons })
 }
