@@ -22,13 +22,6 @@ pub struct EngineOptions {
     pub session: SessionConfig,
 }
 
-impl EngineOptions {
-    /// Options for one model package.
-    pub fn with_model(model_dir: impl Into<PathBuf>) -> EngineOptions {
-        EngineOptions { model_dirs: vec![model_dir.into()], ..Default::default() }
-    }
-}
-
 pub struct Engine {
     pub runtime: &'static Runtime,
     pub models: Arc<Models>,

@@ -8,6 +8,7 @@ use super::handle::try_array;
 use super::result::vxp_result;
 use super::session::{done, vxp_session, with_session};
 use crate::prompt::PointIjk;
+use crate::session::Session;
 use crate::volume::BoxIjk;
 
 fn label_u8(label: u32) -> Result<u8, vxp_result> {
@@ -17,6 +18,14 @@ fn label_u8(label: u32) -> Result<u8, vxp_result> {
         set_last_error(format!("label {label} is not in 1..=255"));
         Err(vxp_result::InvalidPrompt)
     }
+}
+
+/// `with_session` for a call on object `label`: the session is checked first, then the label (1–255).
+fn with_object(session: *mut vxp_session, label: u32, f: impl FnOnce(&mut Session, u8) -> vxp_result) -> vxp_result {
+    with_session(session, |s| match label_u8(label) {
+        Ok(l) => f(s, l),
+        Err(r) => r,
+    })
 }
 
 /// Adds a box prompt in voxel indices to object `label` (1–255, the value written into the mask),
@@ -44,11 +53,7 @@ pub unsafe extern "C" fn vxp_session_add_box_ijk(
             Ok(b) => b,
             Err(r) => return r,
         };
-        with_session(session, |s| {
-            let l = match label_u8(label) {
-                Ok(l) => l,
-                Err(r) => return r,
-            };
+        with_object(session, label, |s, l| {
             if b.iter().any(|&v| v < 0) {
                 set_last_error(format!("box {b:?} has a negative index: outside the volume"));
                 return vxp_result::InvalidPrompt;
@@ -80,11 +85,7 @@ pub unsafe extern "C" fn vxp_session_add_box_ras(
             Ok(b) => b,
             Err(r) => return r,
         };
-        with_session(session, |s| {
-            let l = match label_u8(label) {
-                Ok(l) => l,
-                Err(r) => return r,
-            };
+        with_object(session, label, |s, l| {
             match s.geometry().ras_box_to_ijk([b[0], b[1], b[2]], [b[3], b[4], b[5]], s.dims()) {
                 Ok(bbox) => done(s.add_box(l, bbox)),
                 Err(e) => fail(e),
@@ -116,11 +117,7 @@ pub unsafe extern "C" fn vxp_session_add_point_ijk(
             Ok(p) => p,
             Err(r) => return r,
         };
-        with_session(session, |s| {
-            let l = match label_u8(label) {
-                Ok(l) => l,
-                Err(r) => return r,
-            };
+        with_object(session, label, |s, l| {
             if p.iter().any(|&v| v < 0) {
                 set_last_error(format!("point {p:?} has a negative index: outside the volume"));
                 return vxp_result::InvalidPrompt;
@@ -148,11 +145,7 @@ pub unsafe extern "C" fn vxp_session_add_point_ras(
             Ok(p) => p,
             Err(r) => return r,
         };
-        with_session(session, |s| {
-            let l = match label_u8(label) {
-                Ok(l) => l,
-                Err(r) => return r,
-            };
+        with_object(session, label, |s, l| {
             match s.geometry().ras_box_to_ijk([p[0], p[1], p[2]], [p[0], p[1], p[2]], s.dims()) {
                 Ok(b) => done(s.add_point(l, PointIjk { ijk: b.min, positive })),
                 Err(e) => fail(e),
@@ -220,11 +213,7 @@ pub unsafe extern "C" fn vxp_session_set_seed_mask(
             (Ok(d), Ok(st)) => (d, st),
             (Err(r), _) | (_, Err(r)) => return r,
         };
-        with_session(session, |s| {
-            let l = match label_u8(label) {
-                Ok(l) => l,
-                Err(r) => return r,
-            };
+        with_object(session, label, |s, l| {
             let vd = s.dims();
             if d != vd {
                 set_last_error(format!("seed mask dims {d:?} differ from the volume's {vd:?}"));

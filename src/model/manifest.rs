@@ -45,11 +45,6 @@ impl ModelKind {
             ModelKind::Mosaic => "mosaic",
         }
     }
-
-    /// Whether a package of this kind segments (as opposed to helping another model, like a text encoder).
-    pub fn is_spatial(self) -> bool {
-        !matches!(self, ModelKind::TextEncoder)
-    }
 }
 
 impl fmt::Display for ModelKind {

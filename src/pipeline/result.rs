@@ -51,18 +51,6 @@ pub struct SweepStats {
     pub postprocess: Duration,
 }
 
-impl SweepStats {
-    pub fn add(&mut self, o: &SweepStats) {
-        self.decoded_slices += o.decoded_slices;
-        self.decoder_runs += o.decoder_runs;
-        self.decoder_batches += o.decoder_batches;
-        self.preprocess += o.preprocess;
-        self.encode += o.encode;
-        self.decode += o.decode;
-        self.postprocess += o.postprocess;
-    }
-}
-
 /// Work counters and time per stage of one run, all workers together.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {

@@ -108,13 +108,6 @@ impl ObjectPrompts {
         })
     }
 
-    pub fn texts(&self) -> impl Iterator<Item = &str> + '_ {
-        self.prompts.iter().filter_map(|p| match &p.kind {
-            PromptKind::Text(t) => Some(t.as_str()),
-            _ => None,
-        })
-    }
-
     /// Whether anything can start the object: a box, a seed mask or a positive point.
     pub fn has_start(&self) -> bool {
         self.boxes().next().is_some() || self.seed().is_some() || self.points().any(|p| p.positive)

@@ -255,18 +255,6 @@ impl Session {
         Ok(())
     }
 
-    /// The stack for `o` (slices along its axis), resliced on first use.
-    fn stack_volume(&mut self, o: Orientation) -> &U8Volume {
-        if o.is_native() {
-            return &self.image;
-        }
-        let slot = o.axis() as usize;
-        if self.stacks[slot].is_none() {
-            self.stacks[slot] = Some(o.reslice(&self.image));
-        }
-        self.stacks[slot].as_ref().expect("made")
-    }
-
     /// Brings every object's result up to date; see the module docs for what is recomputed.
     pub fn run(&mut self, progress: Option<&mut dyn FnMut(f32) -> bool>) -> Result<RunReport> {
         if self.objects.list.is_empty() {
@@ -318,12 +306,7 @@ impl Session {
             return Ok(report);
         }
 
-        self.stack_volume(orientation);
-        let volume = if orientation.is_native() {
-            &self.image
-        } else {
-            self.stacks[orientation.axis() as usize].as_ref().expect("made")
-        };
+        let volume = stack_of(&self.image, &mut self.stacks, orientation);
         let [w, h, d] = volume.dims;
         let (run_cancel, done) = (AtomicBool::new(false), AtomicUsize::new(0));
         let stack = Stack {
@@ -425,4 +408,13 @@ impl Session {
     pub fn summaries(&self) -> Vec<ObjectSummary> {
         self.results().into_iter().map(|(label, r)| compose::summary(label, r)).collect()
     }
+}
+
+/// The stack of `image` along `o` (slices along its axis), resliced into `stacks` on first use. A free
+/// function over the two fields, so the session's cache can be borrowed next to it.
+fn stack_of<'a>(image: &'a U8Volume, stacks: &'a mut [Option<U8Volume>; 2], o: Orientation) -> &'a U8Volume {
+    if o.is_native() {
+        return image;
+    }
+    stacks[o.axis() as usize].get_or_insert_with(|| o.reslice(image))
 }
