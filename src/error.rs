@@ -152,6 +152,9 @@ pub enum Error {
     ShapeMismatch(String),
     #[error("invalid prompt: {0}")]
     InvalidPrompt(String),
+    /// The message names the phrase and the closest concepts.
+    #[error("unknown concept: {0}")]
+    UnknownConcept(String),
     #[error("model package not found: {0}")]
     ModelNotFound(String),
     #[error("model integrity check failed: {0}")]
@@ -188,6 +191,7 @@ impl Error {
             Error::UnsupportedDtype(_) => ErrorCode::UnsupportedDtype,
             Error::ShapeMismatch(_) => ErrorCode::ShapeMismatch,
             Error::InvalidPrompt(_) => ErrorCode::InvalidPrompt,
+            Error::UnknownConcept(_) => ErrorCode::UnknownConcept,
             Error::ModelNotFound(_) => ErrorCode::ModelNotFound,
             Error::ModelIntegrity(_) => ErrorCode::ModelIntegrity,
             Error::ModelContract(_) => ErrorCode::ModelContract,
