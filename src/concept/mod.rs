@@ -288,7 +288,8 @@ impl Resolver {
                 (Some(SideWord::Right), true) if c.side != Some(Laterality::Right) => continue,
                 (None | Some(SideWord::Both), true) => {
                     let mut pair = vec![i];
-                    if let Some(j) = c.twin.as_deref().and_then(|t| v.index_of(t)) {
+                    // Only a term both sides share names both ("lul" is the left upper lobe alone).
+                    if let Some(j) = c.twin.as_deref().and_then(|t| v.index_of(t)).filter(|j| cands.contains(j)) {
                         pair.push(j);
                         pair.sort_unstable_by_key(|&k| v.concepts[k].side != Some(Laterality::Left));
                     }
@@ -476,16 +477,14 @@ fn display(v: &Vocabulary, pick: &Pick) -> String {
     }
 }
 
-/// Plural words made singular where the singular is a vocabulary word ("kidneys", "ribs").
+/// Plural words made singular where the singular is a vocabulary word ("kidneys", "ribs", "hippocampi").
 fn singular(v: &Vocabulary, words: &[String]) -> Vec<String> {
     words
         .iter()
         .map(|w| {
             let known = |s: &str| v.words().binary_search_by(|k| k.as_str().cmp(s)).is_ok();
-            if known(w) {
-                return w.clone();
-            }
-            for (suffix, repl) in [("ies", "y"), ("es", ""), ("s", ""), ("ae", "a")] {
+            // Tried even for known words: "ventricles" is a vocabulary word, "lateral ventricles" a plural.
+            for (suffix, repl) in [("ies", "y"), ("es", ""), ("s", ""), ("ae", "a"), ("i", "us")] {
                 if let Some(stem) = w.strip_suffix(suffix) {
                     let s = format!("{stem}{repl}");
                     if known(&s) {

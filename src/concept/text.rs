@@ -142,14 +142,15 @@ impl Grammar {
         for (i, w) in all.iter().enumerate() {
             // "l 1" is a vertebra, not a side.
             let before_number = all.get(i + 1).is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
-            match self.side.get(*w) {
+            let w = &self.grammar_word(w);
+            match self.side.get(w.as_str()) {
                 Some(s) if !(w.len() == 1 && before_number) => {
                     p.side = Some(match (p.side, *s) {
                         (Some(a), b) if a != b => SideWord::Both,
                         (_, b) => b,
                     });
                 }
-                _ if self.stopwords.contains(*w) => {}
+                _ if self.stopwords.contains(w.as_str()) => {}
                 _ => rest.push(w.to_string()),
             }
         }
@@ -171,6 +172,24 @@ impl Grammar {
         });
         p.words = rest;
         p
+    }
+
+    /// A misspelt side or lesion word ("lfet", "tumuor") as the word it is one edit from; words under 4
+    /// letters and words within reach of two grammar words stay as they are.
+    fn grammar_word(&self, w: &str) -> String {
+        if w.len() < 4 || self.side.contains_key(w) || self.lesion.contains_key(w) || self.stopwords.contains(w) {
+            return w.to_string();
+        }
+        let mut hit: Option<&str> = None;
+        for k in self.side.keys().chain(self.lesion.keys()).filter(|k| k.len() >= 4) {
+            if edit_distance(w, k, 1) <= 1 {
+                if hit.is_some() {
+                    return w.to_string();
+                }
+                hit = Some(k);
+            }
+        }
+        hit.unwrap_or(w).to_string()
     }
 
     /// Replaces organ adjectives by their organ ("renal" → "kidney") when they stand for it.
