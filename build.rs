@@ -13,6 +13,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("Callbacks", &["callback"]),
     ("Options", &["options"]),
     ("Engine", &["engine"]),
+    ("Concepts", &["concept"]),
     ("Volume", &["volume"]),
     ("Session", &["session"]),
     ("Prompts", &["prompt"]),

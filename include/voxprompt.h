@@ -219,9 +219,9 @@ const char *vxp_result_name(uint32_t result);
 
 /**
  * ABI minor version: bumped when functions or fields are added compatibly (4: `vxp_result_name`,
- * `vxp_options_set_cpu_fallback`).
+ * `vxp_options_set_cpu_fallback`; 6: `vxp_engine_lookup_concept`, `vxp_engine_complete_concepts`).
  */
-#define VXP_ABI_VERSION_MINOR 5
+#define VXP_ABI_VERSION_MINOR 6
 
 /**
  * Returns the library version and what it was built against, e.g.
@@ -513,6 +513,52 @@ vxp_result vxp_engine_provider(const struct vxp_engine *engine,
                                char *buf,
                                size_t len,
                                size_t *needed);
+
+/**********************/
+/* Section - Concepts */
+/**********************/
+
+/**
+ * Looks up what `phrase` names ("left kidney", "tumour of the liver", "HCC", "kidnye") and writes a JSON
+ * object into `buf`: `text`, `name` (display), `concepts` (one, or a left/right pair when no side was
+ * said; each with `id`, `name`, `side`, `region`, `parent`, `atlas`, `labels`, `snomed` {category, type,
+ * modifier with meanings} and `color`), `lesion` (null or "lesion" | "tumor" | "nodule" | "cyst" |
+ * "metastasis": then `concepts` is the organ it lies in), `modifiers` ("upper pole"…), `method` ("exact" |
+ * "typo" | "embedding"), `score` and `alternatives`. Sides come from the words, never from a guess.
+ * The buffer follows `vxp_last_error`'s rules: `*needed` (if not NULL) receives the length without the NUL.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (an empty or
+ * blank phrase, or not UTF-8), `VXP_RESULT_UNKNOWN_CONCEPT` (the phrase names no known structure; the
+ * message from `vxp_last_error` names the three closest concepts), `VXP_RESULT_BUFFER_TOO_SMALL` (buf
+ * untouched) or `VXP_RESULT_INFERENCE` (the text encoder failed). Thread-safe.
+ *
+ * # Safety
+ * `engine` a live handle; `phrase` a NUL-terminated string; `buf` valid for `len` bytes (NULL with len 0
+ * queries the size); `needed` NULL or valid.
+ */
+vxp_result vxp_engine_lookup_concept(const struct vxp_engine *engine,
+                                     const char *phrase,
+                                     char *buf,
+                                     size_t len,
+                                     size_t *needed);
+
+/**
+ * Lists at most `limit` concepts whose display name or a term starts with `prefix` (case and accents
+ * ignored; "" lists the vocabulary from the start), as a JSON array of the concept objects
+ * `vxp_engine_lookup_concept` describes, display-name matches first: for a text field's completion.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (not UTF-8) or
+ * `VXP_RESULT_BUFFER_TOO_SMALL` (buf untouched). Thread-safe.
+ *
+ * # Safety
+ * As `vxp_engine_lookup_concept`.
+ */
+vxp_result vxp_engine_complete_concepts(const struct vxp_engine *engine,
+                                        const char *prefix,
+                                        uint32_t limit,
+                                        char *buf,
+                                        size_t len,
+                                        size_t *needed);
 
 /********************/
 /* Section - Volume */

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::concept::{self, Domain, Resolution, Resolver};
 use crate::error::Result;
 use crate::model::{Models, Provider, SessionConfig};
 use crate::runtime::{self, Runtime};
@@ -25,6 +26,8 @@ pub struct EngineOptions {
 pub struct Engine {
     pub runtime: &'static Runtime,
     pub models: Arc<Models>,
+    /// Text → concept, over the built-in vocabulary.
+    pub resolver: Resolver,
     /// Time spent loading the runtime and building sessions.
     pub load_time: Duration,
 }
@@ -34,7 +37,8 @@ impl Engine {
         let t = Instant::now();
         let runtime = runtime::runtime(opts.ort_library.as_deref())?;
         let models = Arc::new(Models::load(runtime, &opts.model_dirs, &opts.session)?);
-        Ok(Engine { runtime, models, load_time: t.elapsed() })
+        let resolver = Resolver::lexical(concept::builtin()?);
+        Ok(Engine { runtime, models, resolver, load_time: t.elapsed() })
     }
 
     /// The execution provider that really runs the spatial model's encoder.
@@ -45,6 +49,11 @@ impl Engine {
     /// Why requested execution providers were not used, for every graph of the spatial model.
     pub fn fallback_reasons(&self) -> &[String] {
         self.models.segmenter.provider().1
+    }
+
+    /// What `text` names, or `Error::UnknownConcept` with the closest concepts.
+    pub fn resolve(&self, text: &str, domain: Domain) -> Result<Resolution> {
+        self.resolver.resolve(text, domain)
     }
 
     /// Maps the volume's intensities and opens an interactive session over it (the mapped 8-bit copy is

@@ -21,6 +21,7 @@ const BUFFER_TOO_SMALL: u32 = 104;
 const INVALID_VOLUME: u32 = 105;
 const INVALID_PROMPT: u32 = 106;
 const UNSUPPORTED: u32 = 108;
+const UNKNOWN_CONCEPT: u32 = 107;
 const NOTHING_TO_UNDO: u32 = 109;
 const SHAPE_MISMATCH: u32 = 102;
 const MODEL_NOT_FOUND: u32 = 200;
@@ -118,6 +119,11 @@ struct Api {
     last_stats: Symbol<'static, unsafe extern "C" fn(*const Opaque, *mut VxpRunStats) -> u32>,
     result_name: Symbol<'static, unsafe extern "C" fn(u32) -> *const c_char>,
     options_set_cpu_fallback: Symbol<'static, unsafe extern "C" fn(*mut Opaque, bool) -> u32>,
+    lookup_concept:
+        Symbol<'static, unsafe extern "C" fn(*const Opaque, *const c_char, *mut c_char, usize, *mut usize) -> u32>,
+    #[allow(clippy::type_complexity)]
+    complete_concepts:
+        Symbol<'static, unsafe extern "C" fn(*const Opaque, *const c_char, u32, *mut c_char, usize, *mut usize) -> u32>,
 }
 
 fn api() -> &'static Api {
@@ -174,6 +180,8 @@ fn api() -> &'static Api {
             last_stats: sym!("vxp_session_last_stats"),
             result_name: sym!("vxp_result_name"),
             options_set_cpu_fallback: sym!("vxp_options_set_cpu_fallback"),
+            lookup_concept: sym!("vxp_engine_lookup_concept"),
+            complete_concepts: sym!("vxp_engine_complete_concepts"),
         }
     })
 }
@@ -836,4 +844,53 @@ fn a_second_package_of_another_kind_is_added_next_to_the_spatial_model() {
         assert_eq!(e, SENTINEL);
         (a.options_free)(o);
     }
+}
+
+/// A JSON answer through the size-query protocol: NULL/0 first, then a buffer of exactly that size.
+fn json_out(call: impl Fn(*mut c_char, usize, *mut usize) -> u32) -> Result<String, (u32, String)> {
+    let mut needed = usize::MAX;
+    let r = call(ptr::null_mut(), 0, &mut needed);
+    if r != BUFFER_TOO_SMALL {
+        return Err((r, last_error()));
+    }
+    let mut buf = vec![0 as c_char; needed + 1];
+    let mut again = 0usize;
+    assert_eq!(call(buf.as_mut_ptr(), buf.len(), &mut again), OK, "{}", last_error());
+    assert_eq!(again, needed);
+    // SAFETY: NUL-terminated by the library.
+    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+#[test]
+fn concepts_are_looked_up_and_completed_with_documented_codes() {
+    let a = api();
+    let e = engine();
+    let lookup = |t: &str| {
+        let t = cstr(t);
+        // SAFETY: a live engine, a C string and buffers as the protocol says.
+        json_out(|b, l, n| unsafe { (a.lookup_concept)(e, t.as_ptr(), b, l, n) })
+    };
+    let v: serde_json::Value = serde_json::from_str(&lookup("tumour of the LEFT kidnye").unwrap()).unwrap();
+    assert_eq!(v["concepts"][0]["id"], "kidney_left");
+    assert_eq!(v["concepts"][0]["snomed"]["modifier"], "7771000");
+    assert_eq!((v["lesion"].as_str(), v["method"].as_str()), (Some("tumor"), Some("typo")));
+    let pair: serde_json::Value = serde_json::from_str(&lookup("kidneys").unwrap()).unwrap();
+    assert_eq!(pair["concepts"].as_array().unwrap().len(), 2);
+    let (code, msg) = lookup("banana bread").unwrap_err();
+    assert_eq!(code, UNKNOWN_CONCEPT, "{msg}");
+    assert!(msg.contains("closest:"), "{msg}");
+    assert_eq!(lookup("   ").unwrap_err().0, INVALID_ARGUMENT);
+    let mut n = 0usize;
+    unsafe {
+        assert_eq!((a.lookup_concept)(e, ptr::null(), ptr::null_mut(), 0, &mut n), NULL_ARGUMENT);
+        assert_eq!((a.lookup_concept)(ptr::null(), cstr("liver").as_ptr(), ptr::null_mut(), 0, &mut n), NULL_ARGUMENT);
+    }
+    let p = cstr("kid");
+    // SAFETY: as above.
+    let list: serde_json::Value =
+        serde_json::from_str(&json_out(|b, l, n| unsafe { (a.complete_concepts)(e, p.as_ptr(), 5, b, l, n) }).unwrap())
+            .unwrap();
+    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids[..2], ["kidney_right", "kidney_left"], "{ids:?}");
+    assert!(ids.len() <= 5);
 }

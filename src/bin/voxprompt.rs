@@ -35,6 +35,49 @@ struct Cli {
 enum Command {
     /// Segment objects in a volume from box prompts and write a label mask on the input grid.
     Segment(SegmentArgs),
+    /// Say what each phrase names (one JSON object per line), or list concepts for completion.
+    Concept(ConceptArgs),
+}
+
+#[derive(clap::Args)]
+struct ConceptArgs {
+    /// Phrases to look up ("left kidney", "tumour of the liver", "HCC").
+    phrase: Vec<String>,
+    /// List the concepts whose name or a term starts with this prefix instead.
+    #[arg(long, value_name = "PREFIX")]
+    complete: Option<String>,
+    /// At most this many concepts for --complete.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+/// Exits with the first refusal's code after printing every phrase's answer.
+fn concept(a: ConceptArgs) -> Result<()> {
+    use voxprompt::concept::{self, report, Domain, Resolver};
+    let resolver = Resolver::lexical(concept::builtin()?);
+    if let Some(p) = &a.complete {
+        println!("{}", report::concepts_json(resolver.vocab.complete(p, a.limit)));
+        return Ok(());
+    }
+    if a.phrase.is_empty() {
+        return Err(Error::InvalidArgument("give a phrase, or --complete PREFIX".into()));
+    }
+    let mut first_err = None;
+    for p in &a.phrase {
+        match resolver.resolve(p, Domain::Any) {
+            Ok(r) => println!("{}", report::resolution_json(&r, &resolver.vocab)),
+            Err(e) => {
+                println!(
+                    "{{\"text\":{},\"error\":{},\"message\":{}}}",
+                    report::quote(p),
+                    report::quote(e.code().variant_name()),
+                    report::quote(&e.to_string())
+                );
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 #[derive(clap::Args)]
@@ -442,6 +485,7 @@ fn main() -> ExitCode {
             let input = a.input.clone();
             (segment(a), input)
         }
+        Command::Concept(a) => (concept(a), PathBuf::from("concept")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,10 +9,13 @@
 //! Sides always come from the words, never from the encoder.
 
 pub mod bank;
+pub mod report;
 pub mod text;
 pub mod vocab;
 
 use std::sync::Arc;
+
+use once_cell::sync::OnceCell;
 
 pub use bank::Bank;
 pub use text::{LesionKind, SideWord};
@@ -20,6 +23,12 @@ pub use vocab::{Concept, Laterality, Region, Snomed, Vocabulary};
 
 use crate::error::{Error, Result};
 use text::{bag, edit_distance, Parsed};
+
+/// The built-in vocabulary, parsed once per process.
+pub fn builtin() -> Result<Arc<Vocabulary>> {
+    static VOCAB: OnceCell<Arc<Vocabulary>> = OnceCell::new();
+    VOCAB.get_or_try_init(|| Vocabulary::builtin().map(Arc::new)).cloned()
+}
 
 /// Embeds a phrase into the bank's space (the text encoder; a stand-in in tests).
 pub trait Embedder: Send + Sync {

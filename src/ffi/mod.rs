@@ -4,6 +4,7 @@
 // In the order of the header's sections.
 mod buffer;
 pub mod callback;
+pub mod concept;
 pub mod engine;
 pub mod error;
 mod handle;
