@@ -167,6 +167,20 @@ def test_result_names_and_texts_come_from_the_library(engine):
     assert VoxPromptError(12345, "").name == "UNKNOWN_12345"
 
 
+def test_phrases_resolve_to_concepts_or_a_refusal_with_suggestions(engine):
+    c = engine.lookup("tumour of the right kidney")
+    assert [x["id"] for x in c["concepts"]] == ["kidney_right"] and c["lesion"] == "tumor"
+    assert c["concepts"][0]["snomed"]["type"] == "64033007" and c["concepts"][0]["side"] == "right"
+    with pytest.raises(VoxPromptError) as e:
+        engine.lookup("banana bread")
+    assert e.value.name == "UNKNOWN_CONCEPT" and "closest:" in str(e.value), e.value
+    with pytest.raises(VoxPromptError) as e:
+        engine.lookup("")
+    assert e.value.name == "INVALID_ARGUMENT"
+    names = [x["name"] for x in engine.complete("hippo", 2)]
+    assert names == ["left hippocampus", "right hippocampus"], names
+
+
 def test_bad_input_is_a_typed_error_with_a_message(engine, ct):
     vol, affine = ct
     with engine.session(vol, affine, intensity="ct") as s:

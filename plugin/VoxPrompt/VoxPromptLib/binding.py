@@ -15,7 +15,7 @@ from pathlib import Path
 # The ABI this binding was written against (VXP_ABI_VERSION_MAJOR / _MINOR in include/voxprompt.h); 0.4 added
 # vxp_result_name, which names every code below.
 ABI_MAJOR = 0
-ABI_MINOR = 5
+ABI_MINOR = 6
 
 LIBRARY_ENV = "VXP_LIB"
 LIBRARY_NAME = "libvoxprompt.so.0"
@@ -26,13 +26,17 @@ OK = 0
 INVALID_ARGUMENT = 101
 SHAPE_MISMATCH = 102
 UNSUPPORTED_DTYPE = 103
+BUFFER_TOO_SMALL = 104
 INVALID_PROMPT = 106
+UNKNOWN_CONCEPT = 107
 MODEL_NOT_FOUND = 200
 MODEL_CONTRACT = 202
 RUNTIME_LOAD = 300
 CANCELLED = 400
 _OWN_CODES = {"OK": OK, "INVALID_ARGUMENT": INVALID_ARGUMENT, "SHAPE_MISMATCH": SHAPE_MISMATCH,
-              "UNSUPPORTED_DTYPE": UNSUPPORTED_DTYPE, "INVALID_PROMPT": INVALID_PROMPT,
+              "UNSUPPORTED_DTYPE": UNSUPPORTED_DTYPE,
+              "BUFFER_TOO_SMALL": BUFFER_TOO_SMALL, "INVALID_PROMPT": INVALID_PROMPT,
+              "UNKNOWN_CONCEPT": UNKNOWN_CONCEPT,
               "MODEL_NOT_FOUND": MODEL_NOT_FOUND, "MODEL_CONTRACT": MODEL_CONTRACT, "RUNTIME_LOAD": RUNTIME_LOAD,
               "CANCELLED": CANCELLED}
 _RESULT_PREFIX = "VXP_RESULT_"
@@ -132,6 +136,9 @@ _SIGNATURES = {
     "vxp_engine_new": (c_uint32, [c_void_p, POINTER(c_void_p)]),
     "vxp_engine_free": (None, [c_void_p]),
     "vxp_engine_provider": (c_uint32, [c_void_p, c_char_p, c_size_t, POINTER(c_size_t)]),
+    "vxp_engine_lookup_concept": (c_uint32, [c_void_p, c_char_p, c_char_p, c_size_t, POINTER(c_size_t)]),
+    "vxp_engine_complete_concepts": (c_uint32, [c_void_p, c_char_p, c_uint32, c_char_p, c_size_t,
+                                                POINTER(c_size_t)]),
     "vxp_session_new": (c_uint32, [c_void_p, POINTER(VxpVolume), POINTER(c_void_p)]),
     "vxp_session_free": (None, [c_void_p]),
     "vxp_session_add_box_ijk": (c_uint32, [c_void_p, c_uint32, POINTER(c_int64)]),

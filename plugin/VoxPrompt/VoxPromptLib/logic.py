@@ -8,6 +8,7 @@ creation and keeps no pointer to the host's buffer.
 from __future__ import annotations
 
 import ctypes
+import json
 import threading
 from ctypes import byref, c_double, c_int64, c_size_t, c_void_p
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .binding import (CANCELLED, DTYPES, INTENSITY, OVERLAP, POLICIES, PROGRESS_FN, Library, VoxPromptError,
+from .binding import (BUFFER_TOO_SMALL, CANCELLED, DTYPES, INTENSITY, OVERLAP, POLICIES, PROGRESS_FN, Library, VoxPromptError,
                       VxpRunStats, VxpVolume, checkout, find_library)
 
 _LIBRARIES: dict[str, Library] = {}
@@ -81,6 +82,32 @@ class Engine:
         buf = ctypes.create_string_buffer(needed.value + 1)
         self.lib.check(dll.vxp_engine_provider(self._handle, buf, len(buf), None))
         return buf.value.decode()
+
+    def _text_out(self, call) -> str:
+        """A string result: one call into a 16 KiB buffer, a second of the reported size if that was short
+        (so a phrase is resolved, and embedded, once in the common case)."""
+        needed = c_size_t()
+        buf = ctypes.create_string_buffer(16384)
+        code = call(buf, len(buf), byref(needed))
+        if code == BUFFER_TOO_SMALL:
+            buf = ctypes.create_string_buffer(needed.value + 1)
+            code = call(buf, len(buf), None)
+        self.lib.check(code)
+        return buf.value.decode()
+
+    def lookup(self, phrase: str) -> dict:
+        """What a phrase names: the concepts (with SNOMED codes and colour), lesion, modifiers, method, score
+        and alternatives. Raises VoxPromptError UNKNOWN_CONCEPT, whose message names the closest concepts."""
+        dll = self.lib.dll
+        return json.loads(self._text_out(
+            lambda b, n, need: dll.vxp_engine_lookup_concept(self._handle, phrase.encode(), b, n, need)))
+
+    def complete(self, prefix: str, limit: int = 20) -> list:
+        """Concepts whose name or a term starts with prefix, for a text field's completion."""
+        dll = self.lib.dll
+        return json.loads(self._text_out(
+            lambda b, n, need: dll.vxp_engine_complete_concepts(self._handle, prefix.encode(), int(limit), b, n,
+                                                                need)))
 
     def session(self, array_kji: np.ndarray, ijk_to_ras: Optional[np.ndarray] = None,
                 spacing: Optional[Sequence[float]] = None, intensity: str = "auto",
