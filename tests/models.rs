@@ -321,6 +321,14 @@ fn minilm_batches_give_the_single_phrase_embeddings() {
         assert!(d < 1e-5, "{:?}: batched vs alone max |Δ| {d:e}", &t[..t.len().min(30)]);
     }
     assert!(enc.embed_batch(&[]).unwrap().is_empty());
+    // More phrases than one run takes: split into runs, order kept.
+    let many: Vec<String> = (0..70).map(|i| format!("lesion number {i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let got = enc.embed_batch(&many).unwrap();
+    assert_eq!(got.len(), 70);
+    for i in [0, 31, 32, 69] {
+        assert!(max_abs_diff(&got[i], &enc.embed(many[i]).unwrap()) < 1e-5, "phrase {i}");
+    }
 }
 
 #[test]
@@ -330,6 +338,11 @@ fn empty_text_and_tokenizer_problems_are_clear_errors() {
         let e = enc.embed(blank).err().unwrap();
         assert_eq!(e.code(), ErrorCode::InvalidArgument, "{blank:?}: {e}");
         assert!(e.to_string().contains("empty or whitespace only"), "{e}");
+    }
+    for dropped in ["\u{200B}", "\u{0}\u{7}", "\u{301}"] {
+        let e = enc.embed(dropped).err().unwrap();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{dropped:?}: {e}");
+        assert!(e.to_string().contains("no characters the tokenizer keeps"), "{e}");
     }
     let e = enc.embed_batch(&["liver", " "]).err().unwrap();
     assert_eq!(e.code(), ErrorCode::InvalidArgument);

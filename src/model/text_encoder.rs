@@ -24,6 +24,9 @@ use crate::runtime::Runtime;
 const INPUTS: [&str; 2] = ["input_ids", "attention_mask"];
 const TOKEN_TYPES: &str = "token_type_ids";
 const OUTPUTS: [&str; 1] = ["last_hidden_state"];
+/// Sequences per run in `embed_batch`: bounds the hidden states of one run (32 × 256 × 384 f32 = 12.6 MB for
+/// MiniLM) however many phrases a caller passes.
+const MAX_BATCH: usize = 32;
 
 pub struct TextEncoder {
     pub name: String,
@@ -112,11 +115,15 @@ impl TextEncoder {
         let enc = tokenizer
             .encode(text, true)
             .map_err(|e| Error::Inference(format!("{}: the tokenizer failed on {text:?}: {e}", self.name)))?;
-        let ids: Vec<i64> = enc.get_ids().iter().map(|&i| i64::from(i)).collect();
-        if ids.is_empty() {
-            return Err(Error::InvalidArgument(format!("{}: the text {text:?} gives no tokens", self.name)));
+        // Text the normaliser drops entirely (control characters, a lone combining accent, U+200B) would
+        // otherwise embed as the special tokens alone, a vector that resembles every other short phrase.
+        if enc.get_special_tokens_mask().iter().all(|&s| s == 1) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: the text prompt {text:?} has no characters the tokenizer keeps",
+                self.name
+            )));
         }
-        Ok(ids)
+        Ok(enc.get_ids().iter().map(|&i| i64::from(i)).collect())
     }
 
     /// The pooled, L2-normalised embedding of one phrase.
@@ -124,9 +131,12 @@ impl TextEncoder {
         self.embed_ids(&self.tokenize(text)?)
     }
 
-    /// The embeddings of several phrases, in order: one run with the shorter sequences padded and masked,
-    /// so each equals `embed` of that phrase alone (to float rounding). An empty slice gives no embeddings.
+    /// The embeddings of several phrases, in order: runs of up to 32 phrases, the shorter sequences padded
+    /// and masked, so each equals `embed` of that phrase alone (to float rounding). Any empty or
+    /// whitespace-only text fails the whole call, naming its index; an empty slice gives no embeddings.
     pub fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        // Tokenized one by one, not with the tokenizer's encode_batch: that would start rayon's global
+        // pool inside the host for a few microseconds of work. With padding off, encode never touches rayon.
         let seqs = texts
             .iter()
             .enumerate()
@@ -140,10 +150,16 @@ impl TextEncoder {
         if !self.batched {
             return seqs.iter().map(|ids| self.embed_ids(ids)).collect();
         }
-        let Some(t) = seqs.iter().map(Vec::len).max() else {
-            return Ok(Vec::new());
-        };
-        let n = seqs.len();
+        let mut out = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(MAX_BATCH) {
+            out.extend(self.embed_padded(chunk)?);
+        }
+        Ok(out)
+    }
+
+    /// One run over `seqs` padded to the longest of them.
+    fn embed_padded(&self, seqs: &[Vec<i64>]) -> Result<Vec<Vec<f32>>> {
+        let (n, t) = (seqs.len(), seqs.iter().map(Vec::len).max().unwrap_or(0));
         // Padding id 0 is never looked at: the mask hides it from attention and from pooling.
         let mut ids = vec![0i64; n * t];
         let mut mask = vec![0i64; n * t];
