@@ -1,6 +1,8 @@
 //! Text-prompt latency (`cargo bench --bench text`): one short phrase through models/minilm (goal < 30 ms),
 //! next to the tokenizer alone, so a regression can be placed in the tokenizer or in the graph. Also a batch
 //! of eight phrases against eight single calls. `VXP_THREADS` sets the session's threads (default 2).
+//! On a small shared machine `cargo bench --bench text --profile dev` (opt-level 2 everywhere) skips the
+//! fat-LTO release build; nearly all the time is in ONNX Runtime's kernels, which no profile changes.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -309,6 +309,14 @@ fn minilm_matches_the_python_reference() {
 }
 
 #[test]
+fn an_engine_holds_litemedsam_and_minilm() {
+    let e = engine(&[model_dir(), minilm_dir()]).unwrap();
+    let text = e.models.text.as_ref().expect("minilm is the text encoder");
+    assert_eq!((text.name.as_str(), text.dim()), ("minilm", 384));
+    assert!(max_abs_diff(&text.embed("left kidney").unwrap(), &MINILM.embed("left kidney").unwrap()) < 1e-6);
+}
+
+#[test]
 fn minilm_batches_give_the_single_phrase_embeddings() {
     let enc = &*MINILM;
     let long = "the hepatocellular carcinoma infiltrates the periportal parenchyma ".repeat(40);
