@@ -1,6 +1,7 @@
 //! Model sets and the package contract: an engine holding LiteMedSAM and a text encoder at once, and each
-//! way a package can disagree with its graph refused at load with a message naming the mismatch. The text
-//! encoder is a generated 4-wide graph (tests/fixtures/models/tiny-text): it tests the contract only.
+//! way a package can disagree with its graph refused at load with a message naming the mismatch. The contract
+//! cases use a generated 4-wide graph (tests/fixtures/models/tiny-text); the real all-MiniLM-L6-v2 package
+//! (models/minilm) is checked against the Python reference (tests/fixtures/golden/minilm.json).
 
 mod common;
 
@@ -8,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use voxprompt::engine::{Engine, EngineOptions};
-use voxprompt::model::{ModelKind, SessionConfig};
+use voxprompt::model::text_encoder::TextEncoder;
+use voxprompt::model::{ModelKind, Package, SessionConfig};
 use voxprompt::ErrorCode;
 
 /// sha256 of the bytes `not an onnx graph`.
@@ -246,4 +248,171 @@ fn a_sam2d_package_whose_graph_disagrees_with_its_manifest_is_refused() {
         assert_eq!(code, ErrorCode::ModelContract, "{what}: {msg}");
         assert!(msg.contains(needle), "{what}: {msg:?} lacks {needle:?}");
     }
+}
+
+fn minilm_dir() -> PathBuf {
+    root().join("models/minilm")
+}
+
+/// A text encoder on its own (no spatial model), as the concept resolver holds it.
+fn text_encoder(dir: &Path) -> voxprompt::Result<TextEncoder> {
+    let rt = voxprompt::runtime::runtime(Some(&ort_lib()))?;
+    TextEncoder::load(rt, &Package::open(dir)?, &SessionConfig { threads: 2, ..Default::default() })
+}
+
+static MINILM: once_cell::sync::Lazy<TextEncoder> =
+    once_cell::sync::Lazy::new(|| text_encoder(&minilm_dir()).expect("the models/minilm package loads"));
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn minilm_matches_the_python_reference() {
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/golden/minilm.json")).unwrap())
+            .unwrap();
+    let enc = &*MINILM;
+    assert_eq!((enc.dim(), enc.max_tokens), (384, 256));
+    assert_eq!(golden["max_tokens"].as_u64(), Some(enc.max_tokens as u64));
+    let mut worst = (0f32, String::new());
+    let mut by_text = std::collections::HashMap::new();
+    let phrases = golden["phrases"].as_array().unwrap();
+    assert!(phrases.len() >= 30);
+    for p in phrases {
+        let text = p["text"].as_str().unwrap();
+        let ids: Vec<i64> = p["ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let want: Vec<f32> = p["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(enc.tokenize(text).unwrap(), ids, "token ids of {text:?}");
+        let got = enc.embed(text).unwrap();
+        assert_eq!(got.len(), 384);
+        let d = max_abs_diff(&got, &want);
+        assert!(d < 1e-4, "{text:?}: max |Δ| {d:e}");
+        if d >= worst.0 {
+            worst = (d, text.to_owned());
+        }
+        by_text.insert(text.to_owned(), got);
+    }
+    let longest = phrases.iter().map(|p| p["ids"].as_array().unwrap().len()).max().unwrap();
+    assert_eq!(longest, enc.max_tokens, "the 200-word text is truncated to max_tokens");
+    let cos = |a: &str, b: &str| cosine(&by_text[a], &by_text[b]);
+    let (lr, swapped, liver) =
+        (cos("left kidney", "right kidney"), cos("left kidney", "kidney left"), cos("left kidney", "liver"));
+    println!(
+        "minilm vs Python reference: {} phrases, worst max |Δ| {:e} ({:?}); cos(left kidney, right kidney) = \
+         {lr:.4}, cos(left kidney, kidney left) = {swapped:.4}, cos(left kidney, liver) = {liver:.4}",
+        phrases.len(),
+        worst.0,
+        worst.1
+    );
+    assert!(swapped > liver, "{swapped} vs {liver}");
+}
+
+#[test]
+fn an_engine_holds_litemedsam_and_minilm() {
+    let e = engine(&[model_dir(), minilm_dir()]).unwrap();
+    let text = e.models.text.as_ref().expect("minilm is the text encoder");
+    assert_eq!((text.name.as_str(), text.dim()), ("minilm", 384));
+    assert!(max_abs_diff(&text.embed("left kidney").unwrap(), &MINILM.embed("left kidney").unwrap()) < 1e-6);
+}
+
+#[test]
+fn minilm_batches_give_the_single_phrase_embeddings() {
+    let enc = &*MINILM;
+    let long = "the hepatocellular carcinoma infiltrates the periportal parenchyma ".repeat(40);
+    let texts = ["liver", "left adrenal gland", "a 3.2 cm hypodense mass?", long.as_str(), "HCC", "tumör"];
+    let batch = enc.embed_batch(&texts).unwrap();
+    assert_eq!(batch.len(), texts.len());
+    for (t, b) in texts.iter().zip(&batch) {
+        let one = enc.embed(t).unwrap();
+        let d = max_abs_diff(&one, b);
+        assert!(d < 1e-5, "{:?}: batched vs alone max |Δ| {d:e}", &t[..t.len().min(30)]);
+    }
+    assert!(enc.embed_batch(&[]).unwrap().is_empty());
+    // More phrases than one run takes: split into runs, order kept.
+    let many: Vec<String> = (0..70).map(|i| format!("lesion number {i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let got = enc.embed_batch(&many).unwrap();
+    assert_eq!(got.len(), 70);
+    for i in [0, 31, 32, 69] {
+        assert!(max_abs_diff(&got[i], &enc.embed(many[i]).unwrap()) < 1e-5, "phrase {i}");
+    }
+}
+
+#[test]
+fn empty_text_and_tokenizer_problems_are_clear_errors() {
+    let enc = &*MINILM;
+    for blank in ["", "   ", "\t\n", "\u{3000}"] {
+        let e = enc.embed(blank).err().unwrap();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{blank:?}: {e}");
+        assert!(e.to_string().contains("empty or whitespace only"), "{e}");
+    }
+    for dropped in ["\u{200B}", "\u{0}\u{7}", "\u{301}"] {
+        let e = enc.embed(dropped).err().unwrap();
+        assert_eq!(e.code(), ErrorCode::InvalidArgument, "{dropped:?}: {e}");
+        assert!(e.to_string().contains("no characters the tokenizer keeps"), "{e}");
+    }
+    let e = enc.embed_batch(&["liver", " "]).err().unwrap();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    assert!(e.to_string().contains("text 1 of 2"), "{e}");
+
+    // A package without a tokenizer embeds ids only, and says so.
+    let tiny = text_encoder(&tiny_text()).unwrap();
+    assert!(!tiny.has_tokenizer() && enc.has_tokenizer());
+    let e = tiny.embed("liver").err().unwrap();
+    assert_eq!(e.code(), ErrorCode::Unsupported, "{e}");
+    assert!(e.to_string().contains("has no tokenizer"), "{e}");
+
+    // The tokenizer is verified and read before the graph is built, so these never touch model.onnx.
+    let package = |name: &str, tokenizer: &[u8], edit: &dyn Fn(&str) -> String| {
+        let d = std::env::temp_dir().join(format!("vxp-models-{}-minilm-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::os::unix::fs::symlink(minilm_dir().join("model.onnx"), d.join("model.onnx")).unwrap();
+        std::fs::write(d.join("tokenizer.json"), tokenizer).unwrap();
+        let m = std::fs::read_to_string(minilm_dir().join("manifest.toml")).unwrap();
+        std::fs::write(d.join("manifest.toml"), edit(&m)).unwrap();
+        d
+    };
+    let real = std::fs::read(minilm_dir().join("tokenizer.json")).unwrap();
+    let sha = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037";
+    let mut tampered = real.clone();
+    tampered[10] ^= 1;
+    let junk = b"{\"version\": \"1.0\", \"model\": 7}";
+    for (what, dir, code, needle) in [
+        (
+            "tampered tokenizer",
+            package("sha", &tampered, &|m| m.to_owned()),
+            ErrorCode::ModelIntegrity,
+            "tokenizer.json: sha256 is",
+        ),
+        (
+            "unreadable tokenizer",
+            package("junk", junk, &|m| m.replace(sha, &sha256_hex(junk))),
+            ErrorCode::ModelContract,
+            "tokenizer.json is not a tokenizer this build can read",
+        ),
+        (
+            "tokenizer without its sha256",
+            package("nosha", &real, &|m| m.replace(&format!("tokenizer_sha256 = \"{sha}\"\n"), "")),
+            ErrorCode::ModelContract,
+            "tokenizer and tokenizer_sha256 come together",
+        ),
+        (
+            "max_tokens below the special tokens",
+            package("short", &real, &|m| m.replace("max_tokens = 256", "max_tokens = 2")),
+            ErrorCode::ModelContract,
+            "leaves no room for text next to the tokenizer's 2 special tokens",
+        ),
+    ] {
+        let e = text_encoder(&dir).err().unwrap_or_else(|| panic!("{what}: loaded"));
+        println!("{what}: {e}");
+        assert_eq!(e.code(), code, "{what}: {e}");
+        assert!(e.to_string().contains(needle), "{what}: {e} lacks {needle:?}");
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -104,6 +104,12 @@ pub struct TextSection {
     pub max_tokens: usize,
     /// Token states are averaged over the attention mask, then L2-normalised (sentence-transformers).
     pub pooling: Pooling,
+    /// A Hugging Face `tokenizer.json` in the package, so the engine embeds text and not only token ids.
+    /// Its own padding and truncation settings are replaced at load (none, and `max_tokens`).
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    #[serde(default)]
+    pub tokenizer_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -195,17 +201,21 @@ impl Package {
     /// session is built from exactly what was checked.
     pub fn verified_bytes(&self, graph: &str) -> Result<Vec<u8>> {
         let g = self.graph(graph)?;
-        let path = self.dir.join(&g.file);
+        self.verified_file(&g.file, &g.sha256)
+    }
+
+    /// Reads any file of the package and checks it against `sha256`.
+    pub fn verified_file(&self, file: &str, sha256: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join(file);
         let mut bytes = Vec::new();
         std::fs::File::open(&path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(|e| Error::ModelNotFound(format!("{}: {e}", path.display())))?;
         let digest = hex(&Sha256::digest(&bytes));
-        if !digest.eq_ignore_ascii_case(g.sha256.trim()) {
+        if !digest.eq_ignore_ascii_case(sha256.trim()) {
             return Err(Error::ModelIntegrity(format!(
-                "{}: sha256 is {digest}, the manifest says {}",
-                path.display(),
-                g.sha256
+                "{}: sha256 is {digest}, the manifest says {sha256}",
+                path.display()
             )));
         }
         Ok(bytes)
@@ -238,6 +248,14 @@ impl Manifest {
             }
             if !present && m.kind == owner {
                 return Err(Error::ModelContract(format!("a package of kind \"{owner}\" needs a [{section}] section")));
+            }
+        }
+        if let Some(t) = &m.text {
+            if t.tokenizer.is_some() != t.tokenizer_sha256.is_some() {
+                return Err(Error::ModelContract(
+                    "[text] tokenizer and tokenizer_sha256 come together: a tokenizer file is checked like a graph"
+                        .into(),
+                ));
             }
         }
         for (name, g) in &m.graphs {
@@ -330,6 +348,24 @@ outputs = [ { name = "image_embeddings", dtype = "f32", shape = [1, 256, 64, 64]
         assert!(err(&text).contains("unused"));
         let no_section = SAM.replace("[preprocess]\ninput_size = 256\nembedding_size = 64\nchannels = 3\n", "");
         assert!(err(&no_section).contains("needs a [preprocess]"));
+    }
+
+    #[test]
+    fn a_tokenizer_needs_its_sha256() {
+        let text = SAM
+            .replace("kind = \"sam2d\"", "kind = \"text_encoder\"")
+            .replace("[preprocess]\ninput_size = 256\nembedding_size = 64\nchannels = 3\n", "");
+        let with = |extra: &str| {
+            text.replace(
+                "[graphs.encoder]",
+                &format!("[text]\ndim = 4\nmax_tokens = 8\npooling = \"mean\"\n{extra}[graphs.encoder]"),
+            )
+        };
+        assert!(err(&with("tokenizer = \"t.json\"\n")).contains("tokenizer_sha256"));
+        assert!(err(&with("tokenizer_sha256 = \"00\"\n")).contains("tokenizer_sha256"));
+        let t = Manifest::parse(&with("tokenizer = \"t.json\"\ntokenizer_sha256 = \"00\"\n")).unwrap();
+        assert_eq!(t.text().unwrap().tokenizer.as_deref(), Some("t.json"));
+        assert_eq!(Manifest::parse(&with("")).unwrap().text().unwrap().tokenizer, None);
     }
 
     #[test]
