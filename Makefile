@@ -36,8 +36,13 @@ demo: $(ORT_LIB) build
 
 # test-panic adds vxp_test_panic() to the debug library so the panic boundary is tested through the ABI.
 test: setup
-	@# The library without the cli feature links none of the CLI's dependencies (and no rayon).
-	! $(CARGO) tree -e normal --no-default-features --locked | grep -E ' (clap|indicatif|env_logger|serde_json|rayon) v'
+	@# The library without the cli feature links none of the CLI's dependencies. tokenizers (the text encoder's
+	@# tokenizer) needs rayon and serde_json unconditionally; nothing else in the library may bring them (rayon's
+	@# pool never starts: phrases are encoded one at a time).
+	! $(CARGO) tree -e normal --no-default-features --locked | grep -E ' (clap|indicatif|env_logger) v'
+	for c in rayon serde_json; do \
+	  ! $(CARGO) tree -e normal --no-default-features --locked -i $$c --prefix none --depth 1 | sort -u | \
+	    grep -vE "^($$c|rayon-cond|tokenizers) v" || exit 1; done
 	$(CARGO) build --locked --features test-panic
 	$(CARGO) test --locked --features test-panic -- --test-threads 2
 	$(MAKE) test-header test-symbols test-plugin

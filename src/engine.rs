@@ -37,7 +37,7 @@ impl Engine {
         let t = Instant::now();
         let runtime = runtime::runtime(opts.ort_library.as_deref())?;
         let models = Arc::new(Models::load(runtime, &opts.model_dirs, &opts.session)?);
-        let resolver = Resolver::lexical(concept::builtin()?);
+        let resolver = concept::resolver_for(models.text.as_ref())?;
         Ok(Engine { runtime, models, resolver, load_time: t.elapsed() })
     }
 

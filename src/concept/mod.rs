@@ -37,6 +37,30 @@ pub trait Embedder: Send + Sync {
     fn name(&self) -> &str;
 }
 
+impl Embedder for crate::model::text_encoder::TextEncoder {
+    fn embed(&self, text: &str) -> Result<Vec<f32>> {
+        crate::model::text_encoder::TextEncoder::embed(self, text)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The resolver for a model set: lexical, plus the text encoder when it ships a concept bank.
+pub fn resolver_for(text: Option<&Arc<crate::model::text_encoder::TextEncoder>>) -> Result<Resolver> {
+    let vocab = builtin()?;
+    match text {
+        Some(t) if t.has_tokenizer() => match &t.concept_bank {
+            Some(bytes) => Resolver::with_encoder(vocab, Bank::parse(bytes)?, t.clone()),
+            None => {
+                log::warn!("text encoder {} has no concept bank: phrases are matched lexically only", t.name);
+                Ok(Resolver::lexical(vocab))
+            }
+        },
+        _ => Ok(Resolver::lexical(vocab)),
+    }
+}
+
 /// Which vocabulary a phrase is looked up in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Domain {

@@ -110,6 +110,12 @@ pub struct TextSection {
     pub tokenizer: Option<String>,
     #[serde(default)]
     pub tokenizer_sha256: Option<String>,
+    /// The vocabulary's phrases embedded by this encoder (`concept::Bank`), so only the user's phrase is
+    /// embedded at run time; built by `cargo run --example concept_bank`.
+    #[serde(default)]
+    pub concept_bank: Option<String>,
+    #[serde(default)]
+    pub concept_bank_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -256,6 +262,15 @@ impl Manifest {
                     "[text] tokenizer and tokenizer_sha256 come together: a tokenizer file is checked like a graph"
                         .into(),
                 ));
+            }
+            if t.concept_bank.is_some() != t.concept_bank_sha256.is_some() {
+                return Err(Error::ModelContract(
+                    "[text] concept_bank and concept_bank_sha256 come together: the bank is checked like a graph"
+                        .into(),
+                ));
+            }
+            if t.concept_bank.is_some() && t.tokenizer.is_none() {
+                return Err(Error::ModelContract("[text] concept_bank needs a tokenizer to embed queries".into()));
             }
         }
         for (name, g) in &m.graphs {

@@ -11,6 +11,7 @@ pub mod text_encoder;
 pub mod traits;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use manifest::{Manifest, ModelKind, Package};
 pub use providers::{Provider, SessionConfig};
@@ -45,7 +46,7 @@ impl Segmenter {
 /// The loaded packages of one engine.
 pub struct Models {
     pub segmenter: Segmenter,
-    pub text: Option<TextEncoder>,
+    pub text: Option<Arc<TextEncoder>>,
     /// Every package, in the order given.
     pub packages: Vec<Package>,
 }
@@ -73,7 +74,7 @@ impl Models {
                 ModelKind::Sam2d if segmenter.is_some() => return Err(second(p, "spatial model")),
                 ModelKind::Sam2d => segmenter = Some(Segmenter::Slice(Sam2d::load(rt, p, cfg)?)),
                 ModelKind::TextEncoder if text.is_some() => return Err(second(p, "text encoder")),
-                ModelKind::TextEncoder => text = Some(TextEncoder::load(rt, p, cfg)?),
+                ModelKind::TextEncoder => text = Some(Arc::new(TextEncoder::load(rt, p, cfg)?)),
                 k @ (ModelKind::Sam2Memory | ModelKind::Volumetric | ModelKind::Mosaic) => {
                     return Err(Error::Unsupported(format!(
                         "{}: package {} is of kind \"{k}\", which this build declares but cannot run yet",

@@ -41,6 +41,8 @@ pub struct TextEncoder {
     batched: bool,
     pub provider: Provider,
     pub fallback_reasons: Vec<String>,
+    /// The package's concept bank, sha256-checked (parsed by `concept::Bank`).
+    pub concept_bank: Option<Vec<u8>>,
 }
 
 impl TextEncoder {
@@ -70,6 +72,10 @@ impl TextEncoder {
         let batched = ids.shape.first() != Some(&1);
         // The tokenizer is checked before the graph is built: a broken package fails fast and cheaply.
         let tokenizer = load_tokenizer(package, text)?;
+        let concept_bank = match (&text.concept_bank, &text.concept_bank_sha256) {
+            (Some(f), Some(sha)) => Some(package.verified_file(f, sha)?),
+            _ => None,
+        };
         let bytes = package.verified_bytes("encoder")?;
         // A phrase is a few tokens: one session with every thread, run rarely.
         let built = build_session_with_threads(rt, &bytes, cfg, "text encoder", cfg.total_threads(), false)?;
@@ -85,6 +91,7 @@ impl TextEncoder {
             batched,
             provider: built.provider,
             fallback_reasons: built.fallback_reasons,
+            concept_bank,
         })
     }
 
