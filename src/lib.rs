@@ -17,6 +17,7 @@ pub mod error;
 pub mod io;
 pub mod model;
 pub mod ops;
+pub mod anatomy;
 pub mod pipeline;
 pub mod prompt;
 #[allow(unsafe_code)]
