@@ -100,7 +100,7 @@ fn draw(rng: &mut Rng, n: usize, template: &Image, centre: [f64; 3]) -> Case {
     let shift_mm = rng.uniform(5.0, 20.0);
     let truth = motion(axis, degrees, scale, dir.map(|d| d * shift_mm), centre);
     let tg = template.ijk_to_ras().0;
-    let (dims, grid) = if n % 2 == 0 {
+    let (dims, grid) = if n.is_multiple_of(2) {
         (template.dims(), tg)
     } else {
         let mut g = tg;
@@ -308,7 +308,10 @@ fn laterality_follows_the_affine_not_the_array() {
         let r = fit.region_mask(&[53], dims).unwrap();
         let (lc, li) = centroid(&l, dims, &vol.geometry);
         let (rc, ri) = centroid(&r, dims, &vol.geometry);
-        println!("{name}: left hippocampus at RAS x {:.1} mm (i {li:.0}), right at x {:.1} mm (i {ri:.0})", lc[0], rc[0]);
+        println!(
+            "{name}: left hippocampus at RAS x {:.1} mm (i {li:.0}), right at x {:.1} mm (i {ri:.0})",
+            lc[0], rc[0]
+        );
         assert!(lc[0] < -10.0 && rc[0] > 10.0, "{name}: left x {:.1}, right x {:.1}", lc[0], rc[0]);
         assert_eq!(li < (w / 2) as f64, left_at_low_i, "{name}: left hippocampus at array i {li:.0} of {w}");
         assert_eq!(ri < (w / 2) as f64, !left_at_low_i, "{name}: right hippocampus at array i {ri:.0} of {w}");
@@ -354,7 +357,11 @@ fn template_to_covale_offset_is_millimetres() {
     let (labels, _) = nifti::read(&common::data(ASEG)).unwrap();
     assert_eq!(labels.dims, [182, 218, 182]);
     let g = labels.geometry.ijk_to_ras;
-    assert_eq!([g[0][0], g[0][3], g[1][3], g[2][3]], [-1.0, 90.0, -126.0, -72.0], "covale grid: LAS, origin (90,−126,−72)");
+    assert_eq!(
+        [g[0][0], g[0][3], g[1][3], g[2][3]],
+        [-1.0, 90.0, -126.0, -72.0],
+        "covale grid: LAS, origin (90,−126,−72)"
+    );
     let synth = synthetic_t1(&labels);
     let opts = RegisterOptions::default();
     let fixed = Pyramid::new(&synth, &opts.levels_mm).unwrap();

@@ -174,7 +174,10 @@ impl Fit {
     /// The subject-grid mask (1 inside, i fastest) of the union of aseg `label_values`.
     pub fn region_mask(&self, label_values: &[i32], dims: [usize; 3]) -> Result<Vec<u8>> {
         if dims != self.dims {
-            return Err(Error::ShapeMismatch(format!("mask dims {dims:?} differ from the fitted subject's {:?}", self.dims)));
+            return Err(Error::ShapeMismatch(format!(
+                "mask dims {dims:?} differ from the fitted subject's {:?}",
+                self.dims
+            )));
         }
         if label_values.is_empty() {
             return Err(Error::InvalidArgument("no label values asked for".into()));

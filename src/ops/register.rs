@@ -333,7 +333,13 @@ pub struct RegisterOptions {
 
 impl Default for RegisterOptions {
     fn default() -> Self {
-        RegisterOptions { levels_mm: vec![4.0, 2.0], rigid_first: true, max_iterations: 200, samples: 60_000, threads: 0 }
+        RegisterOptions {
+            levels_mm: vec![4.0, 2.0],
+            rigid_first: true,
+            max_iterations: 200,
+            samples: 60_000,
+            threads: 0,
+        }
     }
 }
 
@@ -670,8 +676,10 @@ mod tests {
                     let e = |c: [f64; 3], s: f64| {
                         (-((x[0] - c[0]).powi(2) + (x[1] - c[1]).powi(2) + (x[2] - c[2]).powi(2)) / (2.0 * s * s)).exp()
                     };
-                    data.push((100.0 * e([0.0, 0.0, 0.0], 18.0) + 60.0 * e([14.0, 8.0, -4.0], 7.0)
-                        - 40.0 * e([-10.0, -6.0, 9.0], 6.0)) as f32);
+                    data.push(
+                        (100.0 * e([0.0, 0.0, 0.0], 18.0) + 60.0 * e([14.0, 8.0, -4.0], 7.0)
+                            - 40.0 * e([-10.0, -6.0, 9.0], 6.0)) as f32,
+                    );
                 }
             }
         }
