@@ -329,6 +329,11 @@ pub struct RegisterOptions {
     pub samples: usize,
     /// Worker threads for the metric (0: all available cores).
     pub threads: usize,
+    /// Bound on each axis's scale change, as a factor (scales stay in [1/f, f]): a brain template fitted
+    /// to a whole head, skull and scalp included, otherwise shrinks the head onto the brain.
+    pub max_scale: f64,
+    /// Bound on each shear parameter.
+    pub max_shear: f64,
 }
 
 impl Default for RegisterOptions {
@@ -339,6 +344,8 @@ impl Default for RegisterOptions {
             max_iterations: 200,
             samples: 60_000,
             threads: 0,
+            max_scale: 1.25,
+            max_shear: 0.2,
         }
     }
 }
@@ -365,6 +372,11 @@ impl RegisterOptions {
     }
     pub fn with_threads(mut self, n: usize) -> Self {
         self.threads = n;
+        self
+    }
+    pub fn with_bounds(mut self, max_scale: f64, max_shear: f64) -> Self {
+        self.max_scale = max_scale;
+        self.max_shear = max_shear;
         self
     }
 }
@@ -406,6 +418,12 @@ pub fn register(fixed: &Pyramid, moving: &Pyramid, opts: &RegisterOptions) -> Re
             fixed.levels_mm, moving.levels_mm
         )));
     }
+    if !(opts.max_scale >= 1.0 && opts.max_shear >= 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "bounds max_scale {} (must be >= 1) and max_shear {} (must be >= 0)",
+            opts.max_scale, opts.max_shear
+        )));
+    }
     if opts.samples < 100 {
         return Err(Error::InvalidArgument(format!("{} samples per level is too few (at least 100)", opts.samples)));
     }
@@ -431,7 +449,8 @@ pub fn register(fixed: &Pyramid, moving: &Pyramid, opts: &RegisterOptions) -> Re
         }
         for dof in dofs {
             let t0 = Instant::now();
-            let problem = Problem { samples: &samples, moving: m, centre, radius, threads };
+            let bounds = (opts.max_scale.ln(), opts.max_shear);
+            let problem = Problem { samples: &samples, moving: m, centre, radius, threads, bounds };
             let step = fixed.levels_mm[level];
             let (best, value, evaluations) = problem.ascend(p, dof, step, opts.max_iterations)?;
             p = best;
@@ -553,6 +572,8 @@ struct Problem<'a> {
     centre: [f64; 3],
     radius: f64,
     threads: usize,
+    /// Bounds on |log-scale| and |shear|.
+    bounds: (f64, f64),
 }
 
 impl Problem<'_> {
@@ -645,6 +666,12 @@ impl Problem<'_> {
             let mut cand = p;
             for k in 0..n {
                 cand.0[k] += length * scaled[k] / norm / scale(k);
+                let bound = match k {
+                    6..=8 => self.bounds.0,
+                    9..=11 => self.bounds.1,
+                    _ => f64::INFINITY,
+                };
+                cand.0[k] = cand.0[k].clamp(-bound, bound);
             }
             evaluations += 1;
             match self.evaluate(&cand, dof) {
@@ -763,6 +790,26 @@ mod tests {
         }
         assert!(worst < 1.0, "displacement error {worst} mm, stages {:?}", reg.stages);
         assert!(reg.ncc > 0.95, "{}", reg.ncc);
+    }
+
+    #[test]
+    fn scale_bounds_hold_against_a_larger_motion() {
+        let moving = blob([40, 40, 40], grid2mm());
+        let mut truth = Params::default();
+        truth.0[6..9].copy_from_slice(&[0.4f64.ln(), 0.0, 0.0]); // fixed x shrinks 2.5× into moving
+        let t = Affine::from_params(&truth, [0.0; 3]);
+        let fixed = moving.resample([40, 40, 40], grid2mm(), &t).unwrap();
+        let opts = RegisterOptions::new().with_levels_mm(&[4.0]).with_threads(1);
+        let (fp, mp) =
+            (Pyramid::new(&fixed, &opts.levels_mm).unwrap(), Pyramid::new(&moving, &opts.levels_mm).unwrap());
+        let reg = register(&fp, &mp, &opts).unwrap();
+        let s = reg.fixed_to_moving.column_norms();
+        // The optimum is outside the bounds, so the search must end on the bound, not beyond it.
+        assert!(s[0] >= 1.0 / 1.25 - 1e-9 && s[0] < 0.85, "x scale {}", s[0]);
+        let loose = opts.clone().with_bounds(4.0, 0.2);
+        let reg = register(&fp, &mp, &loose).unwrap();
+        assert!(reg.fixed_to_moving.column_norms()[0] < 0.6, "{:?}", reg.fixed_to_moving.column_norms());
+        assert!(register(&fp, &mp, &opts.with_bounds(0.9, 0.0)).is_err());
     }
 
     #[test]
