@@ -18,17 +18,19 @@ const TEMPLATE: &str = "data/mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.g
 const ASEG: &str = "data/covale/aseg-auto.nii.gz";
 
 /// FreeSurfer aseg values, checked against covale's registry.json (`aseg-auto:<value>` display names).
+/// The structures are named by text: `masks` resolves each phrase to its concept and uses the concept's
+/// atlas values, which must be these.
 const STRUCTURES: [(&str, i32); 10] = [
-    ("L caudate", 11),
-    ("R caudate", 50),
-    ("L putamen", 12),
-    ("R putamen", 51),
-    ("L thalamus", 10),
-    ("R thalamus", 49),
-    ("L hippocampus", 17),
-    ("R hippocampus", 53),
-    ("L lat. ventricle", 4),
-    ("R lat. ventricle", 43),
+    ("left caudate", 11),
+    ("right caudate", 50),
+    ("left putamen", 12),
+    ("right putamen", 51),
+    ("left thalamus", 10),
+    ("right thalamus", 49),
+    ("left hippocampus", 17),
+    ("right hippocampus", 53),
+    ("left lateral ventricle", 4),
+    ("right lateral ventricle", 43),
 ];
 
 /// SplitMix64: seeded, so every run draws the same cases.
@@ -175,8 +177,19 @@ fn load() -> (BrainAtlas, Image) {
     (atlas, Image::from_view(&t.view().unwrap()).unwrap())
 }
 
+/// Text alone: each phrase → its concept (lexical resolver) → the concept's aseg values → the carried mask.
 fn masks(fit: &Fit, dims: [usize; 3]) -> Vec<Vec<u8>> {
-    STRUCTURES.iter().map(|(_, v)| fit.region_mask(&[*v], dims).unwrap()).collect()
+    let r = voxprompt::concept::Resolver::lexical(voxprompt::concept::builtin().unwrap());
+    STRUCTURES
+        .iter()
+        .map(|(phrase, v)| {
+            let res = r.resolve(phrase, voxprompt::concept::Domain::Brain).unwrap();
+            assert_eq!(res.concepts.len(), 1, "{phrase}: {res:?}");
+            let c = r.vocab.get(&res.concepts[0]).unwrap();
+            assert_eq!((c.atlas.as_deref(), c.labels.as_slice()), (Some("aseg-auto"), &[*v][..]), "{phrase}");
+            fit.region_mask(&c.labels, dims).unwrap()
+        })
+        .collect()
 }
 
 #[test]
@@ -239,13 +252,13 @@ fn registration_recovers_random_affines_and_carries_aseg_labels() {
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!("{}", lines.join("\n"));
-    print!("\n{:<17}", "Dice");
+    print!("\n{:<23}", "Dice (text alone)");
     for n in 0..cases {
         print!(" case{n}");
     }
     println!("  mean | identity");
     for s in 0..STRUCTURES.len() {
-        print!("{:<17}", STRUCTURES[s].0);
+        print!("{:<23}", STRUCTURES[s].0);
         for n in 0..cases {
             print!(" {:.3}", reg_dice[s][n]);
         }
@@ -254,7 +267,7 @@ fn registration_recovers_random_affines_and_carries_aseg_labels() {
     let all: Vec<f64> = reg_dice.iter().flatten().copied().collect();
     let all_id: Vec<f64> = id_dice.iter().flatten().copied().collect();
     let (m, mi) = (mean(&all), mean(&all_id));
-    println!("{:<17} {:>41}  {m:.3} | {mi:.3}", "mean", "");
+    println!("{:<23} {:>41}  {m:.3} | {mi:.3}", "mean", "");
     assert!(m >= 0.70, "mean Dice {m:.3} < 0.70");
     assert!(m - mi > 0.2, "registration ({m:.3}) must beat no registration ({mi:.3}) clearly");
     for s in 0..STRUCTURES.len() {
