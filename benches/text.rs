@@ -112,7 +112,11 @@ fn main() {
     let enc = std::sync::Arc::new(enc);
     let resolver = voxprompt::concept::Resolver::with_encoder(vocab, bank, enc.clone()).expect("resolver");
     let any = voxprompt::concept::Domain::Any;
-    for (what, phrase) in [("lexical", "tumour of the upper pole of the left kidnye"), ("lexical", "left hippocampus"), ("MiniLM", "cardiac muscle")] {
+    for (what, phrase) in [
+        ("lexical", "tumour of the upper pole of the left kidnye"),
+        ("lexical", "left hippocampus"),
+        ("MiniLM", "cardiac muscle"),
+    ] {
         let (t, t90) = time(200, || {
             resolver.resolve(phrase, any).unwrap();
         });

@@ -281,3 +281,31 @@ fn default_policy_writes_confidence_and_takes_points_and_seed_masks() {
         assert!(!never.exists());
     }
 }
+
+#[test]
+fn concept_lookup_prints_json_and_exits_2_on_an_unknown_phrase() {
+    let out = cli()
+        .args(["concept", "--text-model"])
+        .arg(common::root().join("models/minilm"))
+        .args(["tumour of the left kidney", "heart muscle"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        (lines[0]["concepts"][0]["id"].as_str(), lines[0]["lesion"].as_str()),
+        (Some("kidney_left"), Some("tumor"))
+    );
+    // Outside the vocabulary: MiniLM's nearest phrase, above the threshold and margin.
+    assert_eq!(
+        (lines[1]["concepts"][0]["id"].as_str(), lines[1]["method"].as_str()),
+        (Some("heart"), Some("embedding"))
+    );
+
+    let out = cli().args(["concept", "--no-text-model", "coffee mug"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(v["error"], "UnknownConcept");
+    assert!(v["message"].as_str().unwrap().contains("closest:"), "{v}");
+}

@@ -49,12 +49,29 @@ struct ConceptArgs {
     /// At most this many concepts for --complete.
     #[arg(long, default_value_t = 20)]
     limit: usize,
+    /// Text-encoder package for phrasings outside the vocabulary (default: the installed minilm).
+    #[arg(long, value_name = "DIR")]
+    text_model: Option<PathBuf>,
+    /// Match phrases lexically only.
+    #[arg(long)]
+    no_text_model: bool,
+    /// ONNX Runtime library (else VXP_ORT_LIB, else next to the executable).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
 }
 
 /// Exits with the first refusal's code after printing every phrase's answer.
 fn concept(a: ConceptArgs) -> Result<()> {
     use voxprompt::concept::{self, report, Domain, Resolver};
-    let resolver = Resolver::lexical(concept::builtin()?);
+    let resolver = match text_model_dir(&a.text_model, a.no_text_model) {
+        Some(dir) if a.complete.is_none() => {
+            let rt = voxprompt::runtime::runtime(a.ort_lib.as_deref())?;
+            let package = voxprompt::model::Package::open(&dir)?;
+            let enc = voxprompt::model::text_encoder::TextEncoder::load(rt, &package, &SessionConfig::default())?;
+            concept::resolver_for(Some(&Arc::new(enc)))?
+        }
+        _ => Resolver::lexical(concept::builtin()?),
+    };
     if let Some(p) = &a.complete {
         println!("{}", report::concepts_json(resolver.vocab.complete(p, a.limit)));
         return Ok(());
@@ -210,17 +227,29 @@ fn default_model_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("VXP_MODEL_DIR") {
         return PathBuf::from(p);
     }
+    find_package("litemedsam").unwrap_or_else(|| PathBuf::from("models/litemedsam"))
+}
+
+/// A package installed next to the executable (share/voxprompt/models), in the build tree, or under ./models.
+fn find_package(name: &str) -> Option<PathBuf> {
     let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
-    let candidates = exe_dir
+    exe_dir
         .iter()
-        .flat_map(|d| [d.join("../share/voxprompt/models/litemedsam"), d.join("../../models/litemedsam")])
-        .chain([PathBuf::from("models/litemedsam")]);
-    for c in candidates {
-        if c.join("manifest.toml").exists() {
-            return c;
-        }
+        .flat_map(|d| [d.join("../share/voxprompt/models").join(name), d.join("../../models").join(name)])
+        .chain([PathBuf::from("models").join(name)])
+        .find(|c| c.join("manifest.toml").exists())
+}
+
+/// The text encoder's package: `--text-model`, else `VXP_TEXT_MODEL_DIR`, else an installed `minilm`; none
+/// with `--no-text-model`.
+fn text_model_dir(given: &Option<PathBuf>, off: bool) -> Option<PathBuf> {
+    if off {
+        return None;
     }
-    PathBuf::from("models/litemedsam")
+    given
+        .clone()
+        .or_else(|| std::env::var_os("VXP_TEXT_MODEL_DIR").map(PathBuf::from))
+        .or_else(|| find_package("minilm"))
 }
 
 fn choose_mapping(args: &SegmentArgs) -> Result<IntensityMapping> {
