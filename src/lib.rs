@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 #![allow(clippy::needless_range_loop)] // index loops read best in the 3×3 / 4×4 geometry code
 
+pub mod anatomy;
 pub mod engine;
 pub mod error;
 pub mod io;
