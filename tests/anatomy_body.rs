@@ -343,6 +343,17 @@ fn prior_regions_next_to_the_reference() {
             let truth = union_mask(&labels, ids);
             let Some(tb) = bbox_of(&truth, ct.dims) else { continue };
             let r = p.frame.locate(&p.grid, name).unwrap();
+            let mut inside: Vec<f64> = Vec::new();
+            let mut at = 0;
+            ct.view().unwrap().for_each(|v| {
+                if truth[at] == 1 {
+                    inside.push(v);
+                }
+                at += 1;
+            });
+            inside.sort_by(f64::total_cmp);
+            let q = |f: f64| inside[((inside.len() - 1) as f64 * f) as usize];
+            println!("  {name}: reference HU p10 {} p50 {} p90 {}", q(0.1), q(0.5), q(0.9));
             let d = r.as_ref().map_or(0.0, |r| dice_u8(&r.mask, &truth));
             println!(
                 "  {name:<19} dice {d:.3} score {:?} ref {:?}..{:?} found {:?}",

@@ -8,7 +8,7 @@
 
 use crate::anatomy::grid::HuGrid;
 use crate::error::{Error, Result};
-use crate::ops::mask::{components_3d, fill_holes_slices, prune_3d, Connectivity};
+use crate::ops::mask::{components_3d, dilate_box, erode_box, fill_holes_slices, prune_3d, Connectivity};
 
 const BODY_HU: i16 = -500;
 const BONE_HU: i16 = 200;
@@ -193,13 +193,17 @@ fn midline(bone: &[u8], ext: &[Option<[usize; 4]>], [nx, ny, nz]: [usize; 3]) ->
 
 /// The lungs: components of air inside the body that are large, whose mean HU is that of aerated lung
 /// tissue rather than of pure gas (bowel and stomach gas average near −1000 HU; lung parenchyma with its
-/// vessels averages −700 to −900 HU at a few millimetres), and that reach within 40 mm of the highest such
+/// vessels averages −700 to −900 HU at a few millimetres, and the eroded cores keep the gap), and that reach within 40 mm of the highest such
 /// component's top (the lungs are the most superior air; colon and stomach gas lie below their bases).
 fn lungs(hu: &[i16], body: &[u8], dims: [usize; 3], spacing: [f64; 3]) -> Vec<u8> {
     let voxel_ml = spacing.iter().product::<f64>() / 1000.0;
     let plane = dims[0] * dims[1];
     let air: Vec<u8> = hu.iter().zip(body).map(|(&v, &b)| u8::from(b == 1 && v < AIR_HU)).collect();
-    let comps = components_3d(&air, dims, Connectivity::Faces);
+    // At a few millimetres the diaphragm between a lung base and the colon or stomach gas under it can
+    // average below the air threshold, joining them; labelling the eroded air cuts such bridges.
+    let mut core = air.clone();
+    erode_box(&mut core, dims, [1, 1, 1]);
+    let comps = components_3d(&core, dims, Connectivity::Faces);
     let n = comps.sizes.len();
     let (mut sum, mut top) = (vec![0i64; n], vec![0usize; n]);
     for (at, (&l, &v)) in comps.labels.iter().zip(hu).enumerate() {
@@ -211,8 +215,8 @@ fn lungs(hu: &[i16], body: &[u8], dims: [usize; 3], spacing: [f64; 3]) -> Vec<u8
     let lung_like: Vec<bool> = (0..n)
         .map(|c| {
             let mean = sum[c] as f64 / comps.sizes[c].max(1) as f64;
-            let ok = comps.sizes[c] as f64 * voxel_ml >= 20.0 && (-970.0..=-600.0).contains(&mean);
-            if comps.sizes[c] as f64 * voxel_ml >= 5.0 {
+            let ok = comps.sizes[c] as f64 * voxel_ml >= 3.0 && (-950.0..=-600.0).contains(&mean);
+            if comps.sizes[c] as f64 * voxel_ml >= 3.0 {
                 log::debug!(
                     "air component {c}: {:.0} ml, mean {mean:.0} HU, top z {}, lung-like {ok}",
                     comps.sizes[c] as f64 * voxel_ml,
@@ -225,7 +229,12 @@ fn lungs(hu: &[i16], body: &[u8], dims: [usize; 3], spacing: [f64; 3]) -> Vec<u8
     let Some(highest) = (0..n).filter(|&c| lung_like[c]).map(|c| top[c]).max() else { return vec![0; hu.len()] };
     let reach = (40.0 / spacing[2]).round() as usize;
     let keep: Vec<bool> = (0..n).map(|c| lung_like[c] && top[c] + reach >= highest).collect();
-    comps.labels.iter().map(|&l| u8::from(l > 0 && keep[l as usize - 1])).collect()
+    let mut lungs: Vec<u8> = comps.labels.iter().map(|&l| u8::from(l > 0 && keep[l as usize - 1])).collect();
+    dilate_box(&mut lungs, dims, [1, 1, 1]);
+    for (l, &a) in lungs.iter_mut().zip(&air) {
+        *l &= a;
+    }
+    lungs
 }
 
 /// The iliac crest: the top of the lowest run of slices with pelvic bone on both sides of the midline,

@@ -50,7 +50,7 @@ impl BodyFrame {
                 grid.dims()
             )));
         }
-        let Some(coarse) = self.candidate(grid, prior) else { return Ok(None) };
+        let Some(coarse) = self.candidate(grid, prior, true) else { return Ok(None) };
         let (coarse, score) = coarse;
         if score < MIN_SCORE {
             return Ok(None);
@@ -70,8 +70,9 @@ impl BodyFrame {
         (tent(cc, prior.cc) * tent(lateral, prior.lateral) * tent(ap, prior.ap)) as f32
     }
 
-    /// The chosen component on the coarse grid and its score.
-    fn candidate(&self, grid: &HuGrid, prior: &Prior) -> Option<(Vec<u8>, f32)> {
+    /// The chosen component on the coarse grid and its score; with `exclusions`, the prior's excluded
+    /// structures (found without their own exclusions, so the recursion stops there) are removed first.
+    fn candidate(&self, grid: &HuGrid, prior: &Prior, exclusions: bool) -> Option<(Vec<u8>, f32)> {
         let dims = self.dims();
         let [nx, ny, nz] = dims;
         let hu = grid.hu();
@@ -95,6 +96,15 @@ impl BodyFrame {
                             weight[at] = w;
                             cand[at] = 1;
                         }
+                    }
+                }
+            }
+        }
+        if exclusions {
+            for other in prior.exclude.iter().filter_map(|x| priors::get(x)) {
+                if let Some((taken, _)) = self.candidate(grid, other, false) {
+                    for (c, &t) in cand.iter_mut().zip(&taken) {
+                        *c &= 1 - t;
                     }
                 }
             }

@@ -40,6 +40,10 @@ pub struct Prior {
     pub ap: [f64; 2],
     pub volume_ml: [f64; 2],
     pub open_mm: f64,
+    /// Structures found first and removed from this one's candidates (a kidney touches the liver or the
+    /// spleen at the same HU, and no opening radius separates them everywhere).
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 fn parse(text: &str) -> Result<BTreeMap<String, Prior>> {
@@ -50,6 +54,9 @@ fn parse(text: &str) -> Result<BTreeMap<String, Prior>> {
             if !(r[0] < r[1]) {
                 return Err(Error::InvalidArgument(format!("body prior {name}: {what} range {r:?} is empty")));
             }
+        }
+        if let Some(x) = p.exclude.iter().find(|x| !map.contains_key(x.as_str())) {
+            return Err(Error::InvalidArgument(format!("body prior {name}: excludes unknown structure {x:?}")));
         }
         if !(p.open_mm >= 0.0) {
             return Err(Error::InvalidArgument(format!("body prior {name}: open_mm {} is negative", p.open_mm)));
