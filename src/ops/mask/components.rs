@@ -12,9 +12,8 @@ pub enum Connectivity {
     Full,
 }
 
-/// Connected components of a mask, with a label per voxel (the tests' reference; the library itself works
-/// on runs).
-#[cfg(test)]
+/// Connected components of a mask, with a label per voxel (the tests' reference, and the anatomy prior's
+/// labelling on its coarse grids, where a per-voxel map is small; the mask clean-ups work on runs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Components {
     /// Per voxel: 0 for background, `1..=n` for components, numbered in memory order of each
@@ -28,7 +27,6 @@ pub(crate) struct Components {
 ///
 /// # Panics
 /// If `mask.len() != w * h * d`, or the mask has more than `u32::MAX` runs.
-#[cfg(test)]
 pub(crate) fn components_3d(mask: &[u8], dims: [usize; 3], conn: Connectivity) -> Components {
     check_len(mask, dims);
     let mut rl = RunLabels::default();

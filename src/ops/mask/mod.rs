@@ -1,6 +1,7 @@
 //! Binary-mask operations on `u8` volumes: connected components (`components`), small-component removal,
-//! hole filling (`holes`), the interior point used to simulate a positive click (`distance`), bounding boxes
-//! and Dice (`measure`), all over the run-length labelling in `runs`.
+//! hole filling (`holes`), box dilation and erosion (`morph`), the interior point used to simulate a
+//! positive click (`distance`), bounding boxes and Dice (`measure`), all over the run-length labelling in
+//! `runs`.
 //!
 //! Volumes are `[w, h, d]` with `i` fastest (`index = (k*h + j)*w + i`); a voxel is foreground when it
 //! is nonzero. Component work is run-length based: each row is cut into maximal runs, runs of adjacent
@@ -12,9 +13,9 @@ mod components;
 mod distance;
 mod holes;
 mod measure;
+mod morph;
 mod runs;
 
-#[cfg(test)]
 pub(crate) use components::components_3d;
 pub(crate) use components::prune_3d;
 pub use components::{
@@ -26,6 +27,7 @@ pub use distance::interior_point_2d;
 pub(crate) use holes::fill_holes_3d;
 pub use holes::fill_holes_slices;
 pub use measure::{bbox_2d, dice, foreground};
+pub use morph::{dilate_box, erode_box};
 
 pub(crate) fn check_len(mask: &[u8], [w, h, d]: [usize; 3]) {
     let n = w.checked_mul(h).and_then(|wh| wh.checked_mul(d)).expect("mask dims overflow usize");
