@@ -944,8 +944,21 @@ vxp_result vxp_session_set_seed_mask(struct vxp_session *session,
                                      const int64_t *strides);
 
 /**
- * Text prompts ("left kidney") are not supported by this version: always `VXP_RESULT_UNSUPPORTED` (or
- * `VXP_RESULT_NULL_ARGUMENT`).
+ * Names object `label` (1–255) in words: "left kidney", "liver", "spleen", "kidneys" (both, one object),
+ * "tumour of the liver"… The phrase is resolved now (as `vxp_engine_lookup_concept` does), the structure's
+ * anatomical prior is found in this volume from body-relative rules (CT: body, lungs, bones, landmarks, a
+ * cranio-caudal coordinate; left and right from the IJK→RAS matrix), and the object gets the prompts it
+ * derives: a box and a seed mask (unless the object already has the host's own box or seed: then the
+ * host's prompt leads) and the region its result is cut to. A text-only object then runs like any other.
+ * One phrase per object.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (empty or blank text,
+ * not UTF-8), `VXP_RESULT_UNKNOWN_CONCEPT` (the phrase names no known structure; the message names the
+ * three closest), `VXP_RESULT_INVALID_PROMPT` (label out of range, the object already named by text, or
+ * the structure is not in this volume: nothing fits its prior, e.g. "left kidney" on a slab holding only
+ * the right one), `VXP_RESULT_UNSUPPORTED` (a structure without a prior in this version: brain structures,
+ * lesions searched inside an organ, small structures; or an MR volume for a body structure) or
+ * `VXP_RESULT_INVALID_VOLUME` (no body found in the volume). Nothing is added on error.
  *
  * # Safety
  * `session` a live handle; `text` NULL or a NUL-terminated string.

@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::anatomy::grid::HuGrid;
 use crate::concept::{self, Domain, Resolution, Resolver};
 use crate::error::Result;
 use crate::model::{Models, Provider, SessionConfig};
 use crate::runtime::{self, Runtime};
+use crate::session::text::{self, TextContext};
 use crate::session::{Session, SessionOptions};
 use crate::volume::intensity::{self, IntensityMapping};
 use crate::volume::VolumeView;
@@ -26,8 +28,8 @@ pub struct EngineOptions {
 pub struct Engine {
     pub runtime: &'static Runtime,
     pub models: Arc<Models>,
-    /// Text → concept, over the built-in vocabulary.
-    pub resolver: Resolver,
+    /// Text → concept, over the built-in vocabulary (shared with the sessions).
+    pub resolver: Arc<Resolver>,
     /// Time spent loading the runtime and building sessions.
     pub load_time: Duration,
 }
@@ -37,7 +39,7 @@ impl Engine {
         let t = Instant::now();
         let runtime = runtime::runtime(opts.ort_library.as_deref())?;
         let models = Arc::new(Models::load(runtime, &opts.model_dirs, &opts.session)?);
-        let resolver = concept::resolver_for(models.text.as_ref())?;
+        let resolver = Arc::new(concept::resolver_for(models.text.as_ref())?);
         Ok(Engine { runtime, models, resolver, load_time: t.elapsed() })
     }
 
@@ -64,7 +66,15 @@ impl Engine {
         mapping: IntensityMapping,
         opts: SessionOptions,
     ) -> Result<Session> {
-        let image = intensity::map_to_u8(volume, mapping)?;
-        Session::new(self.models.clone(), image, *volume.geometry(), opts)
+        let resolved = mapping.resolve(volume);
+        let image = intensity::map_to_u8(volume, resolved)?;
+        // A CT keeps a coarse HU copy for the body prior of text prompts (about 1/27 of a 1 mm volume); the
+        // mapped image has lost air and bone to the soft-tissue window.
+        let hu = match resolved {
+            IntensityMapping::Window { .. } => Some(HuGrid::from_view(volume, text::COARSE_MM)?),
+            _ => None,
+        };
+        let session = Session::new(self.models.clone(), image, *volume.geometry(), opts)?;
+        Ok(session.with_text(TextContext::new(self.resolver.clone(), hu)))
     }
 }

@@ -72,10 +72,19 @@ const MIN_PRESENT_ML: f64 = 40.0;
 /// The values are the first run's on this machine, rounded down by 0.03-0.05.
 const FLOORS: &[(&str, &str, f64, f64)] = &[];
 
-
 /// Large organs the table's means run over (the small and thin structures are shown, not averaged).
-const LARGE: &[&str] =
-    &["liver", "spleen", "kidney_right", "kidney_left", "stomach", "aorta", "lung_right", "lung_left", "urinary_bladder", "heart"];
+const LARGE: &[&str] = &[
+    "liver",
+    "spleen",
+    "kidney_right",
+    "kidney_left",
+    "stomach",
+    "aorta",
+    "lung_right",
+    "lung_left",
+    "urinary_bladder",
+    "heart",
+];
 
 fn load(path: &str) -> Volume {
     read_volume(&data(path)).unwrap_or_else(|e| panic!("{path}: {e}")).volume
@@ -287,7 +296,8 @@ fn left_kidney_is_not_found_in_the_right_half() {
     let labels = load("data/totalsegmentator/example_seg_fast_force_split.nii.gz").to_f64().unwrap();
     assert_eq!(ct.dtype, DType::I32);
     let dims = ct.dims;
-    let (bl, br) = (bbox_of(&union_mask(&labels, &[3]), dims).unwrap(), bbox_of(&union_mask(&labels, &[2]), dims).unwrap());
+    let (bl, br) =
+        (bbox_of(&union_mask(&labels, &[3]), dims).unwrap(), bbox_of(&union_mask(&labels, &[2]), dims).unwrap());
     // Case A-full's i runs toward the patient's Right (+x), so the right half is the high i: cut between
     // the kidneys, two voxels short of the right kidney.
     assert!(ct.geometry.ijk_to_ras[0][0] > 0.0 && bl.max[0] < br.min[0]);
@@ -334,10 +344,15 @@ fn prior_regions_next_to_the_reference() {
             p.frame.anchors(),
             p.seconds
         );
-        let (body, lungs) = (p.frame.body.iter().filter(|&&v| v == 1).count(), p.frame.lungs.iter().filter(|&&v| v == 1).count());
+        let (body, lungs) =
+            (p.frame.body.iter().filter(|&&v| v == 1).count(), p.frame.lungs.iter().filter(|&&v| v == 1).count());
         println!("  body {:.0} ml, lungs {:.0} ml", body as f64 * p.grid.voxel_ml(), lungs as f64 * p.grid.voxel_ml());
         for z in (0..p.grid.dims()[2]).step_by(8) {
-            println!("  z {z}: cc {:?} {:?}", p.frame.cc(z as f64).map(|c| (c * 100.0).round() / 100.0), p.frame.slice(z));
+            println!(
+                "  z {z}: cc {:?} {:?}",
+                p.frame.cc(z as f64).map(|c| (c * 100.0).round() / 100.0),
+                p.frame.slice(z)
+            );
         }
         for &(name, ids) in case.structures {
             let truth = union_mask(&labels, ids);

@@ -95,13 +95,15 @@ impl BodyFrame {
 
         let lungs = lungs(hu, &body, dims, spacing);
 
-        let lung_area: Vec<f64> =
-            (0..nz).map(|z| lungs[z * plane..(z + 1) * plane].iter().filter(|&&v| v == 1).count() as f64 * px_mm2).collect();
+        let lung_area: Vec<f64> = (0..nz)
+            .map(|z| lungs[z * plane..(z + 1) * plane].iter().filter(|&&v| v == 1).count() as f64 * px_mm2)
+            .collect();
         let with_lung: Vec<usize> = (0..nz).filter(|&z| lung_area[z] >= LANDMARK_AREA_MM2).collect();
         // A landmark on the first or last slice is where the scan stops, not where the lung does.
         let lung_base = with_lung.first().filter(|&&z| z > 0).map(|&z| z as f64);
         let lung_apex = with_lung.last().filter(|&&z| z + 1 < nz).map(|&z| z as f64);
-        let iliac_crest = iliac_crest(&bone, &slices, dims, spacing, lung_base.or(with_lung.first().map(|&z| z as f64)));
+        let iliac_crest =
+            iliac_crest(&bone, &slices, dims, spacing, lung_base.or(with_lung.first().map(|&z| z as f64)));
         let landmarks = Landmarks { lung_apex, lung_base, iliac_crest };
 
         let dz = spacing[2];

@@ -152,6 +152,17 @@ struct SegmentArgs {
     /// object OBJECT (1-based, default 1). Repeat for several points.
     #[arg(long = "point-ijk", value_name = "X,Y,Z[,+|-[,OBJECT]]")]
     point_ijk: Vec<String>,
+    /// Name an object in words ("left kidney", "liver"): the n-th --text names object n, so with boxes it adds
+    /// the structure's anatomical limit to box n, and beyond them it is an object of its own, found from
+    /// the text alone (CT). Repeat for several objects.
+    #[arg(long = "text", value_name = "PHRASE")]
+    text: Vec<String>,
+    /// Text-encoder package for phrasings outside the vocabulary (default: the installed minilm).
+    #[arg(long, value_name = "DIR")]
+    text_model: Option<PathBuf>,
+    /// Match --text phrases lexically only (no text encoder is loaded).
+    #[arg(long)]
+    no_text_model: bool,
     /// A coarse mask on the input grid (NIfTI/NRRD): each nonzero value becomes one more object, refined by
     /// the policy (reseed keeps its reliable slices and re-propagates from them).
     #[arg(long)]
@@ -356,12 +367,13 @@ fn segment(args: SegmentArgs) -> Result<()> {
         }
         None => Vec::new(),
     };
-    if boxes.is_empty() && seed_objects.is_empty() && !points.iter().any(|(_, p)| p.positive) {
+    if boxes.is_empty() && seed_objects.is_empty() && args.text.is_empty() && !points.iter().any(|(_, p)| p.positive) {
         return Err(Error::InvalidPrompt(
-            "no prompt: give --box-ijk, --box-ras, --box-from-reference, --seed-mask or a positive --point-ijk".into(),
+            "no prompt: give --box-ijk, --box-ras, --box-from-reference, --seed-mask, --text or a positive --point-ijk"
+                .into(),
         ));
     }
-    let n_objects = (boxes.len() + seed_objects.len()).max(1);
+    let n_objects = (boxes.len() + seed_objects.len()).max(args.text.len()).max(1);
     if !args.reference_label.is_empty() && args.reference_label.len() != n_objects {
         return Err(Error::InvalidArgument(format!(
             "{} --reference-label values for {n_objects} objects",
@@ -388,7 +400,10 @@ fn segment(args: SegmentArgs) -> Result<()> {
     let providers = args.providers.split(',').map(Provider::parse).collect::<Result<Vec<_>>>()?;
     let engine = Arc::new(Engine::new(&EngineOptions {
         ort_library: args.ort_lib.clone(),
-        model_dirs: vec![args.model.clone().unwrap_or_else(default_model_dir)],
+        model_dirs: [args.model.clone().unwrap_or_else(default_model_dir)]
+            .into_iter()
+            .chain(if args.text.is_empty() { None } else { text_model_dir(&args.text_model, args.no_text_model) })
+            .collect(),
         session: SessionConfig { providers, threads: args.threads, strict: args.no_cpu_fallback },
     })?);
     let post = PostprocessOptions::new()
@@ -409,6 +424,16 @@ fn segment(args: SegmentArgs) -> Result<()> {
     }
     for (n, m) in seed_objects.into_iter().enumerate() {
         session.set_seed((boxes.len() + n + 1) as u8, m)?;
+    }
+    let mut texts = Vec::new();
+    for (n, phrase) in args.text.iter().enumerate() {
+        let outcome = session.add_text((n + 1) as u8, phrase)?;
+        texts.push(serde_json::json!({
+            "label": n + 1, "text": phrase, "concepts": outcome.resolution.concepts,
+            "name": outcome.resolution.name(&engine.resolver.vocab), "method": outcome.resolution.method.name(),
+            "score": outcome.resolution.score, "prompted_from_text": outcome.prompted,
+            "regions": outcome.regions.iter().map(|(s, score, v)| serde_json::json!({"structure": s, "prior_score": score, "voxels": v})).collect::<Vec<_>>(),
+        }));
     }
     for (label, p) in &points {
         session.add_point(*label, *p)?;
@@ -486,6 +511,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         "ms_per_slice": if run.slices_decoded > 0 { ms(model_ms) / run.slices_decoded as f64 } else { 0.0 },
         "peak_rss_mb": peak_rss_mb(),
         "objects": objs,
+        "text_prompts": texts,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 use super::buffer::Strided;
 use super::error::{boundary, fail, null_arg, set_last_error};
-use super::handle::try_array;
+use super::handle::{try_array, try_str};
 use super::result::vxp_result;
 use super::session::{done, vxp_session, with_session};
 use crate::prompt::PointIjk;
@@ -230,8 +230,21 @@ pub unsafe extern "C" fn vxp_session_set_seed_mask(
     })
 }
 
-/// Text prompts ("left kidney") are not supported by this version: always `VXP_RESULT_UNSUPPORTED` (or
-/// `VXP_RESULT_NULL_ARGUMENT`).
+/// Names object `label` (1–255) in words: "left kidney", "liver", "spleen", "kidneys" (both, one object),
+/// "tumour of the liver"… The phrase is resolved now (as `vxp_engine_lookup_concept` does), the structure's
+/// anatomical prior is found in this volume from body-relative rules (CT: body, lungs, bones, landmarks, a
+/// cranio-caudal coordinate; left and right from the IJK→RAS matrix), and the object gets the prompts it
+/// derives: a box and a seed mask (unless the object already has the host's own box or seed: then the
+/// host's prompt leads) and the region its result is cut to. A text-only object then runs like any other.
+/// One phrase per object.
+///
+/// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (empty or blank text,
+/// not UTF-8), `VXP_RESULT_UNKNOWN_CONCEPT` (the phrase names no known structure; the message names the
+/// three closest), `VXP_RESULT_INVALID_PROMPT` (label out of range, the object already named by text, or
+/// the structure is not in this volume: nothing fits its prior, e.g. "left kidney" on a slab holding only
+/// the right one), `VXP_RESULT_UNSUPPORTED` (a structure without a prior in this version: brain structures,
+/// lesions searched inside an organ, small structures; or an MR volume for a body structure) or
+/// `VXP_RESULT_INVALID_VOLUME` (no body found in the volume). Nothing is added on error.
 ///
 /// # Safety
 /// `session` a live handle; `text` NULL or a NUL-terminated string.
@@ -242,12 +255,12 @@ pub unsafe extern "C" fn vxp_session_add_text(
     text: *const c_char,
 ) -> vxp_result {
     boundary(|| {
-        if session.is_null() || text.is_null() {
-            return null_arg(if session.is_null() { "session" } else { "text" });
-        }
-        let _ = label;
-        set_last_error("text prompts are not supported by this version");
-        vxp_result::Unsupported
+        // SAFETY: NULL or a C string, per the contract.
+        let t = match unsafe { try_str(text, "text") } {
+            Ok(t) => t,
+            Err(r) => return r,
+        };
+        with_object(session, label, |s, l| done(s.add_text(l, t).map(|_| ())))
     })
 }
 

@@ -42,9 +42,12 @@ pub enum PromptKind {
     Point(PointIjk),
     /// A coarse mask on the input grid (1 = inside, i fastest), shared between checkpoints.
     Seed(Arc<Vec<u8>>),
-    /// Free text naming the object ("left kidney").
+    /// Free text naming the object ("left kidney"), kept for the report once resolved into derived prompts.
     Text(String),
     Hint(Hint),
+    /// Where the object may lie (0/1 on the input grid, e.g. the dilated anatomical prior): the result is cut
+    /// to it. The latest one set applies.
+    Limit(Arc<Vec<u8>>),
 }
 
 /// Where a prompt came from.
@@ -108,15 +111,26 @@ impl ObjectPrompts {
         })
     }
 
+    /// The region the result is cut to (the latest one set).
+    pub fn limit(&self) -> Option<&Arc<Vec<u8>>> {
+        self.prompts.iter().rev().find_map(|p| match &p.kind {
+            PromptKind::Limit(m) => Some(m),
+            _ => None,
+        })
+    }
+
     /// Whether anything can start the object: a box, a seed mask or a positive point.
     pub fn has_start(&self) -> bool {
         self.boxes().next().is_some() || self.seed().is_some() || self.points().any(|p| p.positive)
     }
 
-    /// Adds a prompt; a seed mask replaces the previous one.
+    /// Adds a prompt; a seed mask or a limit replaces the previous one.
     pub fn push(&mut self, p: Prompt) {
         if matches!(p.kind, PromptKind::Seed(_)) {
             self.prompts.retain(|q| !matches!(q.kind, PromptKind::Seed(_)));
+        }
+        if matches!(p.kind, PromptKind::Limit(_)) {
+            self.prompts.retain(|q| !matches!(q.kind, PromptKind::Limit(_)));
         }
         self.prompts.push(p);
     }

@@ -1,7 +1,7 @@
-//! From an object's prompts to the spatial prompts a model driver takes. Boxes, points and seed masks pass
-//! through in the order given; text and anatomical hints will become derived boxes, seeds and constraints
-//! (with their `Source`) once the concept resolver exists, and until then an object holding one is refused
-//! by name rather than segmented without it.
+//! From an object's prompts to the spatial prompts a model driver takes. Boxes, points, seed masks and the
+//! limit pass through in the order given. A text prompt is resolved when it is added (the session turns it
+//! into derived boxes, a seed and a limit, each with its `Source`), so here it is only carried; an
+//! anatomical hint has no resolver yet and is refused by name rather than ignored.
 
 use std::sync::Arc;
 
@@ -16,6 +16,8 @@ pub struct Spatial {
     pub boxes: Vec<BoxIjk>,
     pub points: Vec<PointIjk>,
     pub seed: Option<Arc<Vec<u8>>>,
+    /// The result is cut to this region (input grid, 0/1).
+    pub limit: Option<Arc<Vec<u8>>>,
 }
 
 /// The spatial prompts of `o`.
@@ -26,12 +28,8 @@ pub fn spatial(o: &ObjectPrompts) -> Result<Spatial> {
             PromptKind::Box(b) => s.boxes.push(*b),
             PromptKind::Point(q) => s.points.push(*q),
             PromptKind::Seed(m) => s.seed = Some(m.clone()),
-            PromptKind::Text(t) => {
-                return Err(Error::Unsupported(format!(
-                    "object {}: the text prompt {t:?} cannot be resolved by this build",
-                    o.label
-                )))
-            }
+            PromptKind::Limit(m) => s.limit = Some(m.clone()),
+            PromptKind::Text(_) => {}
             PromptKind::Hint(h) => {
                 return Err(Error::Unsupported(format!(
                     "object {}: the anatomical hint {h:?} cannot be resolved by this build",
@@ -49,7 +47,7 @@ mod tests {
     use crate::prompt::{Prompt, Source};
 
     #[test]
-    fn spatial_prompts_pass_through_in_order_and_text_is_refused_by_name() {
+    fn spatial_prompts_pass_through_in_order_text_is_carried_and_hints_refused() {
         let b = |k| BoxIjk { min: [0, 0, k], max: [2, 2, k] };
         let mut o = ObjectPrompts::new(4);
         o.push(Prompt::user(PromptKind::Box(b(3))));
@@ -61,9 +59,12 @@ mod tests {
         o.push(Prompt::user(PromptKind::Point(PointIjk { ijk: [1, 1, 1], positive: false })));
         let s = spatial(&o).unwrap();
         assert_eq!((s.label, s.boxes, s.points.len(), s.seed), (4, vec![b(3), b(1)], 1, None));
+        // Text is carried (its derived prompts are already there); a hint is refused by name.
         o.push(Prompt::user(PromptKind::Text("left kidney".into())));
+        assert_eq!(spatial(&o).unwrap().boxes.len(), 2);
+        o.push(Prompt::user(PromptKind::Hint(crate::prompt::Hint::Organ("liver".into()))));
         let e = spatial(&o).err().unwrap();
         assert_eq!(e.code(), crate::ErrorCode::Unsupported);
-        assert!(e.to_string().contains("\"left kidney\""), "{e}");
+        assert!(e.to_string().contains("liver"), "{e}");
     }
 }

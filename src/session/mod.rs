@@ -15,6 +15,7 @@
 mod history;
 mod objects;
 mod plan;
+pub mod text;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,14 +25,14 @@ use crate::error::{Error, Result};
 use crate::model::{Models, Segmenter, SliceModel};
 use crate::pipeline::compose::{self, ObjectSummary, Overlap};
 use crate::pipeline::policy::Policy;
-use crate::pipeline::postprocess::PostprocessOptions;
+use crate::pipeline::postprocess::{self, PostprocessOptions};
 use crate::pipeline::result::{StackResult, Stats};
 use crate::pipeline::slice::cache::{CacheStats, EmbeddingCache};
 use crate::pipeline::slice::frame::Frame;
 use crate::pipeline::slice::strategy::{self, refine, Settings};
 use crate::pipeline::slice::sweep::{Scratch, Stack};
 use crate::prompt::resolve::{self, Spatial};
-use crate::prompt::PointIjk;
+use crate::prompt::{PointIjk, PromptKind};
 use crate::volume::reslice::Orientation;
 use crate::volume::{BoxIjk, Geometry, U8Volume};
 use history::History;
@@ -130,6 +131,8 @@ pub struct Session {
     opts: SessionOptions,
     history: History,
     cancel: Arc<AtomicBool>,
+    /// Text prompts: the resolver and the volume's coarse HU copy (set by the engine).
+    text: Option<text::TextContext>,
 }
 
 impl Session {
@@ -150,6 +153,7 @@ impl Session {
             opts,
             history: History::default(),
             cancel: Arc::new(AtomicBool::new(false)),
+            text: None,
         })
     }
 
@@ -183,6 +187,35 @@ impl Session {
         self.opts = opts;
         self.history.touch();
         Ok(())
+    }
+
+    /// Lets the session take text prompts.
+    pub fn with_text(mut self, ctx: text::TextContext) -> Session {
+        self.text = Some(ctx);
+        self
+    }
+
+    /// Names object `label` in words ("left kidney"): resolved now, so an unknown phrase fails here with
+    /// `UnknownConcept`; the structure's anatomical prior is found in this volume and becomes the object's
+    /// boxes and seed (unless it already has the host's own) and the limit its result is cut to. A structure
+    /// that is not in the volume (outside the scan, or not on the side named) is `InvalidPrompt`.
+    pub fn add_text(&mut self, label: u8, phrase: &str) -> Result<text::TextOutcome> {
+        let ctx = self.text.as_ref().ok_or_else(|| {
+            Error::Unsupported("this session takes no text prompts: open it through an engine".into())
+        })?;
+        if label == 0 {
+            return Err(Error::InvalidPrompt("label 0 is the background".into()));
+        }
+        let current = self.objects.prompts_of(label);
+        if current.prompts.iter().any(|p| matches!(p.kind, PromptKind::Text(_))) {
+            return Err(Error::InvalidPrompt(format!(
+                "object {label} is already named by text; remove it to rename it"
+            )));
+        }
+        let (prompts, outcome) = text::prompts_for(ctx, &current, phrase, self.image.dims, self.opts.axis as usize)?;
+        self.history.touch();
+        self.objects.push_all(label, prompts)?;
+        Ok(outcome)
     }
 
     /// Adds a 3D box (inclusive voxel indices) to object `label`, creating the object if needed.
@@ -354,6 +387,15 @@ impl Session {
         }
         if let Some(p) = user_progress.as_mut() {
             p(1.0);
+        }
+        let grid = self.image.dims;
+        let mut full_results = full_results;
+        for (&k, slices) in
+            plan.full.iter().zip(full_results.iter_mut()).chain(plan.refine.iter().zip(refined_results.iter_mut()))
+        {
+            if let Some(limit) = &spatial[k].limit {
+                postprocess::cut_to_limit(slices, limit, orientation, grid);
+            }
         }
 
         // Everything succeeded: install the new results, then checkpoint them.

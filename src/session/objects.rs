@@ -90,6 +90,24 @@ impl Objects {
         Ok(())
     }
 
+    /// Adds derived prompts (a resolved text prompt's) to object `label`, creating it if needed.
+    pub fn push_all(&mut self, label: u8, prompts: Vec<Prompt>) -> Result<()> {
+        let o = self.get_or_create(label)?;
+        for p in prompts {
+            o.prompts.push(p);
+        }
+        Ok(())
+    }
+
+    /// The prompts of `label` so far (empty for a new object).
+    pub fn prompts_of(&self, label: u8) -> ObjectPrompts {
+        self.list
+            .iter()
+            .find(|o| o.prompts.label == label)
+            .map(|o| o.prompts.clone())
+            .unwrap_or_else(|| ObjectPrompts::new(label))
+    }
+
     pub fn remove(&mut self, label: u8) -> Result<()> {
         let before = self.list.len();
         self.list.retain(|o| o.prompts.label != label);

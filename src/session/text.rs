@@ -69,7 +69,13 @@ fn structures(vocab: &crate::concept::Vocabulary, id: &str) -> Vec<String> {
 }
 
 /// Resolves `text` and derives the prompts `o` gets from it, on a volume of `dims` propagated along `axis`.
-pub fn prompts_for(ctx: &TextContext, o: &ObjectPrompts, text: &str, dims: [usize; 3], axis: usize) -> Result<(Vec<Prompt>, TextOutcome)> {
+pub fn prompts_for(
+    ctx: &TextContext,
+    o: &ObjectPrompts,
+    text: &str,
+    dims: [usize; 3],
+    axis: usize,
+) -> Result<(Vec<Prompt>, TextOutcome)> {
     let resolution = ctx.resolver.resolve(text, Domain::Any)?;
     let vocab = &ctx.resolver.vocab;
     let name = resolution.name(vocab);
