@@ -428,7 +428,11 @@ fn segments_a_real_volume_through_the_abi() {
         assert_eq!((a.add_point_ijk)(s, 3, [30i64, 30, 40].as_ptr(), true), INVALID_PROMPT, "point outside");
         assert_eq!((a.add_point_ijk)(s, 3, [30i64, -1, 10].as_ptr(), true), INVALID_PROMPT);
         assert_eq!((a.add_point_ijk)(s, 3, ptr::null(), true), NULL_ARGUMENT);
-        assert_eq!((a.add_text)(s, 3, cstr("left kidney").as_ptr()), UNSUPPORTED);
+        assert_eq!((a.add_text)(s, 3, cstr("banana bread").as_ptr()), UNKNOWN_CONCEPT);
+        assert!(last_error().contains("closest:"), "{}", last_error());
+        assert_eq!((a.add_text)(s, 3, cstr("").as_ptr()), INVALID_ARGUMENT);
+        // A lesion searched inside its organ is not in this version: said, not guessed.
+        assert_eq!((a.add_text)(s, 3, cstr("liver tumour").as_ptr()), UNSUPPORTED);
         assert_eq!((a.add_box_ras)(s, 3, [1e6, 1e6, 1e6, 2e6, 2e6, 2e6].as_ptr()), INVALID_PROMPT);
         let mut mask = vec![0xABu8; n];
         assert_eq!(

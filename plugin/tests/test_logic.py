@@ -83,6 +83,19 @@ def test_reference_policy_matches_pytorch_voxel_for_voxel(engine, ct, liver):
     assert stats["objects_full"] == 1
 
 
+def test_a_text_prompt_alone_segments_its_organ(engine, ct, liver):
+    vol, affine = ct
+    with engine.session(vol, affine, intensity="ct") as s:
+        s.add_text(5, "the liver")
+        mask = s.run()
+        with pytest.raises(VoxPromptError) as e:
+            s.add_text(6, "banana bread")
+        assert e.value.name == "UNKNOWN_CONCEPT" and "closest:" in str(e.value)
+    assert set(np.unique(mask)) == {0, 5}
+    d = dice(mask, liver)
+    assert d >= 0.85, d
+
+
 def test_default_policy_gives_mask_and_confidence(engine, ct, liver):
     vol, affine = ct
     with engine.session(vol, affine, intensity="ct") as s:

@@ -330,6 +330,15 @@ static void check_error_paths(const vxp_engine *engine, vxp_session *session, co
     r = vxp_session_add_box_ijk(session, label, NULL);
     CHECK(r == VXP_RESULT_NULL_ARGUMENT, "NULL box gave %u", (unsigned)r);
 
+    /* Text: a phrase that names nothing, with suggestions in the message; an empty one; NULL. */
+    r = vxp_session_add_text(session, label == 255 ? 254 : label + 1, "banana bread");
+    CHECK(r == VXP_RESULT_UNKNOWN_CONCEPT && strstr(last_error(), "closest:") != NULL,
+          "unknown phrase gave %u (%s)", (unsigned)r, last_error());
+    r = vxp_session_add_text(session, label == 255 ? 254 : label + 1, "");
+    CHECK(r == VXP_RESULT_INVALID_ARGUMENT, "empty phrase gave %u (%s)", (unsigned)r, last_error());
+    r = vxp_session_add_text(session, label, NULL);
+    CHECK(r == VXP_RESULT_NULL_ARGUMENT, "NULL phrase gave %u", (unsigned)r);
+
     /* A session from a descriptor with a wrong struct_size: out-param untouched. */
     vxp_volume bad = *vol;
     bad.struct_size = 8;
@@ -511,13 +520,26 @@ int main(int argc, char **argv) {
         fprintf(stderr, "segment: vxp_session_new: %s: %s\n", vxp_result_str(r), last_error());
         goto done;
     }
-    r = vxp_session_add_box_ijk(session, (uint32_t)label, box);
-    if (r != VXP_RESULT_OK) {
-        fprintf(stderr, "segment: vxp_session_add_box_ijk: %s: %s\n", vxp_result_str(r), last_error());
-        goto done;
+    /* SEGMENT_TEXT names the object in words instead of the reference box: the library finds it. */
+    const char *text = getenv("SEGMENT_TEXT");
+    if (text != NULL && *text != '\0') {
+        r = vxp_session_add_text(session, (uint32_t)label, text);
+        if (r != VXP_RESULT_OK) {
+            fprintf(stderr, "segment: vxp_session_add_text(\"%s\"): %s: %s\n", text, vxp_result_str(r), last_error());
+            goto done;
+        }
+        printf("object %ld from the text \"%s\" alone\n", label, text);
+        r = vxp_session_add_text(session, (uint32_t)label, text);
+        CHECK(r == VXP_RESULT_INVALID_PROMPT, "a second text for label %ld gave %u", label, (unsigned)r);
+    } else {
+        r = vxp_session_add_box_ijk(session, (uint32_t)label, box);
+        if (r != VXP_RESULT_OK) {
+            fprintf(stderr, "segment: vxp_session_add_box_ijk: %s: %s\n", vxp_result_str(r), last_error());
+            goto done;
+        }
+        r = vxp_session_add_box_ijk(session, (uint32_t)label, box);
+        CHECK(r == VXP_RESULT_INVALID_PROMPT, "a second object with label %ld gave %u", label, (unsigned)r);
     }
-    r = vxp_session_add_box_ijk(session, (uint32_t)label, box);
-    CHECK(r == VXP_RESULT_INVALID_PROMPT, "a second object with label %ld gave %u", label, (unsigned)r);
 
     check_error_paths(engine, session, &vol, box, (uint32_t)label, nvox);
     /* Sessions keep the engine alive: release our reference before the run. */

@@ -145,6 +145,7 @@ _SIGNATURES = {
     "vxp_session_add_box_ras": (c_uint32, [c_void_p, c_uint32, POINTER(c_double)]),
     "vxp_session_add_point_ijk": (c_uint32, [c_void_p, c_uint32, POINTER(c_int64), c_bool]),
     "vxp_session_add_point_ras": (c_uint32, [c_void_p, c_uint32, POINTER(c_double), c_bool]),
+    "vxp_session_add_text": (c_uint32, [c_void_p, c_uint32, c_char_p]),
     "vxp_session_remove_object": (c_uint32, [c_void_p, c_uint32]),
     "vxp_session_clear_prompts": (c_uint32, [c_void_p]),
     "vxp_session_set_policy": (c_uint32, [c_void_p, c_uint32]),

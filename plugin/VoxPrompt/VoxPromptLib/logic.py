@@ -192,6 +192,12 @@ class Session:
         self.lib.check(self.lib.dll.vxp_session_add_point_ras(self._handle, label,
                                                               (c_double * 3)(*map(float, ras)), bool(positive)))
 
+    def add_text(self, label: int, phrase: str) -> None:
+        """Names object `label` in words ("left kidney"): the library finds the structure in this (CT) volume.
+        Raises VoxPromptError UNKNOWN_CONCEPT (with the closest concepts), INVALID_PROMPT (not in this volume)
+        or UNSUPPORTED (no prior for it yet)."""
+        self.lib.check(self.lib.dll.vxp_session_add_text(self._handle, int(label), phrase.encode()))
+
     def remove_object(self, label: int) -> None:
         self.lib.check(self.lib.dll.vxp_session_remove_object(self._handle, label))
 
