@@ -1,0 +1,180 @@
+//! Text prompts through a session, as hosts use them: a phrase alone (no box, no click) on the real CT
+//! volumes of shared/DATA.md, next to the box-prompt Dice of the same structure; text + box against box
+//! alone; and sides: the same kidney after the array is flipped with its affine adjusted, and "left
+//! kidney" refused on a slab that holds only the right one.
+
+mod common;
+
+use common::*;
+use voxprompt::io::read_volume;
+use voxprompt::ops::mask::dice;
+use voxprompt::session::SessionOptions;
+use voxprompt::volume::intensity::IntensityMapping;
+use voxprompt::volume::{BoxIjk, Volume};
+use voxprompt::ErrorCode;
+
+/// One organ: its phrase, the reference label values that make it up, and the least text-alone Dice
+/// measured here (minus a margin), so a regression fails.
+struct Case {
+    phrase: &'static str,
+    labels: &'static [u32],
+    min_text: f64,
+}
+
+fn load(rel: &str) -> Volume {
+    read_volume(&data(rel)).unwrap().volume
+}
+
+/// The mask of object 1 from `prompt` on a fresh session, and its Dice against `labels` of `reference`.
+fn run(v: &Volume, reference: &[f64], labels: &[u32], prompt: impl FnOnce(&mut voxprompt::session::Session)) -> f64 {
+    let mut s = ENGINE.open_session(&v.view().unwrap(), IntensityMapping::CT, SessionOptions::default()).unwrap();
+    prompt(&mut s);
+    s.run(None).unwrap();
+    let mask = s.compose(false).0;
+    dice(mask.data.iter().map(|&m| m == 1), reference.iter().map(|&r| labels.contains(&(r as u32))))
+}
+
+/// The tight box of the reference structure, as `make demo` prompts it.
+fn reference_box(reference: &[f64], dims: [usize; 3], labels: &[u32]) -> BoxIjk {
+    let only: Vec<f64> = reference.iter().map(|&r| if labels.contains(&(r as u32)) { 1.0 } else { 0.0 }).collect();
+    BoxIjk::of_label(&only, dims, 1.0).unwrap().0
+}
+
+/// Text alone, box alone and text + box for each case of one volume; returns the rows.
+fn table(name: &str, image: &str, seg: &str, cases: &[Case]) -> Vec<(String, f64, f64, f64)> {
+    let v = load(image);
+    let reference = load(seg).to_f64().unwrap();
+    let mut rows = Vec::new();
+    for c in cases {
+        let text = run(&v, &reference, c.labels, |s| {
+            s.add_text(1, c.phrase).unwrap_or_else(|e| panic!("{name} {:?}: {e}", c.phrase));
+        });
+        let b = reference_box(&reference, v.dims, c.labels);
+        let boxed = run(&v, &reference, c.labels, |s| s.add_box(1, b).unwrap());
+        let both = run(&v, &reference, c.labels, |s| {
+            s.add_box(1, b).unwrap();
+            s.add_text(1, c.phrase).unwrap();
+        });
+        println!("{name:<8} {:<14} text {text:.3}   box {boxed:.3}   text+box {both:.3}", c.phrase);
+        assert!(text >= c.min_text, "{name} {:?}: text-alone Dice {text:.3} < {}", c.phrase, c.min_text);
+        rows.push((c.phrase.to_string(), text, boxed, both));
+    }
+    rows
+}
+
+#[test]
+fn text_alone_finds_the_large_organs_of_the_ct_cases() {
+    let mut rows = table(
+        "A-full",
+        "data/totalsegmentator/example_ct.nii.gz",
+        "data/totalsegmentator/example_seg_fast_force_split.nii.gz",
+        &[
+            Case { phrase: "liver", labels: &[5], min_text: 0.88 },
+            Case { phrase: "spleen", labels: &[1], min_text: 0.80 },
+            Case { phrase: "left kidney", labels: &[3], min_text: 0.90 },
+            Case { phrase: "right kidney", labels: &[2], min_text: 0.88 },
+        ],
+    );
+    rows.extend(table(
+        "A",
+        "tests/fixtures/data/example_ct_sm.nii.gz",
+        "tests/fixtures/data/example_seg.nii.gz",
+        &[
+            Case { phrase: "liver", labels: &[5], min_text: 0.85 },
+            Case { phrase: "left kidney", labels: &[3], min_text: 0.90 },
+        ],
+    ));
+    let n = rows.len() as f64;
+    let mean = |f: fn(&(String, f64, f64, f64)) -> f64| rows.iter().map(f).sum::<f64>() / n;
+    let (t, b, tb) = (mean(|r| r.1), mean(|r| r.2), mean(|r| r.3));
+    println!("mean over {} structures: text alone {t:.3}, box {b:.3}, text + box {tb:.3}", rows.len());
+    assert!(t >= 0.80, "mean text-alone Dice {t:.3}");
+    // The text's limit only cuts what lies far outside the structure: it never costs a box prompt.
+    assert!(tb >= b - 0.002, "text + box {tb:.3} vs box {b:.3}");
+}
+
+/// `v` with its array reversed along i and the affine adjusted: the same patient, other columns.
+fn flipped_i(v: &Volume) -> Volume {
+    let [nx, ny, nz] = v.dims;
+    let s = v.dtype.size();
+    let mut data = vec![0u8; v.data.len()];
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                let from = ((k * ny + j) * nx + i) * s;
+                let to = ((k * ny + j) * nx + (nx - 1 - i)) * s;
+                data[to..to + s].copy_from_slice(&v.data[from..from + s]);
+            }
+        }
+    }
+    let mut g = v.geometry;
+    for r in 0..3 {
+        g.ijk_to_ras[r][3] += g.ijk_to_ras[r][0] * (nx - 1) as f64;
+        g.ijk_to_ras[r][0] = -g.ijk_to_ras[r][0];
+    }
+    Volume { data, dtype: v.dtype, dims: v.dims, geometry: g }
+}
+
+/// The voxels of `v` with i in `lo..hi`, with the affine moved so they stay where they were.
+fn slab_i(v: &Volume, lo: usize, hi: usize) -> Volume {
+    let [nx, ny, nz] = v.dims;
+    let s = v.dtype.size();
+    let w = hi - lo;
+    let mut data = Vec::with_capacity(w * ny * nz * s);
+    for k in 0..nz {
+        for j in 0..ny {
+            let row = ((k * ny + j) * nx + lo) * s;
+            data.extend_from_slice(&v.data[row..row + w * s]);
+        }
+    }
+    let mut g = v.geometry;
+    for r in 0..3 {
+        g.ijk_to_ras[r][3] += g.ijk_to_ras[r][0] * lo as f64;
+    }
+    Volume { data, dtype: v.dtype, dims: [w, ny, nz], geometry: g }
+}
+
+#[test]
+fn sides_come_from_the_affine_not_the_array() {
+    let v = load("tests/fixtures/data/example_ct_sm.nii.gz");
+    let reference = load("tests/fixtures/data/example_seg.nii.gz");
+    let r = reference.to_f64().unwrap();
+    let straight = run(&v, &r, &[3], |s| {
+        s.add_text(1, "left kidney").unwrap();
+    });
+    let fv = flipped_i(&v);
+    let fr = flipped_i(&reference).to_f64().unwrap();
+    let flipped = run(&fv, &fr, &[3], |s| {
+        s.add_text(1, "left kidney").unwrap();
+    });
+    println!("left kidney: Dice {straight:.3} as stored, {flipped:.3} with the array flipped along i");
+    assert!(straight > 0.9 && flipped > 0.9, "{straight:.3} / {flipped:.3}");
+
+    // The half of the columns that holds the right kidney (found from the reference, in array terms).
+    let [nx, ny, nz] = v.dims;
+    let mut right_i = 0usize;
+    let mut count = 0usize;
+    for (at, &l) in r.iter().enumerate() {
+        if l as u32 == 2 {
+            right_i += at % nx;
+            count += 1;
+        }
+    }
+    let right_i = right_i / count;
+    let (lo, hi) = if right_i < nx / 2 { (0, nx / 2) } else { (nx / 2, nx) };
+    let slab = slab_i(&v, lo, hi);
+    let slab_ref = slab_i(&reference, lo, hi).to_f64().unwrap();
+    assert!(!slab_ref.iter().any(|&l| l as u32 == 3), "the slab must hold no left kidney");
+    let mut s = ENGINE.open_session(&slab.view().unwrap(), IntensityMapping::CT, SessionOptions::default()).unwrap();
+    let e = s.add_text(1, "left kidney").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidPrompt, "{e}");
+    assert!(e.to_string().contains("not in this volume"), "{e}");
+    let right = run(&slab, &slab_ref, &[2], |s| {
+        s.add_text(1, "right kidney").unwrap();
+    });
+    println!(
+        "slab of {} of {nx} columns ({ny}x{nz}): \"left kidney\" refused ({e}); right kidney Dice {right:.3}",
+        hi - lo
+    );
+    assert!(right > 0.85, "right kidney on its slab: {right:.3}");
+}
