@@ -50,7 +50,8 @@ fn parse(text: &str) -> Result<BTreeMap<String, Prior>> {
     let map: BTreeMap<String, Prior> =
         toml::from_str(text).map_err(|e| Error::InvalidArgument(format!("body priors: {e}")))?;
     for (name, p) in &map {
-        for (what, r) in [("hu", p.hu), ("cc", p.cc), ("lateral", p.lateral), ("ap", p.ap), ("volume_ml", p.volume_ml)] {
+        for (what, r) in [("hu", p.hu), ("cc", p.cc), ("lateral", p.lateral), ("ap", p.ap), ("volume_ml", p.volume_ml)]
+        {
             if !(r[0] < r[1]) {
                 return Err(Error::InvalidArgument(format!("body prior {name}: {what} range {r:?} is empty")));
             }
