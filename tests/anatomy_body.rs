@@ -140,7 +140,10 @@ fn prior_of(view: &VolumeView<'_>) -> Prior {
 
 /// LiteMedSAM (default policy) for one object per entry, each a list of boxes and an optional seed; the
 /// per-object masks, each cut to its `limit` when one is given.
-fn segment(view: &VolumeView<'_>, objects: &[(Vec<BoxIjk>, Option<Vec<u8>>, Option<&[u8]>)]) -> Vec<Vec<u8>> {
+/// One object for `segment`: its boxes, an optional seed mask and an optional limit region.
+type Object<'a> = (Vec<BoxIjk>, Option<Vec<u8>>, Option<&'a [u8]>);
+
+fn segment(view: &VolumeView<'_>, objects: &[Object<'_>]) -> Vec<Vec<u8>> {
     let mut s = ENGINE.open_session(view, IntensityMapping::CT, SessionOptions::default()).unwrap();
     for (n, (boxes, seed, _)) in objects.iter().enumerate() {
         let label = (n + 1) as u8;
