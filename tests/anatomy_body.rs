@@ -77,6 +77,7 @@ const FLOORS: &[(&str, &str, f64, f64)] = &[
     ("A", "kidney_left", 0.90, 0.90),
     ("A", "stomach", 0.13, 0.45),
     ("A", "lung_right", 0.81, 0.81),
+    ("A", "lung_left", 0.55, 0.55),
     ("A-full", "liver", 0.88, 0.87),
     ("A-full", "spleen", 0.80, 0.81),
     ("A-full", "kidney_right", 0.88, 0.74),
@@ -84,14 +85,15 @@ const FLOORS: &[(&str, &str, f64, f64)] = &[
     ("A-full", "stomach", 0.13, 0.37),
     ("A-full", "aorta", 0.15, 0.13),
     ("A-full", "lung_right", 0.82, 0.82),
+    ("A-full", "lung_left", 0.57, 0.57),
     ("A-full", "urinary_bladder", 0.75, 0.57),
     ("A-full", "inferior_vena_cava", 0.25, 0.60),
     ("C", "heart", 0.52, 0.65),
 ];
 
-/// The text-only mean Dice over the large organs, as measured less 0.03 (the goal of 0.80, and the
-/// floor of 0.70, are not met: see the stomach, aorta and bladder rows).
-const MEAN_FLOOR: f64 = 0.62;
+/// The text-only mean Dice over the large organs: measured 0.721 on 17 rows; the brief's floor of 0.70
+/// holds, its goal of 0.80 does not (stomach, aorta and bladder rows).
+const MEAN_FLOOR: f64 = 0.70;
 
 /// Large organs the table's means run over (the small and thin structures are shown, not averaged).
 const LARGE: &[&str] = &[
