@@ -69,8 +69,31 @@ const CASES: &[Case] = &[
 const MIN_PRESENT_ML: f64 = 40.0;
 
 /// Measured Dice minus a small margin, per (case, structure): (prior alone, LiteMedSAM from derived prompts).
-/// The values are the first run's on this machine, rounded down by 0.03-0.05.
-const FLOORS: &[(&str, &str, f64, f64)] = &[];
+/// The values are those measured on this machine (LiteMedSAM on CPU is deterministic here), less 0.03-0.04.
+const FLOORS: &[(&str, &str, f64, f64)] = &[
+    ("A", "liver", 0.88, 0.90),
+    ("A", "spleen", 0.80, 0.80),
+    ("A", "kidney_right", 0.89, 0.78),
+    ("A", "kidney_left", 0.90, 0.90),
+    ("A", "stomach", 0.13, 0.45),
+    ("A", "lung_right", 0.81, 0.81),
+    ("A", "lung_left", 0.55, 0.55),
+    ("A-full", "liver", 0.88, 0.87),
+    ("A-full", "spleen", 0.80, 0.81),
+    ("A-full", "kidney_right", 0.88, 0.74),
+    ("A-full", "kidney_left", 0.91, 0.91),
+    ("A-full", "stomach", 0.13, 0.37),
+    ("A-full", "aorta", 0.15, 0.13),
+    ("A-full", "lung_right", 0.82, 0.82),
+    ("A-full", "lung_left", 0.57, 0.57),
+    ("A-full", "urinary_bladder", 0.75, 0.57),
+    ("A-full", "inferior_vena_cava", 0.25, 0.60),
+    ("C", "heart", 0.52, 0.65),
+];
+
+/// The text-only mean Dice over the large organs: measured 0.721 on 17 rows; the brief's floor of 0.70
+/// holds, its goal of 0.80 does not (stomach, aorta and bladder rows).
+const MEAN_FLOOR: f64 = 0.70;
 
 /// Large organs the table's means run over (the small and thin structures are shown, not averaged).
 const LARGE: &[&str] = &[
@@ -119,7 +142,10 @@ fn prior_of(view: &VolumeView<'_>) -> Prior {
 
 /// LiteMedSAM (default policy) for one object per entry, each a list of boxes and an optional seed; the
 /// per-object masks, each cut to its `limit` when one is given.
-fn segment(view: &VolumeView<'_>, objects: &[(Vec<BoxIjk>, Option<Vec<u8>>, Option<&[u8]>)]) -> Vec<Vec<u8>> {
+/// One object for `segment`: its boxes, an optional seed mask and an optional limit region.
+type Object<'a> = (Vec<BoxIjk>, Option<Vec<u8>>, Option<&'a [u8]>);
+
+fn segment(view: &VolumeView<'_>, objects: &[Object<'_>]) -> Vec<Vec<u8>> {
     let mut s = ENGINE.open_session(view, IntensityMapping::CT, SessionOptions::default()).unwrap();
     for (n, (boxes, seed, _)) in objects.iter().enumerate() {
         let label = (n + 1) as u8;
@@ -192,6 +218,7 @@ fn text_only_prompts_against_reference_box_prompts() {
         let text_objects: Vec<_> = derived
             .iter()
             .flatten()
+            .filter(|d| d.use_model)
             .map(|d| (d.boxes.clone(), if with_seed { d.seed.clone() } else { None }, Some(d.limit.as_slice())))
             .collect();
         let text_masks = segment(&view, &text_objects);
@@ -200,9 +227,13 @@ fn text_only_prompts_against_reference_box_prompts() {
         let ref_masks = segment(&view, &ref_objects);
         let mut text_iter = text_masks.iter();
         for (n, (name, truth, ml, region, t_locate)) in present.iter().enumerate() {
-            let (score, d_prior, d_text) = match region {
-                Some(r) => (r.score, dice_u8(&r.mask, truth), dice_u8(text_iter.next().unwrap(), truth)),
-                None => (0.0, 0.0, 0.0),
+            let (score, d_prior, d_text) = match (region, &derived[n]) {
+                (Some(r), Some(d)) => {
+                    // Without the model (lungs), the text path's answer is the prior region itself.
+                    let text = if d.use_model { text_iter.next().unwrap() } else { &r.mask };
+                    (r.score, dice_u8(&r.mask, truth), dice_u8(text, truth))
+                }
+                _ => (0.0, 0.0, 0.0),
             };
             let d_ref = dice_u8(&ref_masks[n], truth);
             println!(
@@ -228,9 +259,7 @@ fn text_only_prompts_against_reference_box_prompts() {
     for m in &misses {
         println!("miss: {m}");
     }
-    if !FLOORS.is_empty() {
-        assert!(mt >= 0.70, "text-only mean Dice {mt:.3} over the large organs is below 0.70");
-    }
+    assert!(mt >= MEAN_FLOOR, "text-only mean Dice {mt:.3} over the large organs is below {MEAN_FLOOR}");
 }
 
 /// The same volume as its array mirrored along i, with the IJK→RAS matrix mirrored too: the same patient.
@@ -298,10 +327,10 @@ fn left_kidney_is_not_found_in_the_right_half() {
     let dims = ct.dims;
     let (bl, br) =
         (bbox_of(&union_mask(&labels, &[3]), dims).unwrap(), bbox_of(&union_mask(&labels, &[2]), dims).unwrap());
-    // Case A-full's i runs toward the patient's Right (+x), so the right half is the high i: cut between
-    // the kidneys, two voxels short of the right kidney.
+    // Case A-full's i runs toward the patient's Right (+x), so the right half is the high i: cut halfway
+    // between the kidneys, through the spine, so that no voxel of the left kidney remains.
     assert!(ct.geometry.ijk_to_ras[0][0] > 0.0 && bl.max[0] < br.min[0]);
-    let i0 = br.min[0] - 2;
+    let i0 = (bl.max[0] + br.min[0]) / 2;
     let s = ct.dtype.size() as isize;
     let strides = [s, s * dims[0] as isize, s * (dims[0] * dims[1]) as isize];
     let mut g = ct.geometry;
@@ -311,6 +340,8 @@ fn left_kidney_is_not_found_in_the_right_half() {
     let cut = [dims[0] - i0, dims[1], dims[2]];
     let view = VolumeView::new(&ct.data, i0 * s as usize, ct.dtype, cut, strides, g).unwrap();
     let p = prior_of(&view);
+    println!("right half: landmarks {:?}, slice 80 {:?}", p.frame.landmarks, p.frame.slice(80));
+    assert!(p.frame.anchors().is_some(), "the right half keeps its landmarks, so a miss is the side's doing");
     let left = p.frame.locate(&p.grid, "kidney_left").unwrap();
     println!("right half: kidney_left -> {:?}", left.as_ref().map(|r| (r.voxels, r.score)));
     assert!(left.is_none_or(|r| r.score < MIN_SCORE), "a left kidney was found in the patient's right half");

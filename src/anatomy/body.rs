@@ -143,20 +143,25 @@ impl BodyFrame {
 }
 
 /// Per slice, the R index of the spine's centre. The spine is the one bone present in the back half of the
-/// body on every slice, so the column profile of back-half bone summed over the whole scan peaks there
-/// (ribs and pelvis spread over many columns); each slice then takes the centroid of its back-half bone
+/// body on every slice, so the count of slices with back-half bone in each column peaks there (ribs and
+/// pelvis reach a column on some slices only); each slice then takes the centroid of its back-half bone
 /// near that peak, smoothed along z. Slices without spine bone nearby use the peak itself.
 fn midline(bone: &[u8], ext: &[Option<[usize; 4]>], [nx, ny, nz]: [usize; 3]) -> Vec<Option<f64>> {
     let plane = nx * ny;
     let mut profile = vec![0usize; nx];
+    let mut seen = vec![false; nx];
     for z in 0..nz {
         let Some([_, _, y0, y1]) = ext[z] else { continue };
         let y_mid = (y0 + y1) / 2;
+        seen.fill(false);
         for y in y0..=y_mid {
             let row = &bone[z * plane + y * nx..z * plane + (y + 1) * nx];
-            for (p, &b) in profile.iter_mut().zip(row) {
-                *p += b as usize;
+            for (s, &b) in seen.iter_mut().zip(row) {
+                *s |= b == 1;
             }
+        }
+        for (p, &s) in profile.iter_mut().zip(&seen) {
+            *p += s as usize;
         }
     }
     // Smooth over ~5 columns so one dense rib column does not win over the vertebral body.

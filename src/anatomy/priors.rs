@@ -52,14 +52,14 @@ fn parse(text: &str) -> Result<BTreeMap<String, Prior>> {
     for (name, p) in &map {
         for (what, r) in [("hu", p.hu), ("cc", p.cc), ("lateral", p.lateral), ("ap", p.ap), ("volume_ml", p.volume_ml)]
         {
-            if !(r[0] < r[1]) {
+            if r[0].partial_cmp(&r[1]) != Some(std::cmp::Ordering::Less) {
                 return Err(Error::InvalidArgument(format!("body prior {name}: {what} range {r:?} is empty")));
             }
         }
         if let Some(x) = p.exclude.iter().find(|x| !map.contains_key(x.as_str())) {
             return Err(Error::InvalidArgument(format!("body prior {name}: excludes unknown structure {x:?}")));
         }
-        if !(p.open_mm >= 0.0) {
+        if !(p.open_mm.is_finite() && p.open_mm >= 0.0) {
             return Err(Error::InvalidArgument(format!("body prior {name}: open_mm {} is negative", p.open_mm)));
         }
     }

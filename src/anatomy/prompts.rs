@@ -3,6 +3,7 @@
 
 use crate::anatomy::grid::HuGrid;
 use crate::anatomy::organs::Region;
+use crate::anatomy::priors::{self, Kind};
 use crate::ops::mask::dilate_box;
 use crate::volume::BoxIjk;
 
@@ -22,6 +23,10 @@ pub struct Derived {
     pub limit: Vec<u8>,
     /// The slice along the propagation axis where the region is widest: the best single-slice prompt.
     pub key_slice: usize,
+    /// Whether the model should be run at all. False for the lungs: under the CT soft-tissue mapping
+    /// the lungs map to black and LiteMedSAM returns nothing from any box (measured on cases A and A-full
+    /// with the reference box too), while the air-in-body mask is already the answer.
+    pub use_model: bool,
 }
 
 /// Derives the prompts of `region` (found on `grid`) for propagation along input axis `axis` (0, 1 or 2).
@@ -49,5 +54,6 @@ pub fn derive_prompts(region: &Region, grid: &HuGrid, axis: usize) -> Derived {
         }
     }
     let key_slice = (0..dims[axis]).max_by_key(|&s| (area[s], std::cmp::Reverse(s))).unwrap_or(0);
-    Derived { boxes: vec![region.bbox], seed: Some(region.mask.clone()), limit, key_slice }
+    let use_model = priors::get(&region.structure).is_none_or(|p| p.kind != Kind::Lung);
+    Derived { boxes: vec![region.bbox], seed: Some(region.mask.clone()), limit, key_slice, use_model }
 }

@@ -131,6 +131,13 @@ pub fn prompts_for(
     let prompted = !o.has_start();
     for r in &regions {
         let d = derive_prompts(r, hu, axis);
+        if !d.use_model {
+            // Under the CT soft-tissue window air is black and LiteMedSAM finds nothing from any box; the
+            // prior itself would be the answer, and sessions cannot yet hold a result no model made.
+            return Err(Error::Unsupported(format!(
+                "{text:?} names {name}: the lungs are found by the prior alone (anatomy::BodyFrame::locate),                  which sessions cannot return as a result yet"
+            )));
+        }
         if prompted {
             for b in d.boxes {
                 out.push(Prompt { kind: PromptKind::Box(b), source: from_text.clone(), weight: r.score });
