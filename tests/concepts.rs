@@ -106,7 +106,7 @@ fn score(r: &Resolver, paraphrases: bool) -> (f64, f64) {
 }
 
 /// The engine's resolver with the real MiniLM package and its bank.
-fn with_minilm() -> Resolver {
+fn with_minilm() -> Arc<Resolver> {
     let e = voxprompt::engine::Engine::new(&voxprompt::engine::EngineOptions {
         ort_library: Some(common::ort_lib()),
         model_dirs: vec![common::model_dir(), common::root().join("models/minilm")],

@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Segment objects in a volume from box prompts and write a label mask on the input grid.
-    Segment(SegmentArgs),
+    Segment(Box<SegmentArgs>),
     /// Say what each phrase names (one JSON object per line), or list concepts for completion.
     Concept(ConceptArgs),
 }
@@ -538,7 +538,7 @@ fn main() -> ExitCode {
     let (result, input) = match cli.command {
         Command::Segment(a) => {
             let input = a.input.clone();
-            (segment(a), input)
+            (segment(*a), input)
         }
         Command::Concept(a) => (concept(a), PathBuf::from("concept")),
     };

@@ -112,6 +112,32 @@ pub fn postprocess_slices(slices: &mut [Option<SliceOut>], w: usize, h: usize, p
     }
 }
 
+/// Cuts an object's slices (along `orientation`'s stack of a `grid`-sized volume) to `limit` (0/1 on the
+/// grid): what lies outside is background with probability 0. Slices that lose nothing are left shared.
+pub fn cut_to_limit(
+    slices: &mut [Option<std::sync::Arc<SliceOut>>],
+    limit: &[u8],
+    orientation: crate::volume::reslice::Orientation,
+    grid: [usize; 3],
+) {
+    for (z, slot) in slices.iter_mut().enumerate() {
+        let Some(s) = slot else { continue };
+        let mut outside = false;
+        orientation.for_each_in_slice(grid, z, |i, g| outside |= (s.mask[i] | s.prob[i]) != 0 && limit[g] == 0);
+        if !outside {
+            continue;
+        }
+        let s = std::sync::Arc::make_mut(s);
+        orientation.for_each_in_slice(grid, z, |i, g| {
+            if limit[g] == 0 {
+                s.mask[i] = 0;
+                s.prob[i] = 0;
+            }
+        });
+        s.area = s.mask.iter().filter(|&&m| m != 0).count();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,31 +271,5 @@ mod tests {
         let o = PostprocessOptions::new().with_fill_holes(true);
         assert_eq!(o.apply(&mut m, dims, 1), PostprocessReport::default());
         assert_eq!(m, before);
-    }
-}
-
-/// Cuts an object's slices (along `orientation`'s stack of a `grid`-sized volume) to `limit` (0/1 on the
-/// grid): what lies outside is background with probability 0. Slices that lose nothing are left shared.
-pub fn cut_to_limit(
-    slices: &mut [Option<std::sync::Arc<SliceOut>>],
-    limit: &[u8],
-    orientation: crate::volume::reslice::Orientation,
-    grid: [usize; 3],
-) {
-    for (z, slot) in slices.iter_mut().enumerate() {
-        let Some(s) = slot else { continue };
-        let mut outside = false;
-        orientation.for_each_in_slice(grid, z, |i, g| outside |= (s.mask[i] | s.prob[i]) != 0 && limit[g] == 0);
-        if !outside {
-            continue;
-        }
-        let s = std::sync::Arc::make_mut(s);
-        orientation.for_each_in_slice(grid, z, |i, g| {
-            if limit[g] == 0 {
-                s.mask[i] = 0;
-                s.prob[i] = 0;
-            }
-        });
-        s.area = s.mask.iter().filter(|&&m| m != 0).count();
     }
 }
