@@ -19,6 +19,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 from VoxPromptLib import BackgroundRun, Engine, PromptSync, VoxPromptError, dice
+from VoxPromptLib.logic import segment_identity
 
 SETTINGS_LIBRARY = "VoxPrompt/LibraryPath"
 SETTINGS_MODEL = "VoxPrompt/ModelDir"
@@ -71,7 +72,12 @@ class VoxPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.negativeSelector = self._selector(["vtkMRMLMarkupsFiducialNode"], "Points outside the object", True)
         self.segmentationSelector = self._selector(["vtkMRMLSegmentationNode"], "Where the segment goes",
                                                    create=True)
+        self.textEdit = qt.QLineEdit()
+        self.textEdit.placeholderText = "or name it: left kidney, liver, spleen ..."
+        self.textEdit.toolTip = ("Name the object in words (CT): the structure is found from anatomy alone, or, "
+                                 "with a box, kept to where that structure can be")
         form.addRow("Volume:", self.volumeSelector)
+        form.addRow("Text:", self.textEdit)
         form.addRow("Box (ROI):", self.roiSelector)
         form.addRow("Positive points:", self.positiveSelector)
         form.addRow("Negative points:", self.negativeSelector)
@@ -122,6 +128,7 @@ class VoxPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for w in (self.policyCombo, self.intensityCombo):
             w.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
         self.confidenceCheck.connect("toggled(bool)", self.updateParameterNodeFromGUI)
+        self.textEdit.connect("textChanged(QString)", self.updateParameterNodeFromGUI)
         self.applyButton.connect("clicked(bool)", self.onApply)
         self.cancelButton.connect("clicked(bool)", self.onCancel)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -184,8 +191,10 @@ class VoxPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                                                                        or "auto")))
             self.confidenceCheck.checked = p.GetParameter("Confidence") == "true"
             busy = self._run is not None and not self._run.done
+            if self.textEdit.text != (p.GetParameter("Text") or ""):
+                self.textEdit.text = p.GetParameter("Text") or ""
             self.applyButton.enabled = not busy and bool(p.GetNodeReference("Volume")) and bool(
-                p.GetNodeReference("ROI") or p.GetNodeReference("Positive"))
+                p.GetNodeReference("ROI") or p.GetNodeReference("Positive") or (p.GetParameter("Text") or "").strip())
             self.cancelButton.enabled = busy
         finally:
             self._updatingGUI = False
@@ -202,6 +211,7 @@ class VoxPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p.SetParameter("Policy", self.policyCombo.currentData)
         p.SetParameter("Intensity", self.intensityCombo.currentData)
         p.SetParameter("Confidence", "true" if self.confidenceCheck.checked else "false")
+        p.SetParameter("Text", self.textEdit.text)
         p.EndModify(wasModified)
         self.updateGUIFromParameterNode()
 
@@ -218,11 +228,22 @@ class VoxPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.GetNodeReference("Volume"), p.GetNodeReference("ROI"), p.GetNodeReference("Positive"),
                 p.GetNodeReference("Negative"), policy=self.policyCombo.currentData,
                 intensity=self.intensityCombo.currentData, confidence=self.confidenceCheck.checked,
-                library=self.libraryPath.currentPath or None, model=self.modelPath.currentPath or None)
+                library=self.libraryPath.currentPath or None, model=self.modelPath.currentPath or None,
+                text=self.textEdit.text)
+            self._completeFromVocabulary()
             self.statusLabel.text = f"Running on {self.logic.engine().provider} ..."
             self.progressBar.value = 0
             self._timer.start()
         self.updateGUIFromParameterNode()
+
+    def _completeFromVocabulary(self):
+        """Completion over the engine's vocabulary, set once the engine exists."""
+        if self.textEdit.completer() is None:
+            names = [c["name"] for c in self.logic.engine().complete("", 5000)]
+            completer = qt.QCompleter(names)
+            completer.setCaseSensitivity(qt.Qt.CaseInsensitive)
+            completer.setFilterMode(qt.Qt.MatchContains)
+            self.textEdit.setCompleter(completer)
 
     def onPoll(self):
         run = self._run
@@ -307,7 +328,7 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
         return out
 
     def start(self, volumeNode, roiNode=None, positiveNode=None, negativeNode=None, policy="reseed",
-              intensity="auto", confidence=False, library=None, model=None) -> BackgroundRun:
+              intensity="auto", confidence=False, library=None, model=None, text=None) -> BackgroundRun:
         """Adds what changed since the last run on this volume and starts a run in the background. Only new
         points are added, so the library refines the object instead of propagating it again."""
         if volumeNode is None:
@@ -319,9 +340,11 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
             roiNode.GetRASBounds(b)
             box = (b[0], b[2], b[4], b[1], b[3], b[5])
         session.set_policy(policy)
-        sync.apply(session, box, self._points(positiveNode, True) + self._points(negativeNode, False))
+        sync.apply(session, box, self._points(positiveNode, True) + self._points(negativeNode, False), text)
         run = BackgroundRun(session, confidence)
         run.volumeNode = volumeNode
+        # The segment is named after the concept, with its SNOMED-CT terminology where the vocabulary has it.
+        run.identity = segment_identity(self.engine(library, model).lookup(text)) if (text or "").strip() else None
         return run
 
     def finish(self, run: BackgroundRun, segmentationNode) -> dict:
@@ -331,8 +354,13 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
         volumeNode = run.volumeNode
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
         segmentation = segmentationNode.GetSegmentation()
-        segmentId = segmentation.GetSegmentIdBySegmentName(SEGMENT_NAME) or segmentation.AddEmptySegment(
-            SEGMENT_NAME, SEGMENT_NAME)
+        name, term, color = run.identity or (SEGMENT_NAME, None, None)
+        segmentId = segmentation.GetSegmentIdBySegmentName(name) or segmentation.AddEmptySegment(name, name)
+        segment = segmentation.GetSegment(segmentId)
+        if term:
+            segment.SetTag(segment.GetTerminologyEntryTagName(), term)
+        if color:
+            segment.SetColor(*color)
         slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, volumeNode)
         if conf is not None:
             name = f"{volumeNode.GetName()} VoxPrompt confidence"

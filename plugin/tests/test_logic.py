@@ -96,6 +96,25 @@ def test_a_text_prompt_alone_segments_its_organ(engine, ct, liver):
     assert d >= 0.85, d
 
 
+def test_text_in_prompt_sync_and_segment_identity(engine, ct, liver):
+    from VoxPromptLib.logic import PromptSync, segment_identity
+    vol, affine = ct
+    with engine.session(vol, affine, intensity="ct") as s:
+        sync = PromptSync(label=2)
+        assert sync.apply(s, text="liver") == "new"
+        first = s.run()
+        assert sync.apply(s, text="liver") == "unchanged"
+        assert sync.apply(s, text="spleen") == "reset"
+        assert sync.apply(s, text="liver") == "reset"
+        assert np.array_equal(s.run(), first)
+    name, term, color = segment_identity(engine.lookup("left kidney"))
+    assert name == "left kidney" and color is not None
+    assert term.split("~")[2:4] == ["SCT^64033007^Kidney", "SCT^7771000^Left"], term
+    assert segment_identity(engine.lookup("kidneys"))[1] is None  # two structures: no single code
+    # models/minilm sits beside models/litemedsam, so the engine took the text encoder too.
+    assert engine.lookup("heart muscle")["method"] == "embedding"
+
+
 def test_default_policy_gives_mask_and_confidence(engine, ct, liver):
     vol, affine = ct
     with engine.session(vol, affine, intensity="ct") as s:

@@ -130,6 +130,7 @@ _SIGNATURES = {
     "vxp_options_free": (None, [c_void_p]),
     "vxp_options_set_ort_library": (c_uint32, [c_void_p, c_char_p]),
     "vxp_options_set_model_dir": (c_uint32, [c_void_p, c_char_p]),
+    "vxp_options_add_model_dir": (c_uint32, [c_void_p, c_char_p]),
     "vxp_options_set_providers": (c_uint32, [c_void_p, c_char_p]),
     "vxp_options_set_threads": (c_uint32, [c_void_p, c_uint32]),
     "vxp_options_set_cache_budget": (c_uint32, [c_void_p, c_size_t]),

@@ -60,6 +60,10 @@ class Engine:
         try:
             model_dir = str(model_dir or default_model_dir(self.lib))
             self.lib.check(dll.vxp_options_set_model_dir(opts, model_dir.encode()))
+            # The text encoder installed beside the spatial model, for phrasings outside the vocabulary.
+            text_dir = Path(model_dir).parent / "minilm"
+            if (text_dir / "manifest.toml").is_file():
+                self.lib.check(dll.vxp_options_add_model_dir(opts, str(text_dir).encode()))
             if ort_library:
                 self.lib.check(dll.vxp_options_set_ort_library(opts, str(ort_library).encode()))
             self.lib.check(dll.vxp_options_set_providers(opts, providers.encode()))
@@ -288,31 +292,60 @@ class PromptSync:
         self.label = label
         self.box: Optional[tuple] = None
         self.points: list[tuple] = []
+        self.text: Optional[str] = None
 
     def apply(self, session: "Session", box_ras: Optional[Sequence[float]] = None,
-              points_ras: Sequence[tuple] = ()) -> str:
-        """`points_ras` holds (r, a, s, positive). Returns "new", "refine", "unchanged" or "reset"."""
+              points_ras: Sequence[tuple] = (), text: Optional[str] = None) -> str:
+        """`points_ras` holds (r, a, s, positive); `text` names the object ("left kidney"). Returns "new",
+        "refine", "unchanged" or "reset"."""
         box = None if box_ras is None else tuple(round(float(v), 3) for v in box_ras)
         points = [(round(float(r), 3), round(float(a), 3), round(float(s_), 3), bool(pos))
                   for r, a, s_, pos in points_ras]
-        if box is None and not any(p[3] for p in points):
-            raise VoxPromptError(106, "no prompt: give a box or at least one positive point")
+        text = (text or "").strip() or None
+        if box is None and text is None and not any(p[3] for p in points):
+            raise VoxPromptError(106, "no prompt: give a box, a text or at least one positive point")
         kept = set(self.points) <= set(points)
-        state = "new" if self.box is None and not self.points else "refine"
-        if box != self.box or not kept:
-            if self.box is not None or self.points:
+        state = "new" if self.box is None and not self.points and self.text is None else "refine"
+        if box != self.box or text != self.text or not kept:
+            if self.box is not None or self.points or self.text is not None:
                 session.remove_object(self.label)
                 state = "reset"
-            self.box, self.points = None, []
+            self.box, self.points, self.text = None, [], None
             if box is not None:
                 session.add_box_ras(self.label, box)
                 self.box = box
+            if text is not None:
+                # After the box: the host's box leads, the text adds the structure's limit.
+                session.add_text(self.label, text)
+                self.text = text
         had = set(self.points)
         added = [p for p in dict.fromkeys(points) if p not in had]
         for r, a, s_, pos in added:
             session.add_point_ras(self.label, (r, a, s_), pos)
             self.points.append((r, a, s_, pos))
         return "unchanged" if state == "refine" and not added else state
+
+
+# Slicer's serialised terminology entry: context~category~type~modifier~anatomic context~region~region modifier.
+_TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
+_ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
+
+
+def segment_identity(resolution: dict) -> tuple[str, Optional[str], Optional[tuple[float, float, float]]]:
+    """A segment's name, Slicer terminology entry (SNOMED-CT codes, where the concept has them) and colour
+    (0..1) from a `Engine.lookup` answer: "left kidney" → ("left kidney", "...~SCT^64033007^Kidney~SCT^7771000^
+    Left~...", (0.18, 0.54, 0.72))."""
+    name = resolution["name"]
+    concepts = resolution.get("concepts") or []
+    first = concepts[0] if concepts else {}
+    sn = first.get("snomed")
+    term = None
+    if sn and len(concepts) == 1 and not resolution.get("lesion"):
+        modifier = f"SCT^{sn['modifier']}^{sn['modifier_meaning']}" if sn.get("modifier") else "^^"
+        term = "~".join([_TERMINOLOGY_CONTEXT, f"SCT^{sn['category']}^{sn['category_meaning']}",
+                         f"SCT^{sn['type']}^{sn['type_meaning']}", modifier, _ANATOMIC_CONTEXT, "^^", "^^"])
+    color = tuple(c / 255.0 for c in first["color"]) if first.get("color") else None
+    return name, term, color
 
 
 class BackgroundRun:
