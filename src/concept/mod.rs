@@ -298,19 +298,7 @@ impl Resolver {
         let phrase = words.join(" ");
         // A concept whose own name is the phrase beats one that merely lists it; then body before brain;
         // then file order.
-        let rank = |&i: &usize| {
-            let c = &v.concepts[i];
-            let own = v
-                .grammar
-                .tokens(&c.name)
-                .iter()
-                .filter(|w| !matches!(w.as_str(), "left" | "right"))
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(" ")
-                == phrase;
-            (!own, c.region == Region::Brain, i)
-        };
+        let rank = |&i: &usize| (v.name_key(i) != phrase, v.concepts[i].region == Region::Brain, i);
         let mut sorted = cands.to_vec();
         sorted.sort_by_key(rank);
         for &i in &sorted {
@@ -390,16 +378,23 @@ impl Resolver {
         let cos = bank.cosines(&query)?;
         // Best cosine per structure (a structure and its twin are one).
         let mut best: Vec<(Pick, f32, usize)> = Vec::new();
+        let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (row, &c) in cos.iter().enumerate() {
             let (phrase, cands) = &v.phrases()[row];
             let toks: Vec<String> = phrase.split(' ').map(str::to_string).collect();
             let cands: Vec<usize> = cands.iter().copied().filter(|&i| domain.admits(v.concepts[i].region)).collect();
             let Some(pick) = self.choose(&cands, p, &toks) else { continue };
-            let key = structure_key(v, pick[0]);
-            match best.iter_mut().find(|(q, _, _)| structure_key(v, q[0]) == key) {
-                Some(b) if b.1 >= c => {}
-                Some(b) => *b = (pick, c, row),
-                None => best.push((pick, c, row)),
+            match at.entry(structure_key(v, pick[0])) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let b = &mut best[*e.get()];
+                    if c > b.1 {
+                        *b = (pick, c, row);
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(best.len());
+                    best.push((pick, c, row));
+                }
             }
         }
         best.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -112,6 +112,9 @@ pub struct Vocabulary {
     words: Vec<String>,
     /// The distinct side-free phrases, each with its concepts (the embedding bank's rows).
     phrases: Vec<(String, Vec<usize>)>,
+    /// Each concept's display name without side words, normalised (computed once: the resolver ranks by it
+    /// for every bank row).
+    name_keys: Vec<String>,
 }
 
 impl Vocabulary {
@@ -177,7 +180,18 @@ impl Vocabulary {
         }
         words.sort();
         words.dedup();
-        Ok(Vocabulary { concepts, grammar, by_id, index, words, phrases })
+        let name_keys = concepts
+            .iter()
+            .map(|c| {
+                grammar
+                    .tokens(&c.name)
+                    .into_iter()
+                    .filter(|w| !matches!(w.as_str(), "left" | "right"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        Ok(Vocabulary { concepts, grammar, by_id, index, words, phrases, name_keys })
     }
 
     /// The vocabulary shipped in the library: body (TotalSegmentator + lesion hosts) and brain (covale).
@@ -202,6 +216,11 @@ impl Vocabulary {
     /// The concepts whose term has this bag of words.
     pub fn lookup(&self, bag: &str) -> &[usize] {
         self.index.get(bag).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Concept `i`'s display name without side words, normalised.
+    pub fn name_key(&self, i: usize) -> &str {
+        &self.name_keys[i]
     }
 
     pub fn words(&self) -> &[String] {
