@@ -32,7 +32,9 @@ pub fn read_volume(path: &Path) -> Result<Loaded> {
 pub(crate) fn write_atomically(path: &Path, ext: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{stem}.vxp-tmp-{}.{ext}", std::process::id()));
+    // No dot but the extension's: the nifti crate re-derives an uncompressed file's name from its extension
+    // and wrote ".m.nii.vxp-tmp-1.nii" as ".m.nii.nii", losing the file to the rename.
+    let tmp = dir.join(format!(".vxp-tmp-{}-{}.{ext}", std::process::id(), stem.replace('.', "_")));
     let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

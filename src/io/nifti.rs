@@ -180,3 +180,25 @@ where
             .map_err(|e| Error::io(path, format!("cannot write NIfTI: {e}")))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_round_trip_compressed_and_uncompressed() {
+        let dir = std::env::temp_dir().join(format!("vxp-nifti-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut m = U8Volume::zeros([3, 2, 2]);
+        m.data[5] = 7;
+        for name in ["m.nii.gz", "m.nii"] {
+            let p = dir.join(name);
+            write_mask(&p, &m, None, &Geometry::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (v, _) = read(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!((v.dims, v.to_f64().unwrap()[5]), ([3, 2, 2], 7.0), "{name}");
+        }
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "temporary files left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
