@@ -1,7 +1,9 @@
 //! The body-CT anatomical prior's cost next to one LiteMedSAM run it saves the user a box for
 //! (`cargo bench --bench anatomy`, needs `make setup`): TotalSegmentator case A-full resampled (nearest
 //! neighbour) to 512×512×300 int16; HuGrid::from_view + BodyFrame::compute + locate("liver"), then one
-//! LiteMedSAM box-prompt run (default policy) from the found region's box, as a wall-clock ratio.
+//! LiteMedSAM box-prompt run (default policy) from the found region's box, as a wall-clock ratio. First, on
+//! case A-full itself, a whole text-only run ("liver": open, add_text, run) next to the box-prompt run of the
+//! same organ from its reference box (goal ≤ 1.3×). `VXP_BENCH_SKIP_BIG=1` skips the 512×512×300 part.
 #![allow(clippy::needless_range_loop)] // loops over the three axes read best indexed
 
 use std::path::PathBuf;
@@ -68,6 +70,10 @@ fn main() {
         session: SessionConfig { threads: 2, ..Default::default() },
     })
     .expect("engine");
+    text_vs_box(&engine);
+    if std::env::var_os("VXP_BENCH_SKIP_BIG").is_some() {
+        return;
+    }
     let vol = big_volume();
     let view = vol.view().unwrap();
     let mut best = f64::INFINITY;
@@ -106,4 +112,30 @@ fn main() {
         region.bbox.min, region.bbox.max, r.slices_encoded
     );
     println!("  prior / model run = {:.3}", best / sam);
+}
+
+/// One text-only run against one box run of the same organ, whole (session open included), on case A-full.
+fn text_vs_box(engine: &Engine) {
+    let v = read_volume(&root().join("data/totalsegmentator/example_ct.nii.gz")).expect("make setup").volume;
+    let seg = read_volume(&root().join("data/totalsegmentator/example_seg_fast_force_split.nii.gz")).unwrap().volume;
+    let labels = seg.to_f64().unwrap();
+    let (b, _) = voxprompt::volume::BoxIjk::of_label(&labels, v.dims, 5.0).expect("liver in the reference");
+    let view = v.view().unwrap();
+    let run = |text: bool| {
+        let t = Instant::now();
+        let mut s = engine.open_session(&view, IntensityMapping::CT, SessionOptions::default()).unwrap();
+        if text {
+            s.add_text(1, "liver").unwrap();
+        } else {
+            s.add_box(1, b).unwrap();
+        }
+        let r = s.run(None).unwrap();
+        (t.elapsed().as_secs_f64(), r.slices_encoded)
+    };
+    let (tb, nb) = run(false);
+    let (tt, nt) = run(true);
+    println!("# text-only vs box run, liver of case A-full {:?}, {}", v.dims, cpu_model());
+    println!("  box (reference box): {tb:.2} s, {nb} slices encoded");
+    println!("  text \"liver\" alone: {tt:.2} s, {nt} slices encoded");
+    println!("  text / box = {:.3} (goal <= 1.3)", tt / tb);
 }
