@@ -6,7 +6,8 @@
 //! same organ from its reference box (goal ≤ 1.3×). `VXP_BENCH_SKIP_BIG=1` skips the 512×512×300 part.
 #![allow(clippy::needless_range_loop)] // loops over the three axes read best indexed
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::Instant;
 
 use voxprompt::anatomy::{BodyFrame, HuGrid};
@@ -17,24 +18,9 @@ use voxprompt::session::SessionOptions;
 use voxprompt::volume::intensity::IntensityMapping;
 use voxprompt::volume::{DType, Volume};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
-}
-
 /// Case A-full on a 512×512×300 grid covering the same field of view.
 fn big_volume() -> Volume {
-    let v = read_volume(&root().join("data/totalsegmentator/example_ct.nii.gz")).expect("make setup").volume;
+    let v = read_volume(&common::root().join("data/totalsegmentator/example_ct.nii.gz")).expect("make setup").volume;
     let src = v.to_f64().unwrap();
     let (sd, dd) = (v.dims, [512usize, 512, 300]);
     let mut data = Vec::with_capacity(dd.iter().product::<usize>() * 2);
@@ -61,12 +47,10 @@ fn big_volume() -> Volume {
 }
 
 fn main() {
-    let ort = std::env::var_os("VXP_ORT_LIB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".deps/onnxruntime/lib/libonnxruntime.so.1.32.0"));
+    let ort = common::ort_lib();
     let engine = Engine::new(&EngineOptions {
         ort_library: Some(ort),
-        model_dirs: vec![root().join("models/litemedsam")],
+        model_dirs: vec![common::root().join("models/litemedsam")],
         session: SessionConfig { threads: 2, ..Default::default() },
     })
     .expect("engine");
@@ -101,7 +85,7 @@ fn main() {
     println!(
         "# anatomy prior vs one LiteMedSAM box run, {:?} int16 (case A-full resampled), {}",
         vol.dims,
-        cpu_model()
+        common::machine()
     );
     println!(
         "  prior (best of 3): {best:.3} s = grid {t_grid:.3} + frame {t_frame:.3} + locate(liver) {:.3} (goal < 3 s)",
@@ -116,8 +100,9 @@ fn main() {
 
 /// One text-only run against one box run of the same organ, whole (session open included), on case A-full.
 fn text_vs_box(engine: &Engine) {
-    let v = read_volume(&root().join("data/totalsegmentator/example_ct.nii.gz")).expect("make setup").volume;
-    let seg = read_volume(&root().join("data/totalsegmentator/example_seg_fast_force_split.nii.gz")).unwrap().volume;
+    let v = read_volume(&common::root().join("data/totalsegmentator/example_ct.nii.gz")).expect("make setup").volume;
+    let seg =
+        read_volume(&common::root().join("data/totalsegmentator/example_seg_fast_force_split.nii.gz")).unwrap().volume;
     let labels = seg.to_f64().unwrap();
     let (b, _) = voxprompt::volume::BoxIjk::of_label(&labels, v.dims, 5.0).expect("liver in the reference");
     let view = v.view().unwrap();
@@ -134,7 +119,7 @@ fn text_vs_box(engine: &Engine) {
     };
     let (tb, nb) = run(false);
     let (tt, nt) = run(true);
-    println!("# text-only vs box run, liver of case A-full {:?}, {}", v.dims, cpu_model());
+    println!("# text-only vs box run, liver of case A-full {:?}, {}", v.dims, common::machine());
     println!("  box (reference box): {tb:.2} s, {nb} slices encoded");
     println!("  text \"liver\" alone: {tt:.2} s, {nt} slices encoded");
     println!("  text / box = {:.3} (goal <= 1.3)", tt / tb);

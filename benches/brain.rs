@@ -4,31 +4,14 @@
 //! noise). Prints wall time per run (median of 3), the ratio, and how far each result is from the truth.
 #![allow(clippy::needless_range_loop)]
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use voxprompt::anatomy::brain::BrainAtlas;
 use voxprompt::io::nifti;
 use voxprompt::ops::register::{Affine, Image, Params, RegisterOptions};
 use voxprompt::volume::{DType, Volume};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn machine() -> String {
-    let out = std::process::Command::new("lscpu").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    let name = out
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{name}, {cores} cores available")
-}
 
 fn max_error(a: &Affine, b: &Affine, c: [f64; 3]) -> f64 {
     let mut worst: f64 = 0.0;
@@ -43,8 +26,8 @@ fn max_error(a: &Affine, b: &Affine, c: [f64; 3]) -> f64 {
 }
 
 fn main() {
-    let template_path = root().join("data/mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
-    let aseg_path = root().join("data/covale/aseg-auto.nii.gz");
+    let template_path = common::root().join("data/mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
+    let aseg_path = common::root().join("data/covale/aseg-auto.nii.gz");
     for p in [&template_path, &aseg_path] {
         assert!(p.exists(), "{} is missing: run `make setup` (scripts/setup-data) first", p.display());
     }
@@ -77,7 +60,7 @@ fn main() {
     let view = subject.view().unwrap();
     let subject_centre = truth.inverse().unwrap().apply(centre);
 
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
     println!("subject: {:?} at 1 mm (template moved by a known affine, degraded)", subject.dims);
     let runs: [(&str, RegisterOptions); 2] = [
         ("pyramid 4 -> 2 mm (default)", RegisterOptions::default()),

@@ -9,8 +9,9 @@
 //! volume: every slice is encoded once and shared by all targets, prompts and policies.
 #![allow(clippy::needless_range_loop)] // index loops over the three axes read best here
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -82,10 +83,6 @@ const CASES: &[Case] = &[
 
 const VARIANTS: [&str; 3] = ["tight", "grown20", "mid-third"];
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn variant(b: BoxIjk, dims: [usize; 3], v: &str) -> BoxIjk {
     match v {
         "grown20" => {
@@ -139,13 +136,11 @@ fn reseed_from_env() -> Policy {
 }
 
 fn main() {
-    let ort = std::env::var_os("VXP_ORT_LIB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".deps/onnxruntime/lib/libonnxruntime.so.1.32.0"));
+    let ort = common::ort_lib();
     let engine = Arc::new(
         Engine::new(&EngineOptions {
             ort_library: Some(ort),
-            model_dirs: vec![root().join("models/litemedsam")],
+            model_dirs: vec![common::root().join("models/litemedsam")],
             session: SessionConfig { threads: 2, ..Default::default() },
         })
         .expect("engine"),
@@ -174,8 +169,8 @@ fn main() {
         if only.as_ref().is_some_and(|o| !o.iter().any(|c| c == case.id)) {
             continue;
         }
-        let img = read_volume(&root().join(case.image)).expect("image").volume;
-        let lab = read_volume(&root().join(case.labels)).expect("labels").volume;
+        let img = read_volume(&common::root().join(case.image)).expect("image").volume;
+        let lab = read_volume(&common::root().join(case.labels)).expect("labels").volume;
         assert_eq!(img.dims, lab.dims, "{}: label grid", case.id);
         let labels = lab.to_f64().unwrap();
         let image = map_to_u8(&img.view().unwrap(), case.mapping).unwrap();

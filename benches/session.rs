@@ -6,7 +6,8 @@
 //!    cut to 300 slices) with the default 1 GiB embedding budget (goal < 1.5 GB).
 #![allow(clippy::needless_range_loop)] // loops over the three axes read best indexed
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,10 +20,6 @@ use voxprompt::prompt::PointIjk;
 use voxprompt::session::{Session, SessionOptions};
 use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};
 use voxprompt::volume::{BoxIjk, DType, Volume};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn peak_rss_mb() -> f64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -37,13 +34,11 @@ fn label_box(labels: &[f64], dims: [usize; 3], value: f64) -> BoxIjk {
 }
 
 fn main() {
-    let ort = std::env::var_os("VXP_ORT_LIB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".deps/onnxruntime/lib/libonnxruntime.so.1.32.0"));
+    let ort = common::ort_lib();
     let engine = Arc::new(
         Engine::new(&EngineOptions {
             ort_library: Some(ort),
-            model_dirs: vec![root().join("models/litemedsam")],
+            model_dirs: vec![common::root().join("models/litemedsam")],
             session: SessionConfig { threads: 2, ..Default::default() },
         })
         .expect("engine"),
@@ -55,8 +50,9 @@ fn main() {
         println!("  engine loaded: RSS high-water mark {:.0} MB", peak_rss_mb());
         rss(&engine);
     }
-    let v = read_volume(&root().join("tests/fixtures/data/example_ct_sm.nii.gz")).unwrap().volume;
-    let labels = read_volume(&root().join("tests/fixtures/data/example_seg.nii.gz")).unwrap().volume.to_f64().unwrap();
+    let v = read_volume(&common::root().join("tests/fixtures/data/example_ct_sm.nii.gz")).unwrap().volume;
+    let labels =
+        read_volume(&common::root().join("tests/fixtures/data/example_seg.nii.gz")).unwrap().volume.to_f64().unwrap();
     let image = map_to_u8(&v.view().unwrap(), IntensityMapping::CT).unwrap();
     let dims = image.dims;
     let n = dims[0] * dims[1];
@@ -162,8 +158,8 @@ fn main() {
 
 /// Peak RSS on a 512×512×300 int16 volume.
 fn rss(engine: &Arc<Engine>) {
-    let lung = read_volume(&root().join("data/pyradiomics/lung2_image.nrrd")).unwrap().volume;
-    let ll = read_volume(&root().join("data/pyradiomics/lung2_label.nrrd")).unwrap().volume.to_f64().unwrap();
+    let lung = read_volume(&common::root().join("data/pyradiomics/lung2_image.nrrd")).unwrap().volume;
+    let ll = read_volume(&common::root().join("data/pyradiomics/lung2_label.nrrd")).unwrap().volume.to_f64().unwrap();
     assert_eq!(lung.dtype, DType::I16);
     let [w, h, d] = lung.dims;
     let slice_bytes = w * h * 2;

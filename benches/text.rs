@@ -4,26 +4,12 @@
 //! On a small shared machine `cargo bench --bench text --profile dev` (opt-level 2 everywhere) skips the
 //! fat-LTO release build; nearly all the time is in ONNX Runtime's kernels, which no profile changes.
 
-use std::path::PathBuf;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use voxprompt::model::text_encoder::TextEncoder;
 use voxprompt::model::{Package, SessionConfig};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn machine() -> String {
-    let out = std::process::Command::new("lscpu").output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    let model = out
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{model}, {} logical CPUs visible", std::thread::available_parallelism().map_or(0, |n| n.get()))
-}
 
 /// Median and 90th percentile of `n` timed calls, after a few untimed ones.
 fn time(n: usize, mut f: impl FnMut()) -> (Duration, Duration) {
@@ -46,15 +32,13 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    let ort = std::env::var_os("VXP_ORT_LIB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join(".deps/onnxruntime/lib/libonnxruntime.so.1.32.0"));
+    let ort = common::ort_lib();
     let threads = std::env::var("VXP_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(2);
     let rt = voxprompt::runtime::runtime(Some(&ort)).expect("ONNX Runtime");
-    let package = Package::open(&root().join("models/minilm")).expect("models/minilm");
+    let package = Package::open(&common::root().join("models/minilm")).expect("models/minilm");
     let started = Instant::now();
     let enc = TextEncoder::load(rt, &package, &SessionConfig { threads, ..Default::default() }).expect("text encoder");
-    println!("machine: {}; ONNX Runtime {}, {threads} session threads", machine(), rt.version);
+    println!("machine: {}; ONNX Runtime {}, {threads} session threads", common::machine(), rt.version);
     println!("load (sha256 of graph and tokenizer, session build): {:.0} ms", ms(started.elapsed()));
 
     let phrase = "left kidney";
