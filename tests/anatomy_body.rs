@@ -11,11 +11,10 @@ use std::time::Instant;
 use common::*;
 use voxprompt::anatomy::organs::MIN_SCORE;
 use voxprompt::anatomy::{derive_prompts, BodyFrame, HuGrid, Region};
-use voxprompt::io::read_volume;
 use voxprompt::ops::mask::foreground;
 use voxprompt::session::SessionOptions;
 use voxprompt::volume::intensity::IntensityMapping;
-use voxprompt::volume::{BoxIjk, DType, Geometry, Volume, VolumeView};
+use voxprompt::volume::{BoxIjk, DType, Volume, VolumeView};
 
 const COARSE_MM: f64 = 3.0;
 
@@ -109,10 +108,6 @@ const LARGE: &[&str] = &[
     "heart",
 ];
 
-fn load(path: &str) -> Volume {
-    read_volume(&data(path)).unwrap_or_else(|e| panic!("{path}: {e}")).volume
-}
-
 fn union_mask(labels: &[f64], ids: &[u8]) -> Vec<u8> {
     labels.iter().map(|&v| u8::from(ids.iter().any(|&id| v == f64::from(id)))).collect()
 }
@@ -183,8 +178,8 @@ fn text_only_prompts_against_reference_box_prompts() {
     let mut rows: Vec<(&str, &str, f64, f64, f64)> = Vec::new();
     let mut misses: Vec<String> = Vec::new();
     for case in CASES {
-        let ct = load(case.ct);
-        let labels = load(case.seg).to_f64().unwrap();
+        let ct = volume(case.ct);
+        let labels = volume(case.seg).to_f64().unwrap();
         let view = ct.view().unwrap();
         let dims = ct.dims;
         let voxel_ml = ct.geometry.spacing.iter().product::<f64>() / 1000.0;
@@ -262,25 +257,6 @@ fn text_only_prompts_against_reference_box_prompts() {
     assert!(mt >= MEAN_FLOOR, "text-only mean Dice {mt:.3} over the large organs is below {MEAN_FLOOR}");
 }
 
-/// The same volume as its array mirrored along i, with the IJK→RAS matrix mirrored too: the same patient.
-fn mirrored_i(v: &Volume) -> Volume {
-    let [w, h, d] = v.dims;
-    let s = v.dtype.size();
-    let mut data = vec![0u8; v.data.len()];
-    for row in 0..h * d {
-        for i in 0..w {
-            let (src, dst) = ((row * w + i) * s, (row * w + (w - 1 - i)) * s);
-            data[dst..dst + s].copy_from_slice(&v.data[src..src + s]);
-        }
-    }
-    let mut g: Geometry = v.geometry;
-    for r in 0..3 {
-        g.ijk_to_ras[r][3] += g.ijk_to_ras[r][0] * (w - 1) as f64;
-        g.ijk_to_ras[r][0] = -g.ijk_to_ras[r][0];
-    }
-    Volume { data, dtype: v.dtype, dims: v.dims, geometry: g }
-}
-
 fn unmirror_i(mask: &[u8], [w, h, d]: [usize; 3]) -> Vec<u8> {
     let mut out = vec![0u8; mask.len()];
     for row in 0..h * d {
@@ -293,8 +269,8 @@ fn unmirror_i(mask: &[u8], [w, h, d]: [usize; 3]) -> Vec<u8> {
 
 #[test]
 fn mirrored_array_with_mirrored_matrix_finds_the_same_kidneys() {
-    let ct = load("data/totalsegmentator/example_ct.nii.gz");
-    let labels = load("data/totalsegmentator/example_seg_fast_force_split.nii.gz").to_f64().unwrap();
+    let ct = volume("data/totalsegmentator/example_ct.nii.gz");
+    let labels = volume("data/totalsegmentator/example_seg_fast_force_split.nii.gz").to_f64().unwrap();
     let flipped = mirrored_i(&ct);
     let (a, b) = (prior_of(&ct.view().unwrap()), prior_of(&flipped.view().unwrap()));
     for (name, id) in [("kidney_left", 3u8), ("kidney_right", 2)] {
@@ -321,8 +297,8 @@ fn mirrored_array_with_mirrored_matrix_finds_the_same_kidneys() {
 
 #[test]
 fn left_kidney_is_not_found_in_the_right_half() {
-    let ct = load("data/totalsegmentator/example_ct.nii.gz");
-    let labels = load("data/totalsegmentator/example_seg_fast_force_split.nii.gz").to_f64().unwrap();
+    let ct = volume("data/totalsegmentator/example_ct.nii.gz");
+    let labels = volume("data/totalsegmentator/example_seg_fast_force_split.nii.gz").to_f64().unwrap();
     assert_eq!(ct.dtype, DType::I32);
     let dims = ct.dims;
     let (bl, br) =
@@ -361,8 +337,8 @@ fn left_kidney_is_not_found_in_the_right_half() {
 #[test]
 fn prior_regions_next_to_the_reference() {
     for case in CASES {
-        let ct = load(case.ct);
-        let labels = load(case.seg).to_f64().unwrap();
+        let ct = volume(case.ct);
+        let labels = volume(case.seg).to_f64().unwrap();
         let p = prior_of(&ct.view().unwrap());
         let lm = p.frame.landmarks;
         println!(

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use voxprompt::io::read_volume;
 use voxprompt::ops::mask::dice;
 use voxprompt::session::SessionOptions;
 use voxprompt::volume::intensity::IntensityMapping;
@@ -19,10 +18,6 @@ struct Case {
     phrase: &'static str,
     labels: &'static [u32],
     min_text: f64,
-}
-
-fn load(rel: &str) -> Volume {
-    read_volume(&data(rel)).unwrap().volume
 }
 
 /// The mask of object 1 from `prompt` on a fresh session, and its Dice against `labels` of `reference`.
@@ -42,8 +37,8 @@ fn reference_box(reference: &[f64], dims: [usize; 3], labels: &[u32]) -> BoxIjk 
 
 /// Text alone, box alone and text + box for each case of one volume; returns the rows.
 fn table(name: &str, image: &str, seg: &str, cases: &[Case]) -> Vec<(String, f64, f64, f64)> {
-    let v = load(image);
-    let reference = load(seg).to_f64().unwrap();
+    let v = volume(image);
+    let reference = volume(seg).to_f64().unwrap();
     let mut rows = Vec::new();
     for c in cases {
         let text = run(&v, &reference, c.labels, |s| {
@@ -93,28 +88,6 @@ fn text_alone_finds_the_large_organs_of_the_ct_cases() {
     assert!(tb >= b - 0.002, "text + box {tb:.3} vs box {b:.3}");
 }
 
-/// `v` with its array reversed along i and the affine adjusted: the same patient, other columns.
-fn flipped_i(v: &Volume) -> Volume {
-    let [nx, ny, nz] = v.dims;
-    let s = v.dtype.size();
-    let mut data = vec![0u8; v.data.len()];
-    for k in 0..nz {
-        for j in 0..ny {
-            for i in 0..nx {
-                let from = ((k * ny + j) * nx + i) * s;
-                let to = ((k * ny + j) * nx + (nx - 1 - i)) * s;
-                data[to..to + s].copy_from_slice(&v.data[from..from + s]);
-            }
-        }
-    }
-    let mut g = v.geometry;
-    for r in 0..3 {
-        g.ijk_to_ras[r][3] += g.ijk_to_ras[r][0] * (nx - 1) as f64;
-        g.ijk_to_ras[r][0] = -g.ijk_to_ras[r][0];
-    }
-    Volume { data, dtype: v.dtype, dims: v.dims, geometry: g }
-}
-
 /// The voxels of `v` with i in `lo..hi`, with the affine moved so they stay where they were.
 fn slab_i(v: &Volume, lo: usize, hi: usize) -> Volume {
     let [nx, ny, nz] = v.dims;
@@ -136,14 +109,14 @@ fn slab_i(v: &Volume, lo: usize, hi: usize) -> Volume {
 
 #[test]
 fn sides_come_from_the_affine_not_the_array() {
-    let v = load("tests/fixtures/data/example_ct_sm.nii.gz");
-    let reference = load("tests/fixtures/data/example_seg.nii.gz");
+    let v = volume("tests/fixtures/data/example_ct_sm.nii.gz");
+    let reference = volume("tests/fixtures/data/example_seg.nii.gz");
     let r = reference.to_f64().unwrap();
     let straight = run(&v, &r, &[3], |s| {
         s.add_text(1, "left kidney").unwrap();
     });
-    let fv = flipped_i(&v);
-    let fr = flipped_i(&reference).to_f64().unwrap();
+    let fv = mirrored_i(&v);
+    let fr = mirrored_i(&reference).to_f64().unwrap();
     let flipped = run(&fv, &fr, &[3], |s| {
         s.add_text(1, "left kidney").unwrap();
     });

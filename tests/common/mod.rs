@@ -33,6 +33,31 @@ pub fn data(rel: &str) -> PathBuf {
     p
 }
 
+/// A volume under the repository root (see `data`).
+pub fn volume(rel: &str) -> voxprompt::volume::Volume {
+    voxprompt::io::read_volume(&data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}")).volume
+}
+
+/// The same volume as its array mirrored along i, with the IJK→RAS matrix mirrored too: the same patient,
+/// other columns.
+pub fn mirrored_i(v: &voxprompt::volume::Volume) -> voxprompt::volume::Volume {
+    let [w, h, d] = v.dims;
+    let s = v.dtype.size();
+    let mut data = vec![0u8; v.data.len()];
+    for row in 0..h * d {
+        for i in 0..w {
+            let (src, dst) = ((row * w + i) * s, (row * w + (w - 1 - i)) * s);
+            data[dst..dst + s].copy_from_slice(&v.data[src..src + s]);
+        }
+    }
+    let mut g = v.geometry;
+    for r in 0..3 {
+        g.ijk_to_ras[r][3] += g.ijk_to_ras[r][0] * (w - 1) as f64;
+        g.ijk_to_ras[r][0] = -g.ijk_to_ras[r][0];
+    }
+    voxprompt::volume::Volume { data, dtype: v.dtype, dims: v.dims, geometry: g }
+}
+
 pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
     Engine::new(&EngineOptions {
         ort_library: Some(ort_lib()),
