@@ -131,15 +131,9 @@ pub struct Resolution {
 impl Resolution {
     /// A display name: "left kidney", "kidneys", "liver tumor".
     pub fn name(&self, vocab: &Vocabulary) -> String {
-        let first = vocab.get(&self.concepts[0]).map(|c| c.name.clone()).unwrap_or_default();
-        let base = if self.concepts.len() == 2 {
-            vocab
-                .get(&self.concepts[0])
-                .and_then(|c| c.terms.first())
-                .map(|t| format!("{t} (both sides)"))
-                .unwrap_or(first)
-        } else {
-            first
+        let base = match vocab.get(&self.concepts[0]) {
+            Some(c) => structure_name(c, self.concepts.len() == 2),
+            None => String::new(),
         };
         match self.lesion {
             Some(k) => format!("{base} {}", k.name()),
@@ -497,8 +491,12 @@ fn structure_key(v: &Vocabulary, i: usize) -> String {
 }
 
 fn display(v: &Vocabulary, pick: &Pick) -> String {
-    let c = &v.concepts[pick[0]];
-    if pick.len() == 2 {
+    structure_name(&v.concepts[pick[0]], pick.len() == 2)
+}
+
+/// A structure's display name; for a left/right pair, its side-free term and "(both sides)".
+fn structure_name(c: &Concept, pair: bool) -> String {
+    if pair {
         format!("{} (both sides)", c.terms[0])
     } else {
         c.name.clone()
