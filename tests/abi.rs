@@ -431,7 +431,7 @@ fn segments_a_real_volume_through_the_abi() {
         assert_eq!((a.add_text)(s, 3, cstr("banana bread").as_ptr()), UNKNOWN_CONCEPT);
         assert!(last_error().contains("closest:"), "{}", last_error());
         assert_eq!((a.add_text)(s, 3, cstr("").as_ptr()), INVALID_ARGUMENT);
-        // A lesion searched inside its organ is not in this version: said, not guessed.
+        // A lesion with no click on it would have to be searched inside its organ: not in this version.
         assert_eq!((a.add_text)(s, 3, cstr("liver tumour").as_ptr()), UNSUPPORTED);
         assert_eq!((a.add_box_ras)(s, 3, [1e6, 1e6, 1e6, 2e6, 2e6, 2e6].as_ptr()), INVALID_PROMPT);
         let mut mask = vec![0xABu8; n];

@@ -6,12 +6,14 @@
 //! cranio-caudal coordinate) → `organs` (a structure's priors from `priors`, i.e.
 //! `concepts/body_priors.toml`, turned into a candidate region) → `prompts` (box, seed and limit for the 3D
 //! engine). Brain MR: `brain` registers an MNI template to the volume and carries atlas labels onto its grid
-//! through world coordinates. Left and right come from the volume's IJK→RAS matrix only.
+//! through world coordinates. Left and right come from the volume's IJK→RAS matrix only. A click with no
+//! box becomes one in `click` (growth from the click, bounded by the organ when text named it).
 //!
 //! This module uses `volume`, `ops` and `io` only.
 
 pub mod body;
 pub mod brain;
+pub mod click;
 pub mod grid;
 pub mod organs;
 pub mod priors;
@@ -20,4 +22,4 @@ pub mod prompts;
 pub use body::{BodyFrame, Landmarks, SliceFrame};
 pub use grid::HuGrid;
 pub use organs::Region;
-pub use prompts::{derive_prompts, Derived};
+pub use prompts::{derive_prompts, lesion_limit, Derived};

@@ -25,6 +25,13 @@ pub struct Region {
     pub coarse: Vec<u8>,
 }
 
+impl Region {
+    /// Whether the structure is air-filled (the lungs): black under the CT soft-tissue window.
+    pub fn air_filled(&self) -> bool {
+        priors::get(&self.structure).is_some_and(|p| p.kind == Kind::Lung)
+    }
+}
+
 /// Below this score a region is not returned: it is what a wrong guess looks like.
 pub const MIN_SCORE: f32 = 0.15;
 

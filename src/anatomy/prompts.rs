@@ -3,8 +3,7 @@
 
 use crate::anatomy::grid::HuGrid;
 use crate::anatomy::organs::Region;
-use crate::anatomy::priors::{self, Kind};
-use crate::ops::mask::dilate_box;
+use crate::ops::mask::{dilate_box, fill_holes_slices};
 use crate::volume::BoxIjk;
 
 /// How far (mm) the limit region reaches beyond the candidate: the prior's edges are a few coarse voxels
@@ -37,10 +36,7 @@ pub fn derive_prompts(region: &Region, grid: &HuGrid, axis: usize) -> Derived {
     assert!(axis < 3, "propagation axis {axis} is not 0, 1 or 2");
     let dims = grid.input_dims();
     assert_eq!(region.mask.len(), dims.iter().product::<usize>(), "region mask does not match the grid");
-    let mut wide = region.coarse.clone();
-    let radius = grid.spacing().map(|s| (LIMIT_MARGIN_MM / s).ceil() as usize);
-    dilate_box(&mut wide, grid.dims(), radius);
-    let limit = grid.to_input(&wide);
+    let limit = limit_of(region.coarse.clone(), grid);
     let mut area = vec![0usize; dims[axis]];
     let mut at = 0;
     for k in 0..dims[2] {
@@ -54,6 +50,21 @@ pub fn derive_prompts(region: &Region, grid: &HuGrid, axis: usize) -> Derived {
         }
     }
     let key_slice = (0..dims[axis]).max_by_key(|&s| (area[s], std::cmp::Reverse(s))).unwrap_or(0);
-    let use_model = priors::get(&region.structure).is_none_or(|p| p.kind != Kind::Lung);
+    let use_model = !region.air_filled();
     Derived { boxes: vec![region.bbox], seed: Some(region.mask.clone()), limit, key_slice, use_model }
+}
+
+/// The limit of a lesion inside `region`: the organ with its holes filled slice by slice (a nodule is a
+/// hole in the lungs' air), then widened like any limit.
+pub fn lesion_limit(region: &Region, grid: &HuGrid) -> Vec<u8> {
+    let mut filled = region.coarse.clone();
+    fill_holes_slices(&mut filled, grid.dims(), 1);
+    limit_of(filled, grid)
+}
+
+/// `coarse` dilated by `LIMIT_MARGIN_MM`, on the input grid.
+fn limit_of(mut coarse: Vec<u8>, grid: &HuGrid) -> Vec<u8> {
+    let radius = grid.spacing().map(|s| (LIMIT_MARGIN_MM / s).ceil() as usize);
+    dilate_box(&mut coarse, grid.dims(), radius);
+    grid.to_input(&coarse)
 }

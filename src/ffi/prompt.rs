@@ -95,8 +95,11 @@ pub unsafe extern "C" fn vxp_session_add_box_ras(
 }
 
 /// Adds a point prompt `ijk = {i, j, k}` (voxel indices) to object `label`: `positive` marks the object,
-/// otherwise the point marks background (e.g. where the mask leaks). An object may be started from
-/// positive points alone. After a run, adding or removing points and running again refines the object:
+/// otherwise the point marks background (e.g. where the mask leaks). An object may be started from one
+/// positive click alone: at the next run the object around it is grown on the click's slice (in the
+/// click's local intensity window, bounded by the organ when the object's text names one, thin bridges
+/// cut), the box is fitted to what the model finds in it, and the object is propagated outward from that
+/// slice until it ends. Removing that click removes the grown box. After a run, adding or removing points and running again refines the object:
 /// only the touched slices are decoded again and propagation re-runs only as far as the mask changes.
 ///
 /// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_PROMPT` (point outside the
@@ -236,14 +239,17 @@ pub unsafe extern "C" fn vxp_session_set_seed_mask(
 /// cranio-caudal coordinate; left and right from the IJK→RAS matrix), and the object gets the prompts it
 /// derives: a box and a seed mask (unless the object already has the host's own box or seed: then the
 /// host's prompt leads) and the region its result is cut to. A text-only object then runs like any other.
-/// One phrase per object.
+/// A lesion phrase ("liver tumour", "lung nodule") needs the host's click or box on the lesion first: the
+/// organ of origin is found and becomes the region (holes filled, so a nodule inside the lungs' air is in
+/// it), and a click is grown as a lesion inside it. On MR, which has no body prior yet, a phrase names an
+/// object the host has already started (click, box or seed) and bounds nothing. One phrase per object.
 ///
 /// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (empty or blank text,
 /// not UTF-8), `VXP_RESULT_UNKNOWN_CONCEPT` (the phrase names no known structure; the message names the
 /// three closest), `VXP_RESULT_INVALID_PROMPT` (label out of range, the object already named by text, or
 /// the structure is not in this volume: nothing fits its prior, e.g. "left kidney" on a slab holding only
 /// the right one), `VXP_RESULT_UNSUPPORTED` (a structure without a prior in this version: brain structures,
-/// lesions searched inside an organ, small structures; or an MR volume for a body structure) or
+/// lesions with no click or box on them, small structures; or an MR volume for an object not started) or
 /// `VXP_RESULT_INVALID_VOLUME` (no body found in the volume). Nothing is added on error.
 ///
 /// # Safety

@@ -32,6 +32,9 @@ pub enum Hint {
     Organ(String),
     /// The side of the body the object lies on.
     Side(Side),
+    /// The object is a lesion inside its organ (`in_air`: an air-filled organ, the lungs): a click on it is
+    /// grown as a lesion, not as an organ.
+    Lesion { in_air: bool },
 }
 
 /// What a prompt says.
@@ -59,6 +62,8 @@ pub enum Source {
     Text { concept: String, score: f32 },
     /// Derived from an anatomical prior of `concept`.
     Anatomy { concept: String },
+    /// Grown from the host's positive click at `click` (a box for an object that had no other start).
+    Growth { click: [usize; 3] },
 }
 
 /// One prompt with its source and weight (1 for the host's own prompts).
@@ -139,11 +144,22 @@ impl ObjectPrompts {
         self.prompts.iter().any(|p| &p.kind == kind)
     }
 
-    /// Removes the most recent point at `ijk`; false when there is none.
+    /// Whether `o` is a lesion (and, if so, in an air-filled organ).
+    pub fn lesion(&self) -> Option<bool> {
+        self.prompts.iter().find_map(|p| match p.kind {
+            PromptKind::Hint(Hint::Lesion { in_air }) => Some(in_air),
+            _ => None,
+        })
+    }
+
+    /// Removes the most recent point at `ijk`, and the box grown from it; false when there is none.
     pub fn remove_point(&mut self, ijk: [usize; 3]) -> bool {
         match self.prompts.iter().rposition(|p| matches!(p.kind, PromptKind::Point(q) if q.ijk == ijk)) {
             Some(i) => {
                 self.prompts.remove(i);
+                if !self.points().any(|q| q.ijk == ijk) {
+                    self.prompts.retain(|p| p.source != Source::Growth { click: ijk });
+                }
                 true
             }
             None => false,
@@ -200,6 +216,12 @@ mod tests {
         assert_eq!(o.seed().map(|s| s.len()), Some(2));
         assert_eq!(o.prompts.len(), 5);
         assert!(o.remove_point([1, 1, 1]) && !o.remove_point([1, 1, 1]));
+        // A box grown from a click goes with the click (and not before its last copy).
+        let grown = Prompt { kind: bx(9), source: Source::Growth { click: [2, 1, 1] }, weight: 1.0 };
+        o.push(grown.clone());
+        o.push(Prompt::user(pt(2, true)));
+        assert!(o.remove_point([2, 1, 1]) && o.contains(&grown.kind));
+        assert!(o.remove_point([2, 1, 1]) && !o.contains(&grown.kind));
         assert!(o.has_start());
         let only_negative = ObjectPrompts { label: 1, prompts: vec![Prompt::user(pt(1, false))] };
         assert!(!only_negative.has_start());

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::anatomy::click::{self, GrowOptions, Target};
 use crate::error::{Error, Result};
 use crate::model::{Models, Segmenter, SliceModel};
 use crate::pipeline::compose::{self, ObjectSummary, Overlap};
@@ -32,7 +33,7 @@ use crate::pipeline::slice::frame::Frame;
 use crate::pipeline::slice::strategy::{self, refine, Settings};
 use crate::pipeline::slice::sweep::{Scratch, Stack};
 use crate::prompt::resolve::{self, Spatial};
-use crate::prompt::{PointIjk, PromptKind};
+use crate::prompt::{PointIjk, Prompt, PromptKind, Source};
 use crate::volume::reslice::Orientation;
 use crate::volume::{BoxIjk, Geometry, U8Volume};
 use history::History;
@@ -56,6 +57,9 @@ pub struct SessionOptions {
     pub refine_tolerance: f64,
     /// Checkpoints kept for undo.
     pub history: usize,
+    /// An object whose only start is a click gets a box grown from it (`anatomy::click`); off, the click
+    /// alone is decoded (LiteMedSAM was trained on boxes: that mostly gives nothing).
+    pub click_growth: bool,
 }
 
 impl Default for SessionOptions {
@@ -68,6 +72,7 @@ impl Default for SessionOptions {
             postprocess: PostprocessOptions::new(),
             refine_tolerance: 0.99,
             history: 64,
+            click_growth: true,
         }
     }
 }
@@ -91,6 +96,10 @@ impl SessionOptions {
     }
     pub fn with_postprocess(mut self, p: PostprocessOptions) -> Self {
         self.postprocess = p;
+        self
+    }
+    pub fn with_click_growth(mut self, on: bool) -> Self {
+        self.click_growth = on;
         self
     }
     pub fn overlap_rule(&self) -> Overlap {
@@ -218,6 +227,12 @@ impl Session {
         Ok(outcome)
     }
 
+    /// The region object `label`'s result is cut to (the dilated prior of the structure its text names),
+    /// on the input grid, i fastest; None without one.
+    pub fn limit_of(&self, label: u8) -> Option<&[u8]> {
+        self.objects.list.iter().find(|o| o.prompts.label == label)?.prompts.limit().map(|l| l.as_slice())
+    }
+
     /// Adds a 3D box (inclusive voxel indices) to object `label`, creating the object if needed.
     pub fn add_box(&mut self, label: u8, b: BoxIjk) -> Result<()> {
         b.validate(self.image.dims)?;
@@ -301,10 +316,55 @@ impl Session {
                 )));
             }
         }
+        if self.opts.click_growth {
+            self.grow_clicks()?;
+        }
         let r = self.run_inner(progress);
         // A cancel request ends with the run it reached (or that failed meanwhile).
         self.cancel.store(false, Ordering::SeqCst);
         r
+    }
+
+    /// Gives every object whose only start is a click the box grown from its first positive click, kept
+    /// with its prompts (source `Growth`): later clicks refine that result, and removing the click removes
+    /// the box. A lesion (named by text) is grown as one, and a limit (the organ text named) bounds it.
+    fn grow_clicks(&mut self) -> Result<()> {
+        let axis = self.opts.axis as usize;
+        for o in &mut self.objects.list {
+            let p = &mut o.prompts;
+            if p.boxes().next().is_some() || p.seed().is_some() {
+                continue;
+            }
+            let Some(first) = p.points().find(|q| q.positive).copied() else { continue };
+            let target = match p.lesion() {
+                None => Target::Organ,
+                Some(false) => Target::Lesion,
+                Some(true) => Target::LesionInAir,
+            };
+            let bound = p.limit().cloned();
+            let opts = GrowOptions::for_target(target);
+            let grown = click::grow(
+                &self.image,
+                self.geometry.spacing,
+                first.ijk,
+                axis,
+                bound.as_deref().map(|b| b.as_slice()),
+                target,
+                &opts,
+            )
+            .ok_or_else(|| {
+                Error::InvalidPrompt(format!(
+                    "object {}: the click at {:?} lies outside the structure its text names",
+                    p.label, first.ijk
+                ))
+            })?;
+            p.push(Prompt {
+                kind: PromptKind::Box(grown.bbox),
+                source: Source::Growth { click: first.ijk },
+                weight: 1.0,
+            });
+        }
+        Ok(())
     }
 
     fn run_inner(&mut self, progress: Option<&mut dyn FnMut(f32) -> bool>) -> Result<RunReport> {

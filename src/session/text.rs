@@ -1,8 +1,10 @@
 //! Text prompts in a session: a phrase is resolved to its concept when it is added, the concept's
 //! anatomical prior is found in this volume, and the object receives the prompts derived from it — boxes
 //! and a seed mask (source `Text`/`Anatomy`, so the report can say where they came from) and the limit its
-//! result is cut to. A phrase added to an object that already has the host's own box or seed only adds the
-//! limit: the host's prompt leads, the prior bounds it.
+//! result is cut to. A phrase added to an object that already has the host's own box, seed or click only
+//! adds the limit: the host's prompt leads, the prior bounds it (on MR, which has no body prior, it only
+//! names the object). A lesion phrase ("liver tumour") needs the host's click or box on the lesion: the
+//! organ of origin is located and becomes the limit, with its holes filled, and a click is grown as a lesion.
 
 use std::sync::Arc;
 
@@ -11,10 +13,10 @@ use once_cell::sync::OnceCell;
 use crate::anatomy::body::BodyFrame;
 use crate::anatomy::grid::HuGrid;
 use crate::anatomy::organs::Region;
-use crate::anatomy::prompts::derive_prompts;
+use crate::anatomy::prompts::{derive_prompts, lesion_limit};
 use crate::concept::{Domain, Region as ConceptRegion, Resolution, Resolver};
 use crate::error::{Error, Result};
-use crate::prompt::{ObjectPrompts, Prompt, PromptKind, Source};
+use crate::prompt::{Hint, ObjectPrompts, Prompt, PromptKind, Source};
 
 /// The coarse voxel size of the HU copy a session keeps for the body prior (mm).
 pub const COARSE_MM: f64 = 3.0;
@@ -87,12 +89,24 @@ pub fn prompts_for(
         )));
     }
     if let Some(k) = resolution.lesion {
-        return Err(Error::Unsupported(format!(
-            "{text:?} names a {} in the {}: searching an organ for a lesion is not in this version; \
-             add a box or a seed on the lesion, with the organ's name as the text",
-            k.name(),
-            first.name
-        )));
+        if !o.has_start() {
+            return Err(Error::Unsupported(format!(
+                "{text:?} names a {} in the {}: searching an organ for a lesion is not in this version; \
+                 click the lesion (or box it) first, then name it",
+                k.name(),
+                first.name
+            )));
+        }
+    }
+    let text_prompt = Prompt { kind: PromptKind::Text(text.to_string()), source: Source::User, weight: 1.0 };
+    if ctx.hu.is_none() && o.has_start() {
+        // MR: no body prior to bound the host's prompt with; the text names the object (and makes a click a
+        // lesion's), the host's prompt does the rest.
+        let mut out = vec![text_prompt];
+        if resolution.lesion.is_some() {
+            out.push(Prompt::user(PromptKind::Hint(Hint::Lesion { in_air: false })));
+        }
+        return Ok((out, TextOutcome { resolution, regions: Vec::new(), prompted: false }));
     }
     let (hu, frame) = ctx.frame()?;
     let mut regions: Vec<Region> = Vec::new();
@@ -124,18 +138,27 @@ pub fn prompts_for(
     let concept = resolution.concepts.join("+");
     let from_text = Source::Text { concept: concept.clone(), score };
     let from_anatomy = Source::Anatomy { concept: concept.clone() };
-    let mut out = vec![Prompt { kind: PromptKind::Text(text.to_string()), source: Source::User, weight: 1.0 }];
+    let mut out = vec![text_prompt];
     let n: usize = dims.iter().product();
     let mut seed = vec![0u8; n];
     let mut limit = vec![0u8; n];
     let prompted = !o.has_start();
+    let lesion = resolution.lesion.is_some();
+    let mut in_air = false;
     for r in &regions {
+        if lesion {
+            // The lesion is grown from the host's click; the organ only bounds it, holes included.
+            in_air |= r.air_filled();
+            limit.iter_mut().zip(&lesion_limit(r, hu)).for_each(|(a, &b)| *a |= b);
+            continue;
+        }
         let d = derive_prompts(r, hu, axis);
-        if !d.use_model {
+        if prompted && !d.use_model {
             // Under the CT soft-tissue window air is black and LiteMedSAM finds nothing from any box; the
             // prior itself would be the answer, and sessions cannot yet hold a result no model made.
             return Err(Error::Unsupported(format!(
-                "{text:?} names {name}: the lungs are found by the prior alone (anatomy::BodyFrame::locate),                  which sessions cannot return as a result yet"
+                "{text:?} names {name}: the lungs are found by the prior alone (anatomy::BodyFrame::locate), \
+                 which sessions cannot return as a result yet"
             )));
         }
         if prompted {
@@ -150,6 +173,9 @@ pub fn prompts_for(
     }
     if prompted {
         out.push(Prompt { kind: PromptKind::Seed(Arc::new(seed)), source: from_anatomy.clone(), weight: 1.0 });
+    }
+    if lesion {
+        out.push(Prompt { kind: PromptKind::Hint(Hint::Lesion { in_air }), source: from_anatomy.clone(), weight: 1.0 });
     }
     out.push(Prompt { kind: PromptKind::Limit(Arc::new(limit)), source: from_anatomy, weight: 1.0 });
     let regions = regions.iter().map(|r| (r.structure.clone(), r.score, r.voxels)).collect();

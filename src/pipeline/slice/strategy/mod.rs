@@ -2,7 +2,8 @@
 //!
 //! - `reference`: the CVPR24 middle-out walks from the first box (METHODS §0.4b), with the user's points
 //!   and further boxes on their slices;
-//! - `points`: objects given only points start on each slice that has positive points;
+//! - `points`: objects with neither box nor seed start on each slice that has positive points or a box
+//!   grown from a click (fitted to its own mask first);
 //! - `reseed`: the reference result re-seeded from reliable key slices and fused by confidence (policy);
 //! - `refine`: after points were added or removed, only the slices they touch are decoded again, and
 //!   propagation re-runs outward from them while the mask keeps changing.
@@ -51,6 +52,8 @@ pub struct StackPoint {
 pub struct StackPrompts {
     /// min and max are (x, y, z).
     pub boxes: Vec<BoxIjk>,
+    /// One-slice start boxes (grown from clicks).
+    pub starts: Vec<BoxIjk>,
     pub points: Vec<StackPoint>,
     pub seed: Option<ObjectSlices>,
 }
@@ -67,9 +70,9 @@ pub fn stack_points<M: SliceModel>(stack: &Stack<'_, M>, p: &Spatial) -> Vec<Sta
 }
 
 pub fn stack_prompts<M: SliceModel>(stack: &Stack<'_, M>, p: &Spatial) -> StackPrompts {
-    let boxes = p.boxes.iter().map(|b| stack.orientation.box_to_stack(b)).collect();
+    let to_stack = |bs: &[BoxIjk]| bs.iter().map(|b| stack.orientation.box_to_stack(b)).collect();
     let seed = p.seed.as_ref().map(|m| seed_slices(stack, m));
-    StackPrompts { boxes, points: stack_points(stack, p), seed }
+    StackPrompts { boxes: to_stack(&p.boxes), starts: to_stack(&p.starts), points: stack_points(stack, p), seed }
 }
 
 /// A seed mask on the input grid as coarse slices along the stack: probability 1 inside, 0 outside, IoU 1.
@@ -163,8 +166,9 @@ pub fn run_full<M: SliceModel>(
         for p in &s.points {
             slice_prompts.points.entry((k, p.z)).or_insert_with(|| frame_points(&stack.frame, &s.points, p.z));
         }
-        // Further boxes re-prompt their own middle slice.
-        for b in s.boxes.iter().skip(1) {
+        // Further boxes re-prompt their own middle slice; start boxes prompt theirs.
+        let starts = if s.boxes.is_empty() && s.seed.is_none() { &s.starts[..] } else { &[] };
+        for b in s.boxes.iter().skip(1).chain(starts) {
             let z = (b.max[2] - b.min[2]) / 2 + b.min[2];
             slice_prompts.boxes.insert((k, z), reference::frame_box(&stack.frame, b));
         }
@@ -175,7 +179,7 @@ pub fn run_full<M: SliceModel>(
             coarse[*i] = s;
         }
     }
-    // Points-only objects: seed walks from each slice with positive points.
+    // Objects with neither box nor seed: walks from each slice with positive points or a start box.
     let pts_only: Vec<usize> = (0..sp.len()).filter(|&k| sp[k].seed.is_none() && sp[k].boxes.is_empty()).collect();
     if !pts_only.is_empty() {
         let slices = points::points_only(stack, &pts_only, &sp, &slice_prompts, settings.policy, scratch, tick)?;
