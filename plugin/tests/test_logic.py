@@ -96,6 +96,17 @@ def test_a_text_prompt_alone_segments_its_organ(engine, ct, liver):
     assert d >= 0.85, d
 
 
+def test_one_click_alone_segments_its_organ(engine, ct, liver):
+    vol, affine = ct
+    with engine.session(vol, affine, intensity="ct") as s:
+        # The liver's most interior voxel on its widest slice, as tests/clicks.rs aims (Dice 0.935 there).
+        s.add_point_ijk(5, (86, 49, 24))
+        mask = s.run()
+    assert set(np.unique(mask)) == {0, 5}
+    d = dice(mask, liver)
+    assert d >= 0.88, d
+
+
 def test_text_in_prompt_sync_and_segment_identity(engine, ct, liver):
     from VoxPromptLib.logic import PromptSync, segment_identity
     vol, affine = ct

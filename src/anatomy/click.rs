@@ -185,7 +185,7 @@ pub fn grow(
             }
         }
     }
-    // A box at least `min_mm` wide in plane: a one-voxel box gives LiteMedSAM nothing to see either.
+    // A box at least 5 mm wide in plane: a one-voxel box gives LiteMedSAM nothing to see either.
     let min_half = reach(2.5);
     let mut bmin = [0usize; 3];
     let mut bmax = [0usize; 3];
