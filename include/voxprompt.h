@@ -886,8 +886,9 @@ vxp_result vxp_session_add_box_ras(struct vxp_session *session,
  * positive click alone: at the next run the object around it is grown on the click's slice (in the
  * click's local intensity window, bounded by the organ when the object's text names one, thin bridges
  * cut), the box is fitted to what the model finds in it, and the object is propagated outward from that
- * slice until it ends. Removing that click removes the grown box. After a run, adding or removing points and running again refines the object:
- * only the touched slices are decoded again and propagation re-runs only as far as the mask changes.
+ * slice until it ends. Removing that click removes the grown box. After a run, adding or removing points
+ * and running again refines the object: only the touched slices are decoded again and propagation re-runs
+ * only as far as the mask changes.
  *
  * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_PROMPT` (point outside the
  * volume, label out of range; nothing is added).

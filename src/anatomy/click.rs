@@ -11,6 +11,7 @@
 //! 3. an opening of `open_mm` (or the largest one the click survives) cuts the thin bridges through which
 //!    a fill leaks into a neighbour of the same intensity; the part that holds the click is kept.
 
+use crate::anatomy::organs::bbox_3d;
 use crate::ops::mask::{dilate_box, erode_box};
 use crate::volume::{BoxIjk, U8Volume};
 
@@ -170,27 +171,13 @@ pub fn grow(
     }
     let voxels = region.iter().filter(|&&v| v != 0).count();
 
-    let (mut mn, mut mx) = ([usize::MAX; 3], [0usize; 3]);
-    let mut s = 0;
-    for k in 0..sub[2] {
-        for j in 0..sub[1] {
-            for i in 0..sub[0] {
-                if region[s] != 0 {
-                    for (a, v) in [i, j, k].into_iter().enumerate() {
-                        mn[a] = mn[a].min(v);
-                        mx[a] = mx[a].max(v);
-                    }
-                }
-                s += 1;
-            }
-        }
-    }
+    let extent = bbox_3d(&region, sub).expect("the region holds the click");
     // A box at least 5 mm wide in plane: a one-voxel box gives LiteMedSAM nothing to see either.
     let min_half = reach(2.5);
     let mut bmin = [0usize; 3];
     let mut bmax = [0usize; 3];
     for a in 0..3 {
-        let (g0, g1) = (mn[a] + lo[a], mx[a] + lo[a]);
+        let (g0, g1) = (extent.min[a] + lo[a], extent.max[a] + lo[a]);
         let c = (g0 + g1) / 2;
         bmin[a] = g0.min(c.saturating_sub(min_half[a]));
         bmax[a] = g1.max((c + min_half[a]).min(dims[a] - 1));

@@ -1,8 +1,8 @@
 //! From an object's prompts to the spatial prompts a model driver takes. Boxes, points, seed masks and the
-//! limit pass through in the order given; a box grown from a click is a start, not a 3D box. A text prompt is resolved when it is added (the session turns it
-//! into derived boxes, a seed and a limit, each with its `Source`), so here it is only carried, as is the
-//! lesion hint the session grows clicks by; an organ or side hint has no resolver yet and is refused by name
-//! rather than ignored.
+//! limit pass through in the order given; a box grown from a click is a start, not a 3D box. A text prompt
+//! is resolved when it is added (the session turns it into derived boxes, a seed and a limit, each with its
+//! `Source`), so here it is only carried, as is the lesion hint the session grows clicks by; an organ or
+//! side hint has no resolver yet and is refused by name rather than ignored.
 
 use std::sync::Arc;
 

@@ -182,7 +182,7 @@ pub fn run_full<M: SliceModel>(
     // Objects with neither box nor seed: walks from each slice with positive points or a start box.
     let pts_only: Vec<usize> = (0..sp.len()).filter(|&k| sp[k].seed.is_none() && sp[k].boxes.is_empty()).collect();
     if !pts_only.is_empty() {
-        let slices = points::points_only(stack, &pts_only, &sp, &slice_prompts, settings.policy, scratch, tick)?;
+        let slices = points::points_only(stack, &pts_only, &sp, &slice_prompts, scratch, tick)?;
         for (k, s) in pts_only.iter().zip(slices) {
             coarse[*k] = s;
         }

@@ -8,7 +8,6 @@ use super::super::sweep::{sweep_both, FramePoints, Scratch, SlicePrompts, Stack,
 use super::StackPrompts;
 use crate::error::Result;
 use crate::model::{Prompt2d, SliceModel, Worker};
-use crate::pipeline::policy::Policy;
 use crate::pipeline::result::{ObjectSlices, SliceOut};
 
 /// Rounds of fitting a start box to its own mask on its slice, the margin (a fraction of the mask's size on
@@ -24,14 +23,12 @@ pub fn points_only<M: SliceModel>(
     ks: &[usize],
     sp: &[StackPrompts],
     prompts: &SlicePrompts,
-    policy: Policy,
     scratch: &mut [Scratch; 2],
     tick: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<ObjectSlices>> {
     let d = stack.volume.dims[2];
-    // The re-seeding policy's stop rule is strict because it walks from reliable key slices; the first
-    // walk from a click has no such slice yet, and the re-seeding pass that follows judges its slices.
-    let _ = policy;
+    // Not the re-seeding policy's stop rule: that one is strict because it walks from reliable key slices;
+    // the first walk from a click has no such slice yet, and the re-seeding pass that follows judges it.
     let rule = StopRule::default();
     let mut out = Vec::new();
     let mut resized = Vec::new();
