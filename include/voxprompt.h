@@ -159,6 +159,10 @@ enum vxp_result
    */
   VXP_RESULT_BUDGET_TOO_SMALL = 403,
   /**
+   * volume or file larger than the configured limit
+   */
+  VXP_RESULT_TOO_LARGE = 404,
+  /**
    * internal error (a bug in libvoxprompt); the host is unaffected
    */
   VXP_RESULT_PANIC = 900,
@@ -219,9 +223,10 @@ const char *vxp_result_name(uint32_t result);
 
 /**
  * ABI minor version: bumped when functions or fields are added compatibly (4: `vxp_result_name`,
- * `vxp_options_set_cpu_fallback`; 6: `vxp_engine_lookup_concept`, `vxp_engine_complete_concepts`).
+ * `vxp_options_set_cpu_fallback`; 6: `vxp_engine_lookup_concept`, `vxp_engine_complete_concepts`; 7:
+ * `vxp_options_set_max_voxels`, `VXP_RESULT_TOO_LARGE`).
  */
-#define VXP_ABI_VERSION_MINOR 6
+#define VXP_ABI_VERSION_MINOR 7
 
 /**
  * Returns the library version and what it was built against, e.g.
@@ -443,6 +448,20 @@ vxp_result vxp_options_set_threads(struct vxp_options *options,
  */
 vxp_result vxp_options_set_cache_budget(struct vxp_options *options,
                                         size_t bytes);
+
+/**
+ * Sets the largest volume, in voxels, that sessions made by engines built from these options take on:
+ * `vxp_session_new` refuses a larger one with `VXP_RESULT_TOO_LARGE` before it allocates anything for it.
+ * A session keeps about ten bytes per voxel next to the host's array, so the default is a sixteenth of the
+ * machine's physical memory in voxels (at least 64 Mi voxels). 0 restores the default. Added in ABI 0.7.
+ *
+ * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `options` must be a live handle.
+ */
+vxp_result vxp_options_set_max_voxels(struct vxp_options *options,
+                                      uint64_t voxels);
 
 /**
  * Chooses what happens when none of the requested execution providers registers (e.g. "cuda" with an ONNX
@@ -729,7 +748,8 @@ typedef struct vxp_run_stats {
  * On `VXP_RESULT_OK`, `*out` receives a handle the caller owns (`vxp_session_free`). Otherwise `*out` is
  * untouched: `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (struct_size, intensity),
  * `VXP_RESULT_UNSUPPORTED_DTYPE`, `VXP_RESULT_INVALID_VOLUME` (zero or overflowing dims, strides outside the
- * buffer, NaN/Inf voxels, constant intensity, bad spacing or matrix), `VXP_RESULT_BUDGET_TOO_SMALL` (the
+ * buffer, NaN/Inf voxels, constant intensity, bad spacing or matrix), `VXP_RESULT_TOO_LARGE` (more voxels
+ * than `vxp_options_set_max_voxels` allows), `VXP_RESULT_BUDGET_TOO_SMALL` (the
  * engine's cache budget cannot hold one embedding), `VXP_RESULT_PANIC`. The engine may
  * be used by other threads meanwhile.
  *

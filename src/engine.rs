@@ -66,6 +66,8 @@ impl Engine {
         mapping: IntensityMapping,
         opts: SessionOptions,
     ) -> Result<Session> {
+        let limits = crate::io::Limits { max_voxels: opts.max_voxels, max_bytes: u64::MAX };
+        limits.check("volume", &volume.dims().map(|d| d as u64), 1)?;
         let resolved = mapping.resolve(volume);
         let image = intensity::map_to_u8(volume, resolved)?;
         // A CT keeps a coarse HU copy for the body prior of text prompts (about 1/27 of a 1 mm volume); the

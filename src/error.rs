@@ -132,6 +132,8 @@ u32_enum! {
         Io = 402,
         /// memory budget too small
         BudgetTooSmall = 403,
+        /// volume or file larger than the configured limit
+        TooLarge = 404,
         // --- a bug in the library, caught at the boundary (9xx)
         /// internal error (a bug in libvoxprompt); the host is unaffected
         Panic = 900,
@@ -181,6 +183,9 @@ pub enum Error {
     NothingToUndo(String),
     #[error("memory budget too small: {0}")]
     BudgetTooSmall(String),
+    /// The message names the source, what it declares and the limit.
+    #[error("too large: {0}")]
+    TooLarge(String),
 }
 
 impl Error {
@@ -205,6 +210,7 @@ impl Error {
             Error::Unsupported(_) => ErrorCode::Unsupported,
             Error::NothingToUndo(_) => ErrorCode::NothingToUndo,
             Error::BudgetTooSmall(_) => ErrorCode::BudgetTooSmall,
+            Error::TooLarge(_) => ErrorCode::TooLarge,
         }
     }
 

@@ -190,6 +190,13 @@ struct SegmentArgs {
     /// Embedding cache budget in MiB (LRU beyond it; each LiteMedSAM slice embedding is 4 MiB).
     #[arg(long, default_value_t = 1024)]
     cache_mb: usize,
+    /// The most voxels a volume may have (input, reference, seed mask); default a sixteenth of physical
+    /// memory. Checked from the header, before anything is read.
+    #[arg(long, value_name = "N")]
+    max_voxels: Option<u64>,
+    /// The most MiB of voxel data a file may declare; default a quarter of physical memory.
+    #[arg(long, value_name = "MIB")]
+    max_volume_mb: Option<u64>,
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str, n: usize, what: &str) -> Result<Vec<T>> {
@@ -283,29 +290,79 @@ fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Fails early (before any inference) when the output cannot be created.
-fn check_writable(path: &Path) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let probe = dir.join(format!(".voxprompt-probe-{}", std::process::id()));
-    std::fs::File::create(&probe)
-        .map_err(|e| Error::Io { path: path.to_path_buf(), message: format!("cannot write here: {e}") })?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
+/// The outputs' slots: every name is checked and every temporary file created before the input is read,
+/// so a bad output fails in milliseconds, not after the inference, and nothing is left behind.
+struct Outputs {
+    set: io::output::OutputSet,
+    mask: io::output::Slot,
+    confidence: Option<io::output::Slot>,
+    png: Option<io::output::Slot>,
+}
+
+fn reserve_outputs(args: &SegmentArgs) -> Result<Outputs> {
+    let nifti = |p: &Path, what: &str| {
+        if io::nifti::is_nifti_name(p) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!("{what} {}: the name must end in .nii or .nii.gz", p.display())))
+        }
+    };
+    nifti(&args.output, "-o")?;
+    if let Some(c) = &args.confidence {
+        nifti(c, "--confidence")?;
+    }
+    if let Some(p) = &args.png {
+        if !p.to_string_lossy().to_ascii_lowercase().ends_with(".png") {
+            return Err(Error::InvalidArgument(format!("--png {}: the name must end in .png", p.display())));
+        }
+    }
+    let mut set = io::output::OutputSet::new();
+    let mask = set.reserve(&args.output)?;
+    let confidence = args.confidence.as_deref().map(|p| set.reserve(p)).transpose()?;
+    let png = args.png.as_deref().map(|p| set.reserve(p)).transpose()?;
+    Ok(Outputs { set, mask, confidence, png })
+}
+
+/// One object per distinct nonzero value of a seed mask, in increasing order; more than 255 values are
+/// refused while counting, before any object's mask is built.
+fn seed_objects(values: &[f64], path: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut distinct: Vec<f64> = Vec::new();
+    for &x in values {
+        if x != 0.0 {
+            if let Err(at) = distinct.binary_search_by(|v| v.total_cmp(&x)) {
+                if distinct.len() == 255 {
+                    return Err(Error::InvalidPrompt(format!(
+                        "{}: seed mask holds more than 255 distinct nonzero values; at most 255 objects fit a u8 label mask",
+                        path.display()
+                    )));
+                }
+                distinct.insert(at, x);
+            }
+        }
+    }
+    if distinct.is_empty() {
+        return Err(Error::InvalidPrompt(format!("{}: seed mask is empty", path.display())));
+    }
+    Ok(distinct.iter().map(|&val| values.iter().map(|&x| (x == val) as u8).collect()).collect())
 }
 
 fn segment(args: SegmentArgs) -> Result<()> {
     let t_all = Instant::now();
-    check_writable(&args.output)?;
-    for p in args.png.iter().chain(&args.confidence) {
-        check_writable(p)?;
+    let mut outputs = reserve_outputs(&args)?;
+    let mut limits = io::Limits::default();
+    if let Some(v) = args.max_voxels {
+        limits.max_voxels = v;
+    }
+    if let Some(mb) = args.max_volume_mb {
+        limits.max_bytes = mb.saturating_mul(1 << 20);
     }
     let t = Instant::now();
-    let loaded = io::read_volume(&args.input)?;
+    let loaded = io::read_volume_with(&args.input, &limits)?;
     let volume = loaded.volume;
     let dims = volume.dims;
     let reference = match &args.reference {
         Some(r) => {
-            let rv = io::read_volume(r)?.volume;
+            let rv = io::read_volume_with(r, &limits)?.volume;
             if rv.dims != dims {
                 return Err(Error::ShapeMismatch(format!(
                     "{}: reference dims {:?} differ from the input's {:?}",
@@ -347,7 +404,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
     }
     let seed_objects = match &args.seed_mask {
         Some(path) => {
-            let m = io::read_volume(path)?.volume;
+            let m = io::read_volume_with(path, &limits)?.volume;
             if m.dims != dims {
                 return Err(Error::ShapeMismatch(format!(
                     "{}: seed mask dims {:?} differ from the input's {:?}",
@@ -356,14 +413,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
                     dims
                 )));
             }
-            let v = m.to_f64()?;
-            let mut values: Vec<f64> = v.iter().copied().filter(|&x| x != 0.0).collect();
-            values.sort_by(f64::total_cmp);
-            values.dedup();
-            if values.is_empty() {
-                return Err(Error::InvalidPrompt(format!("{}: seed mask is empty", path.display())));
-            }
-            values.iter().map(|&val| v.iter().map(|&x| (x == val) as u8).collect::<Vec<u8>>()).collect()
+            seed_objects(&m.to_f64()?, path)?
         }
         None => Vec::new(),
     };
@@ -414,7 +464,8 @@ fn segment(args: SegmentArgs) -> Result<()> {
         .with_policy(policy)
         .with_axis(axis)
         .with_postprocess(post)
-        .with_cache_budget(args.cache_mb.saturating_mul(1 << 20));
+        .with_cache_budget(args.cache_mb.saturating_mul(1 << 20))
+        .with_max_voxels(limits.max_voxels);
     let view = volume.view()?;
     let t = Instant::now();
     let mut session = engine.open_session(&view, mapping, opts)?;
@@ -459,13 +510,20 @@ fn segment(args: SegmentArgs) -> Result<()> {
     let (mask, confidence) = session.compose(args.confidence.is_some() || args.png.is_some());
 
     let t = Instant::now();
-    io::nifti::write_mask(&args.output, &mask, loaded.nifti_header.as_ref(), &volume.geometry)?;
-    if let (Some(p), Some(c)) = (&args.confidence, &confidence) {
-        io::nifti::write_f32(p, c, dims, loaded.nifti_header.as_ref(), &volume.geometry)?;
+    let header = loaded.nifti_header.as_ref();
+    let gz = io::nifti::is_gz(&args.output);
+    outputs.set.write(outputs.mask, |w| io::nifti::write_mask_to(w, gz, &mask, header, &volume.geometry))?;
+    if let (Some(slot), Some(p), Some(c)) = (outputs.confidence, &args.confidence, &confidence) {
+        let gz = io::nifti::is_gz(p);
+        outputs.set.write(slot, |w| io::nifti::write_f32_to(w, gz, c, dims, header, &volume.geometry))?;
     }
-    if let Some(p) = &args.png {
-        io::png::write_montage(p, session.image(), &mask, confidence.as_deref(), &io::png::pick_slices(&mask, 16))?;
+    if let Some(slot) = outputs.png {
+        let slices = io::png::pick_slices(&mask, 16);
+        outputs
+            .set
+            .write(slot, |w| io::png::write_montage_to(w, session.image(), &mask, confidence.as_deref(), &slices))?;
     }
+    outputs.set.commit()?;
     let write_time = t.elapsed();
 
     let st = &run.stats;
@@ -550,7 +608,8 @@ fn main() -> ExitCode {
                 _ => eprintln!("voxprompt: error: {}: {e}", input.display()),
             }
             ExitCode::from(match e.code() as u32 {
-                100..=199 => 2,
+                // A budget too small is a bad --cache-mb.
+                100..=199 | 403 => 2,
                 200..=399 => 3,
                 _ => 1,
             })

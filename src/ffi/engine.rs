@@ -16,6 +16,8 @@ pub struct vxp_engine {
     pub(crate) inner: Arc<Engine>,
     /// Embedding cache budget of each session made from this engine.
     pub(crate) cache_budget: usize,
+    /// The largest volume a session takes on, in voxels.
+    pub(crate) max_voxels: u64,
 }
 
 /// Builds an engine from `options`: loads ONNX Runtime (first engine of the process only; a later engine
@@ -55,7 +57,8 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
         };
         match Engine::new(&opts) {
             Ok(e) => {
-                let h = Box::new(vxp_engine { inner: Arc::new(e), cache_budget: o.cache_budget });
+                let h =
+                    Box::new(vxp_engine { inner: Arc::new(e), cache_budget: o.cache_budget, max_voxels: o.max_voxels });
                 // SAFETY: out checked non-null.
                 unsafe { *out = Box::into_raw(h) };
                 vxp_result::Ok

@@ -17,6 +17,7 @@ pub struct vxp_options {
     pub(crate) providers: Vec<Provider>,
     pub(crate) threads: usize,
     pub(crate) cache_budget: usize,
+    pub(crate) max_voxels: u64,
     pub(crate) cpu_fallback: bool,
 }
 
@@ -41,6 +42,7 @@ pub unsafe extern "C" fn vxp_options_new(out: *mut *mut vxp_options) -> vxp_resu
             providers: vec![Provider::Cpu],
             threads: 0,
             cache_budget: crate::session::SessionOptions::default().cache_budget,
+            max_voxels: crate::session::SessionOptions::default().max_voxels,
             cpu_fallback: true,
         });
         // SAFETY: out checked non-null.
@@ -208,6 +210,26 @@ pub unsafe extern "C" fn vxp_options_set_cache_budget(options: *mut vxp_options,
     unsafe {
         with_options(options, |o| {
             o.cache_budget = bytes;
+            vxp_result::Ok
+        })
+    }
+}
+
+/// Sets the largest volume, in voxels, that sessions made by engines built from these options take on:
+/// `vxp_session_new` refuses a larger one with `VXP_RESULT_TOO_LARGE` before it allocates anything for it.
+/// A session keeps about ten bytes per voxel next to the host's array, so the default is a sixteenth of the
+/// machine's physical memory in voxels (at least 64 Mi voxels). 0 restores the default. Added in ABI 0.7.
+///
+/// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `options` must be a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_max_voxels(options: *mut vxp_options, voxels: u64) -> vxp_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_options(options, |o| {
+            o.max_voxels = if voxels == 0 { crate::session::SessionOptions::default().max_voxels } else { voxels };
             vxp_result::Ok
         })
     }

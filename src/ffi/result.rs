@@ -38,6 +38,7 @@ mod tests {
             OutOfMemory,
             Io,
             BudgetTooSmall,
+            TooLarge,
             Panic,
         ] {
             let r = vxp_result::from(c);
@@ -67,7 +68,7 @@ mod tests {
         check(volume::vxp_intensity::ALL, |v| v as u32);
         check(settings::vxp_policy::ALL, |v| v as u32);
         check(settings::vxp_overlap::ALL, |v| v as u32);
-        assert_eq!(vxp_result::ALL.len(), 24);
+        assert_eq!(vxp_result::ALL.len(), 25);
         assert_eq!(settings::vxp_policy::Reseed.describe().to_str().unwrap().split(' ').next(), Some("Reliable-slice"));
     }
 

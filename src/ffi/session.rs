@@ -69,7 +69,8 @@ pub(crate) fn done(r: crate::Result<()>) -> vxp_result {
 /// On `VXP_RESULT_OK`, `*out` receives a handle the caller owns (`vxp_session_free`). Otherwise `*out` is
 /// untouched: `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (struct_size, intensity),
 /// `VXP_RESULT_UNSUPPORTED_DTYPE`, `VXP_RESULT_INVALID_VOLUME` (zero or overflowing dims, strides outside the
-/// buffer, NaN/Inf voxels, constant intensity, bad spacing or matrix), `VXP_RESULT_BUDGET_TOO_SMALL` (the
+/// buffer, NaN/Inf voxels, constant intensity, bad spacing or matrix), `VXP_RESULT_TOO_LARGE` (more voxels
+/// than `vxp_options_set_max_voxels` allows), `VXP_RESULT_BUDGET_TOO_SMALL` (the
 /// engine's cache budget cannot hold one embedding), `VXP_RESULT_PANIC`. The engine may
 /// be used by other threads meanwhile.
 ///
@@ -96,7 +97,7 @@ pub unsafe extern "C" fn vxp_session_new(
             Ok(x) => x,
             Err(r) => return r,
         };
-        let opts = SessionOptions::default().with_cache_budget(e.cache_budget);
+        let opts = SessionOptions::default().with_cache_budget(e.cache_budget).with_max_voxels(e.max_voxels);
         let session = match e.inner.open_session(&vv, mapping, opts) {
             Ok(s) => s,
             Err(err) => return fail(err),

@@ -1,8 +1,13 @@
-//! File formats for the CLI and tests: NIfTI-1 and NRRD in, NIfTI masks and PNG montages out.
+//! File formats for the CLI and tests: NIfTI-1 and NRRD in, NIfTI masks and PNG montages out, read under
+//! size limits and written as atomic sets.
 
+pub mod files;
 pub mod nifti;
 pub mod nrrd;
+pub mod output;
 pub mod png;
+
+pub use files::Limits;
 
 use std::path::Path;
 
@@ -15,29 +20,27 @@ pub struct Loaded {
     pub nifti_header: Option<::nifti::NiftiHeader>,
 }
 
-/// Reads a NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr) file by its extension.
+/// Reads a NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr) file by its extension (any case), under the
+/// default `Limits`.
 pub fn read_volume(path: &Path) -> Result<Loaded> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_ascii_lowercase();
-    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
-        let (volume, header) = nifti::read(path)?;
-        Ok(Loaded { volume, nifti_header: Some(header) })
-    } else if name.ends_with(".nrrd") || name.ends_with(".nhdr") {
-        Ok(Loaded { volume: nrrd::read(path)?, nifti_header: None })
-    } else {
-        Err(Error::io(path, "unknown volume format: expected .nii, .nii.gz, .nrrd or .nhdr"))
-    }
+    read_volume_with(path, &Limits::default())
 }
 
-/// Writes `tmp` through `write`, then renames it to `path`, so a failure never leaves a partial file.
-pub(crate) fn write_atomically(path: &Path, ext: &str, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let stem = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    // No dot but the extension's: the nifti crate re-derives an uncompressed file's name from its extension
-    // and wrote ".m.nii.vxp-tmp-1.nii" as ".m.nii.nii", losing the file to the rename.
-    let tmp = dir.join(format!(".vxp-tmp-{}-{}.{ext}", std::process::id(), stem.replace('.', "_")));
-    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// `read_volume` under the given limits.
+pub fn read_volume_with(path: &Path, limits: &Limits) -> Result<Loaded> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_ascii_lowercase();
+    let loaded = if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        let (volume, header) = nifti::read_with(path, limits)?;
+        Loaded { volume, nifti_header: Some(header) }
+    } else if name.ends_with(".nrrd") || name.ends_with(".nhdr") {
+        Loaded { volume: nrrd::read_with(path, limits)?, nifti_header: None }
+    } else {
+        return Err(Error::io(path, "unknown volume format: expected .nii, .nii.gz, .nrrd or .nhdr"));
+    };
+    // A header whose geometry no volume can have (spacing inf, a NaN in the matrix) is the file's problem,
+    // reported with its path, like any other bad header.
+    if let Err(Error::InvalidVolume(m)) = loaded.volume.view() {
+        return Err(Error::io(path, m));
     }
-    result
+    Ok(loaded)
 }

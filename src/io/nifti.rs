@@ -1,11 +1,16 @@
-//! NIfTI-1 through the `nifti` crate; geometry from the sform, else the qform, else pixdim.
+//! NIfTI-1 single files, plain or gzip: the header is parsed by the `nifti` crate, the voxel data read here
+//! from `vox_offset` under the volume limits; geometry from the sform, else the qform, else pixdim.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
-use ndarray::ArrayView3;
-use nifti::writer::WriterOptions;
-use nifti::{NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use nifti::NiftiHeader;
 
+use super::files::{self, Limits};
+use super::output;
 use crate::error::{Error, Result};
 use crate::volume::{DType, Geometry, U8Volume, Volume};
 
@@ -65,54 +70,161 @@ pub fn geometry(h: &NiftiHeader) -> Geometry {
     Geometry { spacing, ijk_to_ras: m }
 }
 
-/// Reads a 3D NIfTI file (a 4th axis of length 1 is accepted).
+/// Voxel data may start at most this far after the header: extensions hold DICOM headers or provenance,
+/// a few MiB at most, and a larger `vox_offset` in a compressed file would make the reader inflate it all.
+const MAX_EXTENSION_BYTES: u64 = 64 << 20;
+/// What a compressed file may hold after its voxel data; it is inflated (never kept) to check the gzip
+/// checksum, so a file that claims little and holds gigabytes is refused instead of read for minutes.
+const MAX_TRAILING_BYTES: u64 = 64 << 20;
+const HEADER_BYTES: usize = 348;
+
+/// Reads a 3D NIfTI-1 file (a 4th axis of length 1 is accepted) under the default `Limits`.
 pub fn read(path: &Path) -> Result<(Volume, NiftiHeader)> {
-    let obj = ReaderOptions::new().read_file(path).map_err(|e| Error::io(path, format!("cannot read NIfTI: {e}")))?;
-    let header = obj.header().clone();
+    read_with(path, &Limits::default())
+}
+
+/// Reads a 3D NIfTI-1 file, single-file (`n+1`), plain or gzip-compressed (told by its first bytes, not by
+/// its name). The voxel data is taken from `vox_offset`, its declared size is checked against `limits`
+/// before anything is reserved, and a compressed file is inflated to its end so that its checksum is
+/// verified. `scl_slope`/`scl_inter` are applied (the volume becomes floating point) as every NIfTI reader
+/// does, so CT stored as unsigned integers with an intercept keeps its Hounsfield units.
+pub fn read_with(path: &Path, limits: &Limits) -> Result<(Volume, NiftiHeader)> {
+    let (file, len) = files::open_regular(path)?;
+    let mut file = BufReader::new(file);
+    let gz = file.fill_buf().map_err(|e| Error::io(path, files::plain(&e)))?.starts_with(&[0x1f, 0x8b]);
+    if gz {
+        let mut r = MultiGzDecoder::new(file);
+        let out = decode(&mut r, None, path, limits)?;
+        // Inflating the rest verifies the CRC-32 and length in the gzip trailer.
+        let rest = std::io::copy(&mut (&mut r).take(MAX_TRAILING_BYTES + 1), &mut std::io::sink())
+            .map_err(|e| Error::io(path, format!("gzip data is corrupt or truncated: {}", files::plain(&e))))?;
+        if rest > MAX_TRAILING_BYTES {
+            return Err(Error::io(path, format!("holds more than {MAX_TRAILING_BYTES} bytes after its voxel data")));
+        }
+        Ok(out)
+    } else {
+        decode(&mut file, Some(len), path, limits)
+    }
+}
+
+fn decode(r: &mut impl Read, file_len: Option<u64>, path: &Path, limits: &Limits) -> Result<(Volume, NiftiHeader)> {
+    let bad = |m: String| Error::io(path, m);
+    let mut raw = [0u8; HEADER_BYTES];
+    r.read_exact(&mut raw).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            bad(format!("truncated: shorter than the {HEADER_BYTES}-byte NIfTI-1 header"))
+        }
+        _ => bad(format!("cannot read the NIfTI-1 header: {}", files::plain(&e))),
+    })?;
+    match &raw[344..348] {
+        b"n+1\0" => {}
+        b"ni1\0" => {
+            return Err(bad("a NIfTI-1 header with its voxels in a separate .img file is not supported".into()))
+        }
+        m if m.starts_with(b"n+2") || m.starts_with(b"ni2") => {
+            return Err(bad("NIfTI-2 is not supported (NIfTI-1 only)".into()))
+        }
+        _ if raw[4..8] == *b"n+2\0" => return Err(bad("NIfTI-2 is not supported (NIfTI-1 only)".into())),
+        _ => return Err(bad("not a NIfTI-1 file (no n+1 magic at byte 344)".into())),
+    }
+    let header = NiftiHeader::from_reader(&raw[..]).map_err(|e| bad(format!("bad NIfTI-1 header: {e}")))?;
+    if header.sizeof_hdr != HEADER_BYTES as i32 {
+        return Err(bad(format!("sizeof_hdr is {}, not {HEADER_BYTES}", header.sizeof_hdr)));
+    }
     let nd = header.dim[0] as usize;
     if !(1..=7).contains(&nd) {
-        return Err(Error::io(path, format!("dim[0] = {nd} is not a valid NIfTI dimensionality")));
+        return Err(bad(format!("dim[0] = {nd} is not a valid NIfTI dimensionality (1 to 7)")));
+    }
+    if let Some(a) = (1..=nd).find(|&a| header.dim[a] as i16 <= 0) {
+        return Err(bad(format!("dim[{a}] = {} is not a positive size", header.dim[a] as i16)));
+    }
+    if (4..=nd).any(|a| header.dim[a] > 1) {
+        return Err(bad(format!("a {nd}-D image with dims {:?}: only 3D volumes are supported", &header.dim[1..=nd])));
     }
     let mut dims = [1usize; 3];
     for a in 0..nd.min(3) {
         dims[a] = header.dim[a + 1] as usize;
     }
-    if (4..=nd).any(|a| header.dim[a] > 1) {
-        return Err(Error::io(
-            path,
-            format!("a {nd}-D image with dims {:?}: only 3D volumes are supported", &header.dim[1..=nd]),
-        ));
-    }
     let dtype = dtype_of(header.datatype)
-        .ok_or_else(|| Error::io(path, format!("NIfTI datatype code {} is not supported", header.datatype)))?;
-    let raw = obj.into_volume().into_raw_data();
-    let count: usize = dims.iter().product();
-    if raw.len() < count * dtype.size() {
-        return Err(Error::io(path, format!("truncated: {} data bytes for {count} voxels of {dtype:?}", raw.len())));
+        .ok_or_else(|| bad(format!("NIfTI datatype code {} is not supported", header.datatype)))?;
+    if header.bitpix as usize != dtype.size() * 8 {
+        return Err(bad(format!(
+            "bitpix {} does not match datatype {dtype:?} ({} bits)",
+            header.bitpix,
+            dtype.size() * 8
+        )));
     }
-    let mut data = raw;
-    data.truncate(count * dtype.size());
+    limits.check(&path.display().to_string(), &dims.map(|d| d as u64), dtype.size() as u64)?;
+    let nbytes = dims.iter().product::<usize>() as u64 * dtype.size() as u64;
+    let offset = voxel_offset(header.vox_offset).map_err(bad)?;
+    if let Some(len) = file_len {
+        if len < offset + nbytes {
+            return Err(bad(format!(
+                "truncated: {len} bytes, but voxel data of {nbytes} bytes from byte {offset} need {}",
+                offset + nbytes
+            )));
+        }
+    }
+    let skip = offset - HEADER_BYTES as u64;
+    let skipped = std::io::copy(&mut r.take(skip), &mut std::io::sink())
+        .map_err(|e| bad(format!("cannot read the header extensions: {}", files::plain(&e))))?;
+    if skipped < skip {
+        return Err(bad(format!("truncated: ends before vox_offset {offset}")));
+    }
+    let mut data = files::read_exactly(r, nbytes, path, "voxel data")?;
     if header.endianness != nifti::Endianness::native() && dtype.size() > 1 {
         for v in data.chunks_exact_mut(dtype.size()) {
             v.reverse();
         }
     }
-    if header.scl_slope != 0.0 && (header.scl_slope != 1.0 || header.scl_inter != 0.0) {
-        log::warn!(
-            "{}: scl_slope/scl_inter ({}, {}) ignored; stored values are used",
-            path.display(),
-            header.scl_slope,
-            header.scl_inter
-        );
-    }
     let geometry = geometry(&header);
-    Ok((Volume { data, dtype, dims, geometry }, header))
+    let volume = Volume { data, dtype, dims, geometry };
+    let (slope, inter) = (header.scl_slope as f64, header.scl_inter as f64);
+    // The standard's rule: a slope of 0 (or one that is not finite) means the stored values are the values.
+    if !slope.is_finite() || slope == 0.0 || (slope == 1.0 && inter == 0.0) || !inter.is_finite() {
+        return Ok((volume, header));
+    }
+    Ok((scaled(&volume, slope, inter)?, header))
 }
 
-/// Writes a uint8 label mask on the input grid (i fastest). With `reference`, the input's header is reused
-/// (its sform/qform, pixdim and units); otherwise an sform is written from `geometry`.
+/// Where the voxel data starts: `vox_offset` (0 means right after the header, as nibabel reads it).
+fn voxel_offset(v: f32) -> std::result::Result<u64, String> {
+    let first = HEADER_BYTES as u64 + 4;
+    if v == 0.0 {
+        return Ok(first);
+    }
+    if !v.is_finite() || v.fract() != 0.0 || (v as f64) < first as f64 {
+        return Err(format!("vox_offset {v} is not a byte offset of at least {first}"));
+    }
+    if v as f64 > (first + MAX_EXTENSION_BYTES) as f64 {
+        return Err(format!(
+            "vox_offset {v} puts the voxel data more than {MAX_EXTENSION_BYTES} bytes after the header"
+        ));
+    }
+    Ok(v as u64)
+}
+
+/// `value × slope + inter` in floating point: f64 where f32 would round the stored values, else f32.
+fn scaled(v: &Volume, slope: f64, inter: f64) -> Result<Volume> {
+    let wide = matches!(v.dtype, DType::F64 | DType::I32 | DType::U32);
+    let dtype = if wide { DType::F64 } else { DType::F32 };
+    let mut data = Vec::with_capacity(v.data.len() / v.dtype.size() * dtype.size());
+    v.view()?.for_each(|x| {
+        let y = x * slope + inter;
+        if wide {
+            data.extend_from_slice(&y.to_ne_bytes());
+        } else {
+            data.extend_from_slice(&(y as f32).to_ne_bytes());
+        }
+    });
+    Ok(Volume { data, dtype, dims: v.dims, geometry: v.geometry })
+}
+
+/// Writes a uint8 label mask on the input grid (i fastest) to `path`, atomically; gzip-compressed when the
+/// name ends in `.gz` (any case). With `reference`, the input's header is reused (its sform/qform, pixdim
+/// and units); otherwise an sform is written from `geometry`.
 pub fn write_mask(path: &Path, mask: &U8Volume, reference: Option<&NiftiHeader>, geometry: &Geometry) -> Result<()> {
-    write_array(path, &mask.data, mask.dims, reference, geometry, NiftiType::Uint8)
+    output::write_file(path, |w| write_mask_to(w, is_gz(path), mask, reference, geometry))
 }
 
 /// Writes a float32 map (a confidence map in [0, 1]) on the input grid, with the geometry of `write_mask`.
@@ -123,22 +235,56 @@ pub fn write_f32(
     reference: Option<&NiftiHeader>,
     geometry: &Geometry,
 ) -> Result<()> {
-    write_array(path, data, dims, reference, geometry, NiftiType::Float32)
+    output::write_file(path, |w| write_f32_to(w, is_gz(path), data, dims, reference, geometry))
 }
 
-fn write_array<T>(
-    path: &Path,
+/// Whether an output name asks for compression.
+pub fn is_gz(path: &Path) -> bool {
+    path.to_string_lossy().to_ascii_lowercase().ends_with(".gz")
+}
+
+/// Whether `path` names a NIfTI file (.nii or .nii.gz, any case).
+pub fn is_nifti_name(path: &Path) -> bool {
+    let n = path.to_string_lossy().to_ascii_lowercase();
+    n.ends_with(".nii") || n.ends_with(".nii.gz")
+}
+
+/// `write_mask` into any writer.
+pub fn write_mask_to(
+    w: &mut dyn Write,
+    gz: bool,
+    mask: &U8Volume,
+    reference: Option<&NiftiHeader>,
+    geometry: &Geometry,
+) -> Result<()> {
+    write_array(w, gz, &mask.data, mask.dims, reference, geometry, 2)
+}
+
+/// `write_f32` into any writer.
+pub fn write_f32_to(
+    w: &mut dyn Write,
+    gz: bool,
+    data: &[f32],
+    dims: [usize; 3],
+    reference: Option<&NiftiHeader>,
+    geometry: &Geometry,
+) -> Result<()> {
+    write_array(w, gz, data, dims, reference, geometry, 16)
+}
+
+fn write_array<T: bytemuck::Pod>(
+    w: &mut dyn Write,
+    gz: bool,
     data: &[T],
     dims: [usize; 3],
     reference: Option<&NiftiHeader>,
     geometry: &Geometry,
-    ty: NiftiType,
-) -> Result<()>
-where
-    T: bytemuck::Pod,
-{
-    let [w, h, d] = dims;
-    let mut header = match reference {
+    datatype: i16,
+) -> Result<()> {
+    if data.len() != dims.iter().product::<usize>() {
+        return Err(Error::ShapeMismatch(format!("{} values for volume dims {dims:?}", data.len())));
+    }
+    let mut h = match reference {
         Some(r) => r.clone(),
         None => {
             let mut hd = NiftiHeader::default();
@@ -162,23 +308,85 @@ where
             hd
         }
     };
-    header.cal_min = 0.0;
-    header.cal_max = 0.0;
-    header.intent_code = 0;
-    header.scl_slope = 1.0;
-    header.scl_inter = 0.0;
-    let array = ArrayView3::from_shape((d, h, w), data)
-        .map_err(|e| Error::ShapeMismatch(format!("volume dims {dims:?}: {e}")))?
-        .reversed_axes();
-    let compress = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
-    let ext = if compress { "nii.gz" } else { "nii" };
-    super::write_atomically(path, ext, |tmp| {
-        WriterOptions::new(tmp)
-            .reference_header(&header)
-            .compress(compress)
-            .write_nifti_with_type(&array, ty)
-            .map_err(|e| Error::io(path, format!("cannot write NIfTI: {e}")))
-    })
+    h.dim = [3, dims[0] as u16, dims[1] as u16, dims[2] as u16, 1, 1, 1, 1];
+    if dims.iter().any(|&d| d > i16::MAX as usize) {
+        return Err(Error::InvalidArgument(format!("dims {dims:?} do not fit a NIfTI-1 header (at most 32767)")));
+    }
+    h.datatype = datatype;
+    h.bitpix = (std::mem::size_of::<T>() * 8) as i16;
+    h.cal_min = 0.0;
+    h.cal_max = 0.0;
+    h.intent_code = 0;
+    h.scl_slope = 1.0;
+    h.scl_inter = 0.0;
+    let header = encode_header(&h);
+    let bytes: &[u8] = bytemuck::cast_slice(data);
+    let io = |e: std::io::Error| Error::io("NIfTI output", files::plain(&e));
+    if gz {
+        let mut enc = GzEncoder::new(w, Compression::fast());
+        enc.write_all(&header).map_err(io)?;
+        enc.write_all(bytes).map_err(io)?;
+        enc.finish().map_err(io)?;
+    } else {
+        w.write_all(&header).map_err(io)?;
+        w.write_all(bytes).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// A NIfTI-1 single-file header in little-endian order, with an empty extension flag: voxels at 352.
+fn encode_header(h: &NiftiHeader) -> [u8; 352] {
+    let mut b = [0u8; 352];
+    let mut at = 0usize;
+    let mut put = |bytes: &[u8]| {
+        b[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(&348i32.to_le_bytes());
+    put(&h.data_type);
+    put(&h.db_name);
+    put(&h.extents.to_le_bytes());
+    put(&h.session_error.to_le_bytes());
+    put(&[h.regular, h.dim_info]);
+    for d in h.dim {
+        put(&d.to_le_bytes());
+    }
+    for f in [h.intent_p1, h.intent_p2, h.intent_p3] {
+        put(&f.to_le_bytes());
+    }
+    for v in [h.intent_code, h.datatype, h.bitpix, h.slice_start] {
+        put(&v.to_le_bytes());
+    }
+    for f in h.pixdim {
+        put(&f.to_le_bytes());
+    }
+    for f in [352.0f32, h.scl_slope, h.scl_inter] {
+        put(&f.to_le_bytes());
+    }
+    put(&h.slice_end.to_le_bytes());
+    put(&[h.slice_code, h.xyzt_units]);
+    for f in [h.cal_max, h.cal_min, h.slice_duration, h.toffset] {
+        put(&f.to_le_bytes());
+    }
+    put(&h.glmax.to_le_bytes());
+    put(&h.glmin.to_le_bytes());
+    let mut descrip = [0u8; 80];
+    let n = h.descrip.len().min(79);
+    descrip[..n].copy_from_slice(&h.descrip[..n]);
+    put(&descrip);
+    put(&h.aux_file);
+    put(&h.qform_code.to_le_bytes());
+    put(&h.sform_code.to_le_bytes());
+    for f in [h.quatern_b, h.quatern_c, h.quatern_d, h.quatern_x, h.quatern_y, h.quatern_z] {
+        put(&f.to_le_bytes());
+    }
+    for f in h.srow_x.iter().chain(&h.srow_y).chain(&h.srow_z) {
+        put(&f.to_le_bytes());
+    }
+    put(&h.intent_name);
+    put(b"n+1\0");
+    debug_assert_eq!(at, 348);
+    b
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! NRRD (.nrrd with attached data, .nhdr with a detached `data file`): raw or gzip encoding, 3D, with
 //! `space directions` / `space origin` geometry converted to RAS. No maintained Rust crate reads NRRD.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
 
+use flate2::read::MultiGzDecoder;
+
+use super::files::{self, Limits};
 use crate::error::{Error, Result};
 use crate::volume::{DType, Geometry, Volume};
 
@@ -27,31 +30,64 @@ fn parse_vector(s: &str) -> Option<[f64; 3]> {
     (v.len() == 3).then(|| [v[0], v[1], v[2]])
 }
 
-/// Reads a 3D NRRD volume.
+/// A NRRD header ends within this many bytes, or the file is not one.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+/// What gzip data may hold after the voxels; inflated (not kept) so its checksum is verified.
+const MAX_TRAILING_BYTES: u64 = 64 << 20;
+
+/// Reads a 3D NRRD volume under the default `Limits`.
 pub fn read(path: &Path) -> Result<Volume> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    read_with(path, &Limits::default())
+}
+
+/// Reads a 3D NRRD volume: the declared size is checked against `limits` before anything is reserved, a
+/// detached `data file` must be a regular file in the header's folder (or below it), and every read is
+/// bounded by what the header declares.
+pub fn read_with(path: &Path, limits: &Limits) -> Result<Volume> {
     let bad = |m: String| Error::io(path, m);
-    if !bytes.starts_with(b"NRRD000") {
-        return Err(bad("not a NRRD file (no NRRD000x magic)".into()));
-    }
+    let (file, file_len) = files::open_regular(path)?;
+    let mut reader = BufReader::new(file);
     // The header ends at the first empty line.
-    let mut pos = 0;
+    let mut consumed = 0u64;
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut header_done = false;
-    while pos < bytes.len() {
-        let end = bytes[pos..].iter().position(|&b| b == b'\n').map(|e| pos + e).unwrap_or(bytes.len());
-        let line = String::from_utf8_lossy(&bytes[pos..end]).trim_end_matches('\r').to_string();
-        pos = (end + 1).min(bytes.len());
-        if line.is_empty() {
+    let mut first = true;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = (&mut reader)
+            .take(MAX_HEADER_BYTES - consumed)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| bad(files::plain(&e)))?;
+        if n == 0 {
+            break;
+        }
+        consumed += n as u64;
+        if first {
+            if !line.starts_with(b"NRRD000") {
+                return Err(bad("not a NRRD file (no NRRD000x magic)".into()));
+            }
+            first = false;
+            continue;
+        }
+        if !line.ends_with(b"\n") && consumed >= MAX_HEADER_BYTES {
+            return Err(bad(format!("no end of the header within its first {MAX_HEADER_BYTES} bytes")));
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
             header_done = true;
             break;
         }
-        if line.starts_with('#') || line.starts_with("NRRD") {
+        if text.starts_with('#') {
             continue;
         }
-        if let Some((k, v)) = line.split_once(": ") {
+        if let Some((k, v)) = text.split_once(": ") {
             fields.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
+    }
+    if first {
+        return Err(bad("not a NRRD file (empty)".into()));
     }
     let get = |k: &str| fields.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
     let dtype_s = get("type").ok_or_else(|| bad("no 'type' field".into()))?;
@@ -61,7 +97,12 @@ pub fn read(path: &Path) -> Result<Volume> {
     let sizes: Vec<usize> = get("sizes")
         .ok_or_else(|| bad("no 'sizes' field".into()))?
         .split_whitespace()
-        .map(|s| s.parse().map_err(|_| bad(format!("bad size {s:?}"))))
+        .map(|s| {
+            s.parse()
+                .ok()
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| bad(format!("size {s:?} is not a positive integer")))
+        })
         .collect::<Result<_>>()?;
     if sizes.len() != dimension || !(2..=4).contains(&dimension) {
         return Err(bad(format!("sizes {sizes:?} for dimension {dimension}: only 2D/3D volumes are supported")));
@@ -79,42 +120,34 @@ pub fn read(path: &Path) -> Result<Volume> {
     };
     let mut dims = [1usize; 3];
     dims[..spatial.len()].copy_from_slice(&spatial);
+    limits.check(&path.display().to_string(), &dims.map(|d| d as u64), dtype.size() as u64)?;
+    let want = dims.iter().product::<usize>() as u64 * dtype.size() as u64;
     let encoding = get("encoding").unwrap_or("raw").to_ascii_lowercase();
     let endian_big = get("endian").is_some_and(|e| e.eq_ignore_ascii_case("big"));
-    let count: usize = dims.iter().product();
-    let want = count.checked_mul(dtype.size()).ok_or_else(|| bad("dims overflow".into()))?;
+    let byte_skip: i64 = match get("byte skip").or_else(|| get("byteskip")) {
+        None => 0,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|&b: &i64| b >= -1)
+            .ok_or_else(|| bad(format!("byte skip {v:?} is not -1 or more")))?,
+    };
+    if get("line skip").or_else(|| get("lineskip")).is_some_and(|v| v.trim() != "0") {
+        return Err(Error::Unsupported(format!("{}: 'line skip' is not supported", path.display())));
+    }
 
-    let payload: Vec<u8> = match get("data file").or_else(|| get("datafile")) {
+    let mut data = match get("data file").or_else(|| get("datafile")) {
         Some(f) => {
-            let p: PathBuf = path.parent().unwrap_or(Path::new(".")).join(f);
-            std::fs::read(&p).map_err(|e| Error::io(&p, e))?
+            let p = detached_path(path, f)?;
+            let (file, len) = files::open_regular(&p)?;
+            read_payload(BufReader::new(file), len, 0, &encoding, byte_skip, want, &p)?
         }
         None => {
             if !header_done {
                 return Err(bad("header has no terminating blank line".into()));
             }
-            bytes[pos..].to_vec()
+            read_payload(reader, file_len, consumed, &encoding, byte_skip, want, path)?
         }
-    };
-    let mut data = match encoding.as_str() {
-        "raw" => {
-            if payload.len() < want {
-                return Err(bad(format!("truncated: {} data bytes, {want} needed", payload.len())));
-            }
-            payload[payload.len() - want..].to_vec()
-        }
-        "gzip" | "gz" => {
-            let mut out = Vec::with_capacity(want);
-            flate2::read::MultiGzDecoder::new(payload.as_slice())
-                .take(want as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| bad(format!("gzip data is corrupt or truncated: {e}")))?;
-            if out.len() != want {
-                return Err(bad(format!("truncated: gzip data holds {} bytes, {want} needed", out.len())));
-            }
-            out
-        }
-        other => return Err(bad(format!("NRRD encoding {other:?} is not supported (raw or gzip)"))),
     };
     if endian_big != cfg!(target_endian = "big") && dtype.size() > 1 {
         for v in data.chunks_exact_mut(dtype.size()) {
@@ -148,4 +181,67 @@ pub fn read(path: &Path) -> Result<Volume> {
         }
     }
     Ok(Volume { data, dtype, dims, geometry: g })
+}
+
+/// A detached data file, confined to the header's folder: relative, with no `..`, and one file (the
+/// numbered-file and `LIST` forms are not supported).
+fn detached_path(header: &Path, f: &str) -> Result<PathBuf> {
+    let rel = Path::new(f);
+    if f.split_whitespace().count() > 1 || f.eq_ignore_ascii_case("list") {
+        return Err(Error::Unsupported(format!(
+            "{}: data file {f:?}: only a single data file is supported",
+            header.display()
+        )));
+    }
+    if !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(Error::io(
+            header,
+            format!("data file {f:?} must lie in the header's folder (no absolute path, no '..')"),
+        ));
+    }
+    Ok(header.parent().unwrap_or(Path::new(".")).join(rel))
+}
+
+/// The voxel bytes of a payload that starts at byte `start` of a `len`-byte file.
+fn read_payload<R: Read + Seek>(
+    mut r: R,
+    len: u64,
+    start: u64,
+    encoding: &str,
+    byte_skip: i64,
+    want: u64,
+    path: &Path,
+) -> Result<Vec<u8>> {
+    let bad = |m: String| Error::io(path, m);
+    match encoding {
+        "raw" => {
+            // byte skip -1: the voxels are the file's last bytes.
+            let from = if byte_skip < 0 { len.saturating_sub(want).max(start) } else { start + byte_skip as u64 };
+            if len < from + want {
+                return Err(bad(format!("truncated: {} data bytes, {want} needed", len.saturating_sub(from))));
+            }
+            r.seek(SeekFrom::Start(from)).map_err(|e| bad(files::plain(&e)))?;
+            files::read_exactly(&mut r, want, path, "voxel data")
+        }
+        "gzip" | "gz" => {
+            if byte_skip < 0 {
+                return Err(bad("byte skip -1 is only defined for raw data".into()));
+            }
+            r.seek(SeekFrom::Start(start)).map_err(|e| bad(files::plain(&e)))?;
+            let mut z = MultiGzDecoder::new(r);
+            let corrupt = |e: std::io::Error| bad(format!("gzip data is corrupt or truncated: {}", files::plain(&e)));
+            let skipped = std::io::copy(&mut (&mut z).take(byte_skip as u64), &mut std::io::sink()).map_err(corrupt)?;
+            if skipped < byte_skip as u64 {
+                return Err(bad(format!("truncated: gzip data ends within its byte skip of {byte_skip}")));
+            }
+            let data = files::read_exactly(&mut z, want, path, "gzip data")?;
+            let rest =
+                std::io::copy(&mut (&mut z).take(MAX_TRAILING_BYTES + 1), &mut std::io::sink()).map_err(corrupt)?;
+            if rest > MAX_TRAILING_BYTES {
+                return Err(bad(format!("gzip data holds more than {MAX_TRAILING_BYTES} bytes after the voxels")));
+            }
+            Ok(data)
+        }
+        other => Err(bad(format!("NRRD encoding {other:?} is not supported (raw or gzip)"))),
+    }
 }

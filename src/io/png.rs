@@ -1,6 +1,5 @@
 //! A PNG montage of slices with the mask overlaid, for a person to look at.
 
-use std::io::BufWriter;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -33,6 +32,17 @@ pub fn pick_slices(mask: &U8Volume, max: usize) -> Vec<usize> {
 /// confidence as a heat map (dark red = unsure, yellow-white = sure) with the mask outline in blue.
 pub fn write_montage(
     path: &Path,
+    image: &U8Volume,
+    mask: &U8Volume,
+    confidence: Option<&[f32]>,
+    slices: &[usize],
+) -> Result<()> {
+    super::output::write_file(path, |w| write_montage_to(w, image, mask, confidence, slices))
+}
+
+/// `write_montage` into any writer.
+pub fn write_montage_to(
+    out: &mut dyn std::io::Write,
     image: &U8Volume,
     mask: &U8Volume,
     confidence: Option<&[f32]>,
@@ -94,13 +104,19 @@ pub fn write_montage(
             }
         }
     }
-    super::write_atomically(path, "png", |tmp| {
-        let file = std::fs::File::create(tmp).map_err(|e| Error::io(path, e))?;
-        let mut enc = png::Encoder::new(BufWriter::new(file), cw as u32, ch as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(|e| Error::io(path, e))?;
-        writer.write_image_data(&rgb).map_err(|e| Error::io(path, e))?;
-        writer.finish().map_err(|e| Error::io(path, e))
-    })
+    encode(out, cw, ch, &rgb).map_err(|e| Error::io("PNG output", e))
+}
+
+fn encode(
+    w: &mut dyn std::io::Write,
+    width: usize,
+    height: usize,
+    rgb: &[u8],
+) -> std::result::Result<(), png::EncodingError> {
+    let mut enc = png::Encoder::new(w, width as u32, height as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()
 }

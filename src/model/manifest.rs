@@ -7,8 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -187,8 +186,12 @@ impl Package {
     /// references (files are verified separately, when loaded).
     pub fn open(dir: &Path) -> Result<Package> {
         let path = dir.join("manifest.toml");
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| Error::ModelNotFound(format!("{}: {e}", path.display())))?;
+        let bytes = crate::io::files::read_regular(&path, MAX_MANIFEST_BYTES).map_err(|e| match e {
+            Error::Io { message, .. } => Error::ModelNotFound(format!("{}: {message}", path.display())),
+            other => other,
+        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::ModelContract(format!("{}: not UTF-8 text", path.display())))?;
         let manifest = Manifest::parse(&text).map_err(|e| match e {
             Error::ModelContract(m) => Error::ModelContract(format!("{}: {m}", path.display())),
             other => other,
@@ -210,13 +213,21 @@ impl Package {
         self.verified_file(&g.file, &g.sha256)
     }
 
-    /// Reads any file of the package and checks it against `sha256`.
+    /// Reads any file of the package and checks it against `sha256`. The file must lie inside the package
+    /// (a relative path without `..`), be a regular file and hold at most 2 GiB (ONNX's protobuf limit).
     pub fn verified_file(&self, file: &str, sha256: &str) -> Result<Vec<u8>> {
-        let path = self.dir.join(file);
-        let mut bytes = Vec::new();
-        std::fs::File::open(&path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(|e| Error::ModelNotFound(format!("{}: {e}", path.display())))?;
+        let rel = Path::new(file);
+        if file.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(Error::ModelContract(format!(
+                "{}: file {file:?} must lie inside the package (a relative path without '..')",
+                self.dir.join("manifest.toml").display()
+            )));
+        }
+        let path = self.dir.join(rel);
+        let bytes = crate::io::files::read_regular(&path, MAX_MODEL_FILE_BYTES).map_err(|e| match e {
+            Error::Io { message, .. } => Error::ModelNotFound(format!("{}: {message}", path.display())),
+            other => other,
+        })?;
         let digest = hex(&Sha256::digest(&bytes));
         if !digest.eq_ignore_ascii_case(sha256.trim()) {
             return Err(Error::ModelIntegrity(format!(
@@ -232,7 +243,8 @@ impl Manifest {
     /// Parses and checks a manifest's text: the contract version, the kind's own section (and no other
     /// kind's), and that `derived_from` names another graph.
     pub fn parse(text: &str) -> Result<Manifest> {
-        let m: Manifest = toml::from_str(text).map_err(|e| Error::ModelContract(e.to_string()))?;
+        // TOML errors draw the line with a caret over several lines; a host shows one.
+        let m: Manifest = toml::from_str(text).map_err(|e| Error::ModelContract(one_line(&e.to_string())))?;
         if !CONTRACT_VERSIONS.contains(&m.contract_version) {
             return Err(Error::ModelContract(format!(
                 "contract_version {} is not in the supported range {}..={}",
@@ -296,6 +308,14 @@ impl Manifest {
     pub fn text(&self) -> Result<&TextSection> {
         self.text.as_ref().ok_or_else(|| Error::ModelContract(format!("package {} has no [text]", self.name)))
     }
+}
+
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+const MAX_MODEL_FILE_BYTES: u64 = 2 << 30;
+
+/// A multi-line message as one line: its lines trimmed and joined, the caret drawing left out.
+fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty() && *l != "|").collect::<Vec<_>>().join(" ")
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -49,6 +49,9 @@ pub struct SessionOptions {
     pub axis: u8,
     /// Embedding cache budget in bytes (LRU beyond it).
     pub cache_budget: usize,
+    /// `Engine::open_session` refuses a volume of more voxels with `TOO_LARGE` before it allocates anything
+    /// for it (default: `io::Limits::default().max_voxels`, a sixteenth of physical memory).
+    pub max_voxels: u64,
     /// None: the policy's default (Overwrite for the reference, else Keep).
     pub overlap: Option<Overlap>,
     /// Applied to every object after its policy.
@@ -68,6 +71,7 @@ impl Default for SessionOptions {
             policy: Policy::best(),
             axis: 2,
             cache_budget: 1 << 30,
+            max_voxels: crate::io::Limits::default().max_voxels,
             overlap: None,
             postprocess: PostprocessOptions::new(),
             refine_tolerance: 0.99,
@@ -88,6 +92,10 @@ impl SessionOptions {
     }
     pub fn with_cache_budget(mut self, bytes: usize) -> Self {
         self.cache_budget = bytes;
+        self
+    }
+    pub fn with_max_voxels(mut self, voxels: u64) -> Self {
+        self.max_voxels = voxels;
         self
     }
     pub fn with_overlap(mut self, o: Overlap) -> Self {

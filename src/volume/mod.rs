@@ -91,8 +91,14 @@ impl Geometry {
     /// The voxel box enclosing a box given by two opposite RAS corners (mm), corners rounded to the nearest
     /// voxel and clipped to `dims`.
     pub fn ras_box_to_ijk(&self, p0: [f64; 3], p1: [f64; 3], dims: [usize; 3]) -> Result<BoxIjk> {
+        // One corner twice is a point (vxp_session_add_point_ras); the message names what the host gave.
+        let what = if p0.map(f64::to_bits) == p1.map(f64::to_bits) {
+            format!("RAS point {}", mm(p0))
+        } else {
+            format!("RAS box {}..{}", mm(p0), mm(p1))
+        };
         if p0.iter().chain(&p1).any(|v| !v.is_finite()) {
-            return Err(Error::InvalidPrompt(format!("RAS box {p0:?}..{p1:?} has a non-finite coordinate")));
+            return Err(Error::InvalidPrompt(format!("{what} has a non-finite coordinate")));
         }
         let inv = self.ras_to_ijk().ok_or_else(|| Error::InvalidVolume("the IJK→RAS matrix is singular".into()))?;
         let (mut lo, mut hi) = ([f64::INFINITY; 3], [f64::NEG_INFINITY; 3]);
@@ -113,7 +119,9 @@ impl Geometry {
             let (l, h) = (lo[a].round(), hi[a].round());
             if h < 0.0 || l > (dims[a] - 1) as f64 {
                 return Err(Error::InvalidPrompt(format!(
-                    "RAS box {p0:?}..{p1:?} lies outside the volume on axis {a} (voxels {l}..{h} of {})",
+                    "{what} lies outside the volume on axis {a} (voxels {}..{} of {})",
+                    short(l),
+                    short(h),
                     dims[a]
                 )));
             }
@@ -122,6 +130,20 @@ impl Geometry {
         }
         Ok(b)
     }
+}
+
+/// A coordinate for a message: plain when it is of a sensible size, else in scientific notation (1e300
+/// would print as 301 digits).
+fn short(v: f64) -> String {
+    if v.is_finite() && v.abs() < 1e7 {
+        format!("{}", (v * 1000.0).round() / 1000.0)
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+fn mm(p: [f64; 3]) -> String {
+    format!("({}, {}, {})", short(p[0]), short(p[1]), short(p[2]))
 }
 
 /// An inclusive voxel box: i (x), j (y), k (z).
@@ -459,6 +481,11 @@ mod tests {
         s.ijk_to_ras[0] = [0.0; 4];
         let e = s.ras_box_to_ijk([0.0; 3], [1.0; 3], dims).unwrap_err();
         assert!(matches!(e, Error::InvalidVolume(ref m) if m.contains("singular")), "{e}");
+        // D13f: a point is called a point, and 1e300 prints short.
+        let e = g.ras_box_to_ijk([f64::NAN, 0.0, 0.0], [f64::NAN, 0.0, 0.0], dims).unwrap_err().to_string();
+        assert!(e.contains("RAS point (NaN, 0, 0)"), "{e}");
+        let e = g.ras_box_to_ijk([1e300, 0.0, 0.0], [1e300, 0.0, 0.0], dims).unwrap_err().to_string();
+        assert!(e.contains("RAS point (1.000e300, 0, 0)") && e.len() < 160, "{e}");
     }
 
     fn bytes(values: &[i16]) -> Vec<u8> {
