@@ -40,6 +40,7 @@ pub fn runtime(requested: Option<&Path>) -> Result<&'static Runtime> {
     if let Some(rt) = RUNTIME.get().filter(|rt| rt.path == path) {
         return Ok(rt);
     }
+    disable_telemetry();
     // Preflight first, so a broken or old library is reported as such even after another one was loaded.
     let version = preflight(&path)?;
     if let Some(rt) = RUNTIME.get() {
@@ -69,6 +70,21 @@ pub fn runtime(requested: Option<&Path>) -> Result<&'static Runtime> {
         .map_err(|e| Error::RuntimeLoad(format!("{}: {e}", path.display())))?;
     log::info!("ONNX Runtime {version} loaded from {}", path.display());
     Ok(RUNTIME.get_or_init(|| Runtime { path, version, env }))
+}
+
+/// The variable ONNX Runtime reads when it creates its environment.
+pub const TELEMETRY_ENV: &str = "ORT_DISABLE_TELEMETRY";
+
+/// ONNX Runtime 1.32 records a telemetry event (executable path, CPU, memory, a persistent device id) in
+/// `$XDG_CACHE_HOME/Microsoft/DeveloperTools/.onnxruntime` when its environment is created, before
+/// `DisableTelemetryEvents` (ort's `with_telemetry(false)`) can be called. Only `ORT_DISABLE_TELEMETRY`,
+/// read at that moment, stops it, so it is set here, before the library is first loaded, unless the host set
+/// it. Setting a variable races with other threads reading the environment; a host that starts threads
+/// before it creates its first engine can set `ORT_DISABLE_TELEMETRY=1` itself, and then nothing is set.
+fn disable_telemetry() {
+    if std::env::var_os(TELEMETRY_ENV).is_none() {
+        std::env::set_var(TELEMETRY_ENV, "1");
+    }
 }
 
 fn resolve_library(requested: Option<&Path>) -> Result<PathBuf> {

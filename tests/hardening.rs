@@ -1,6 +1,5 @@
 //! Regressions for the defects of `../shared/PROBE.md` (issue #16), each named after its number. Every
-//! hostile input is crafted here; each test failed before its fix. D12 (telemetry) and D14 (handle
-//! misuse) are not fixed yet.
+//! hostile input is crafted here; each test failed before its fix. D14 (handle misuse) is not fixed yet.
 
 mod common;
 
@@ -319,6 +318,34 @@ fn d13_names_codes_and_messages() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn d12_onnx_runtime_records_no_telemetry() {
+    let d = scratch("d12");
+    // The text encoder loads ONNX Runtime and runs it: any telemetry file would land under the cache dir.
+    let o = cli()
+        .args(["concept", "liver", "left kiddney"])
+        .env("XDG_CACHE_HOME", d.join("cache"))
+        .env("HOME", &d)
+        .env_remove("ORT_DISABLE_TELEMETRY")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let files: Vec<_> = walk(&d);
+    assert!(files.is_empty(), "telemetry written: {files:?}");
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
 }
 
 #[test]
