@@ -111,6 +111,10 @@ enum vxp_result
    */
   VXP_RESULT_NOTHING_TO_UNDO = 109,
   /**
+   * the handle is not live: freed already, freed twice, or never made by this library
+   */
+  VXP_RESULT_INVALID_HANDLE = 110,
+  /**
    * model package not found
    */
   VXP_RESULT_MODEL_NOT_FOUND = 200,
@@ -360,7 +364,8 @@ typedef struct vxp_options vxp_options;
 vxp_result vxp_options_new(struct vxp_options **out);
 
 /**
- * Releases options. NULL is fine. The pointer must not be used afterwards.
+ * Releases options. NULL is fine. The pointer must not be used afterwards: a second free is ignored and
+ * other calls with it return `VXP_RESULT_INVALID_HANDLE`.
  *
  * # Safety
  * `options` must be NULL or a handle from `vxp_options_new` not yet freed.
@@ -509,7 +514,8 @@ vxp_result vxp_engine_new(const struct vxp_options *options,
                           struct vxp_engine **out);
 
 /**
- * Releases an engine handle. NULL is fine. Sessions created from it stay valid until freed.
+ * Releases an engine handle. NULL is fine. Sessions created from it stay valid until freed. An engine freed
+ * already is ignored, and every later call with it returns `VXP_RESULT_INVALID_HANDLE`.
  *
  * # Safety
  * `engine` must be NULL or a live handle from `vxp_engine_new`, not used afterwards.
@@ -762,7 +768,8 @@ vxp_result vxp_session_new(const struct vxp_engine *engine,
                            struct vxp_session **out);
 
 /**
- * Releases a session. NULL is fine. No run may be in progress on it.
+ * Releases a session. NULL is fine. No run may be in progress on it. A session freed already (or a
+ * pointer that never was one) is ignored, and every later call with it returns `VXP_RESULT_INVALID_HANDLE`.
  *
  * # Safety
  * `session` must be NULL or a live handle from `vxp_session_new`, not used afterwards.

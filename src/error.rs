@@ -105,6 +105,8 @@ u32_enum! {
         Unsupported = 108,
         /// nothing to undo or redo
         NothingToUndo = 109,
+        /// the handle is not live: freed already, freed twice, or never made by this library
+        InvalidHandle = 110,
         // --- model packages (2xx)
         /// model package not found
         ModelNotFound = 200,

@@ -1,5 +1,6 @@
 //! Regressions for the defects of `../shared/PROBE.md` (issue #16), each named after its number. Every
-//! hostile input is crafted here; each test failed before its fix. D14 (handle misuse) is not fixed yet.
+//! hostile input is crafted here; each test failed before its fix. D14 (handle misuse) is tested next to the
+//! handle registry, in `src/ffi/handle.rs`.
 
 mod common;
 

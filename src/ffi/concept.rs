@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 use super::engine::vxp_engine;
 use super::error::{boundary, fail};
-use super::handle::{copy_out, try_ref, try_str};
+use super::handle::{copy_out, try_handle, try_str};
 use super::result::vxp_result;
 use crate::concept::report::{concepts_json, resolution_json};
 use crate::concept::Domain;
@@ -35,7 +35,7 @@ pub unsafe extern "C" fn vxp_engine_lookup_concept(
 ) -> vxp_result {
     boundary(|| {
         // SAFETY: NULL or a live handle; NULL or a C string.
-        let (e, text) = match unsafe { (try_ref(engine, "engine"), try_str(phrase, "phrase")) } {
+        let (e, text) = match unsafe { (try_handle(engine, "engine"), try_str(phrase, "phrase")) } {
             (Ok(e), Ok(t)) => (e, t),
             (Err(r), _) | (_, Err(r)) => return r,
         };
@@ -67,7 +67,7 @@ pub unsafe extern "C" fn vxp_engine_complete_concepts(
 ) -> vxp_result {
     boundary(|| {
         // SAFETY: as above.
-        let (e, p) = match unsafe { (try_ref(engine, "engine"), try_str(prefix, "prefix")) } {
+        let (e, p) = match unsafe { (try_handle(engine, "engine"), try_str(prefix, "prefix")) } {
             (Ok(e), Ok(t)) => (e, t),
             (Err(r), _) | (_, Err(r)) => return r,
         };

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::sync::Arc;
 
 use super::error::{boundary, fail, null_arg, set_last_error};
-use super::handle::{copy_out, try_ref};
+use super::handle::{copy_out, register, release, try_handle, Handle, Kind};
 use super::options::vxp_options;
 use super::result::vxp_result;
 use crate::engine::{Engine, EngineOptions};
@@ -18,6 +18,10 @@ pub struct vxp_engine {
     pub(crate) cache_budget: usize,
     /// The largest volume a session takes on, in voxels.
     pub(crate) max_voxels: u64,
+}
+
+impl Handle for vxp_engine {
+    const KIND: Kind = Kind::Engine;
 }
 
 /// Builds an engine from `options`: loads ONNX Runtime (first engine of the process only; a later engine
@@ -39,7 +43,7 @@ pub struct vxp_engine {
 pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *mut vxp_engine) -> vxp_result {
     boundary(|| {
         // SAFETY: NULL or a live handle.
-        let o = match unsafe { try_ref(options, "options") } {
+        let o = match unsafe { try_handle(options, "options") } {
             Ok(o) => o,
             Err(r) => return r,
         };
@@ -60,7 +64,7 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
                 let h =
                     Box::new(vxp_engine { inner: Arc::new(e), cache_budget: o.cache_budget, max_voxels: o.max_voxels });
                 // SAFETY: out checked non-null.
-                unsafe { *out = Box::into_raw(h) };
+                unsafe { *out = register(h) };
                 vxp_result::Ok
             }
             Err(e) => fail(e),
@@ -68,17 +72,16 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
     })
 }
 
-/// Releases an engine handle. NULL is fine. Sessions created from it stay valid until freed.
+/// Releases an engine handle. NULL is fine. Sessions created from it stay valid until freed. An engine freed
+/// already is ignored, and every later call with it returns `VXP_RESULT_INVALID_HANDLE`.
 ///
 /// # Safety
 /// `engine` must be NULL or a live handle from `vxp_engine_new`, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn vxp_engine_free(engine: *mut vxp_engine) {
     let _ = boundary(|| {
-        if !engine.is_null() {
-            // SAFETY: a live handle, per the contract.
-            drop(unsafe { Box::from_raw(engine) });
-        }
+        // SAFETY: NULL, or a handle not in use elsewhere, per the contract.
+        drop(unsafe { release(engine, "engine") });
         vxp_result::Ok
     });
 }
@@ -102,7 +105,7 @@ pub unsafe extern "C" fn vxp_engine_provider(
 ) -> vxp_result {
     boundary(|| {
         // SAFETY: NULL or a live handle.
-        let e = match unsafe { try_ref(engine, "engine") } {
+        let e = match unsafe { try_handle(engine, "engine") } {
             Ok(e) => e,
             Err(r) => return r,
         };

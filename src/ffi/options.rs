@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::path::PathBuf;
 
 use super::error::{boundary, fail, null_arg};
-use super::handle::try_str;
+use super::handle::{register, release, try_handle_mut, try_str, Handle, Kind};
 use super::result::vxp_result;
 use crate::model::Provider;
 
@@ -19,6 +19,10 @@ pub struct vxp_options {
     pub(crate) cache_budget: usize,
     pub(crate) max_voxels: u64,
     pub(crate) cpu_fallback: bool,
+}
+
+impl Handle for vxp_options {
+    const KIND: Kind = Kind::Options;
 }
 
 /// Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
@@ -46,32 +50,31 @@ pub unsafe extern "C" fn vxp_options_new(out: *mut *mut vxp_options) -> vxp_resu
             cpu_fallback: true,
         });
         // SAFETY: out checked non-null.
-        unsafe { *out = Box::into_raw(o) };
+        unsafe { *out = register(o) };
         vxp_result::Ok
     })
 }
 
-/// Releases options. NULL is fine. The pointer must not be used afterwards.
+/// Releases options. NULL is fine. The pointer must not be used afterwards: a second free is ignored and
+/// other calls with it return `VXP_RESULT_INVALID_HANDLE`.
 ///
 /// # Safety
 /// `options` must be NULL or a handle from `vxp_options_new` not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn vxp_options_free(options: *mut vxp_options) {
     let _ = boundary(|| {
-        if !options.is_null() {
-            // SAFETY: a live handle from vxp_options_new, per the contract.
-            drop(unsafe { Box::from_raw(options) });
-        }
+        // SAFETY: NULL, or a handle not in use elsewhere, per the contract.
+        drop(unsafe { release(options, "options") });
         vxp_result::Ok
     });
 }
 
 unsafe fn with_options(options: *mut vxp_options, f: impl FnOnce(&mut vxp_options) -> vxp_result) -> vxp_result {
     boundary(|| {
-        // SAFETY: NULL or a live handle, per the callers' contracts.
-        match unsafe { options.as_mut() } {
-            Some(o) => f(o),
-            None => null_arg("options"),
+        // SAFETY: NULL, stale or a live handle, per the callers' contracts.
+        match unsafe { try_handle_mut(options, "options") } {
+            Ok(o) => f(o),
+            Err(r) => r,
         }
     })
 }

@@ -26,6 +26,7 @@ mod tests {
             UnknownConcept,
             Unsupported,
             NothingToUndo,
+            InvalidHandle,
             ModelNotFound,
             ModelIntegrity,
             ModelContract,
@@ -68,7 +69,7 @@ mod tests {
         check(volume::vxp_intensity::ALL, |v| v as u32);
         check(settings::vxp_policy::ALL, |v| v as u32);
         check(settings::vxp_overlap::ALL, |v| v as u32);
-        assert_eq!(vxp_result::ALL.len(), 25);
+        assert_eq!(vxp_result::ALL.len(), 26);
         assert_eq!(settings::vxp_policy::Reseed.describe().to_str().unwrap().split(' ').next(), Some("Reliable-slice"));
     }
 

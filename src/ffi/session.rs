@@ -12,7 +12,7 @@ use super::buffer::Strided;
 use super::callback::{vxp_progress_fn, vxp_stage};
 use super::engine::vxp_engine;
 use super::error::{boundary, fail, null_arg, set_last_error};
-use super::handle::{try_array, try_ref};
+use super::handle::{register, release, try_array, try_handle, try_ref, Handle, Kind};
 use super::result::vxp_result;
 use super::volume::{view, vxp_volume};
 use crate::session::{RunReport, Session, SessionOptions};
@@ -49,9 +49,13 @@ pub struct vxp_session {
     cancel: Arc<AtomicBool>,
 }
 
+impl Handle for vxp_session {
+    const KIND: Kind = Kind::Session;
+}
+
 fn get<'a>(s: *const vxp_session) -> Result<&'a vxp_session, vxp_result> {
     // SAFETY: NULL or a live handle, per every caller's contract.
-    unsafe { try_ref(s, "session") }
+    unsafe { try_handle(s, "session") }
 }
 
 pub(crate) fn done(r: crate::Result<()>) -> vxp_result {
@@ -85,7 +89,7 @@ pub unsafe extern "C" fn vxp_session_new(
 ) -> vxp_result {
     boundary(|| {
         // SAFETY: NULL or live handles / descriptors, per the contract.
-        let (e, v) = match unsafe { (try_ref(engine, "engine"), try_ref(volume, "volume")) } {
+        let (e, v) = match unsafe { (try_handle(engine, "engine"), try_ref(volume, "volume")) } {
             (Ok(e), Ok(v)) => (e, v),
             (Err(r), _) | (_, Err(r)) => return r,
         };
@@ -108,22 +112,21 @@ pub unsafe extern "C" fn vxp_session_new(
             last: Mutex::new(RunReport::default()),
         });
         // SAFETY: out checked non-null.
-        unsafe { *out = Box::into_raw(s) };
+        unsafe { *out = register(s) };
         vxp_result::Ok
     })
 }
 
-/// Releases a session. NULL is fine. No run may be in progress on it.
+/// Releases a session. NULL is fine. No run may be in progress on it. A session freed already (or a
+/// pointer that never was one) is ignored, and every later call with it returns `VXP_RESULT_INVALID_HANDLE`.
 ///
 /// # Safety
 /// `session` must be NULL or a live handle from `vxp_session_new`, not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn vxp_session_free(session: *mut vxp_session) {
     let _ = boundary(|| {
-        if !session.is_null() {
-            // SAFETY: a live handle, per the contract.
-            drop(unsafe { Box::from_raw(session) });
-        }
+        // SAFETY: NULL, or a handle not in use elsewhere, per the contract.
+        drop(unsafe { release(session, "session") });
         vxp_result::Ok
     });
 }
