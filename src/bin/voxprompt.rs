@@ -603,8 +603,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // A message that names its file already is not prefixed with the input's name.
+            let named = e.to_string().contains(&input.display().to_string());
             match &e {
                 Error::Io { .. } => eprintln!("voxprompt: error: {e}"),
+                _ if named => eprintln!("voxprompt: error: {e}"),
                 _ => eprintln!("voxprompt: error: {}: {e}", input.display()),
             }
             ExitCode::from(match e.code() as u32 {

@@ -194,14 +194,24 @@ fn voxel_offset(v: f32) -> std::result::Result<u64, String> {
         return Ok(first);
     }
     if !v.is_finite() || v.fract() != 0.0 || (v as f64) < first as f64 {
-        return Err(format!("vox_offset {v} is not a byte offset of at least {first}"));
+        return Err(format!("vox_offset {} is not a byte offset of at least {first}", short(v)));
     }
     if v as f64 > (first + MAX_EXTENSION_BYTES) as f64 {
         return Err(format!(
-            "vox_offset {v} puts the voxel data more than {MAX_EXTENSION_BYTES} bytes after the header"
+            "vox_offset {} puts the voxel data more than {MAX_EXTENSION_BYTES} bytes after the header",
+            short(v)
         ));
     }
     Ok(v as u64)
+}
+
+/// A header number for a message: 1e30 in scientific notation, not as 31 digits.
+fn short(v: f32) -> String {
+    if v.abs() < 1e9 || !v.is_finite() {
+        v.to_string()
+    } else {
+        format!("{v:e}")
+    }
 }
 
 /// `value × slope + inter` in floating point: f64 where f32 would round the stored values, else f32.
