@@ -101,6 +101,12 @@ fn kind_of(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
+/// Whether `rel` stays inside the folder it is joined to: relative, non-empty, with no `..` component.
+pub fn stays_inside(rel: &str) -> bool {
+    use std::path::Component;
+    !rel.is_empty() && Path::new(rel).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
 /// Reads all of a regular file of at most `max` bytes.
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>> {
     let (file, len) = open_regular(path)?;

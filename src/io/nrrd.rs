@@ -2,7 +2,7 @@
 //! `space directions` / `space origin` geometry converted to RAS. No maintained Rust crate reads NRRD.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
@@ -193,7 +193,7 @@ fn detached_path(header: &Path, f: &str) -> Result<PathBuf> {
             header.display()
         )));
     }
-    if !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+    if !files::stays_inside(f) {
         return Err(Error::io(
             header,
             format!("data file {f:?} must lie in the header's folder (no absolute path, no '..')"),

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -217,7 +217,7 @@ impl Package {
     /// (a relative path without `..`), be a regular file and hold at most 2 GiB (ONNX's protobuf limit).
     pub fn verified_file(&self, file: &str, sha256: &str) -> Result<Vec<u8>> {
         let rel = Path::new(file);
-        if file.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        if !crate::io::files::stays_inside(file) {
             return Err(Error::ModelContract(format!(
                 "{}: file {file:?} must lie inside the package (a relative path without '..')",
                 self.dir.join("manifest.toml").display()
