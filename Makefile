@@ -5,7 +5,7 @@ export VXP_ORT_LIB := $(ORT_LIB)
 CARGO ?= cargo
 OUT ?= out/demo
 
-.PHONY: all setup build demo install test test-header test-symbols test-plugin test-hosts test-c test-install test-itk clean-out
+.PHONY: all setup build demo install test test-header test-symbols test-plugin test-hosts test-c test-install test-itk fuzz test-fuzz clean-out
 
 all: build
 
@@ -91,6 +91,16 @@ test-install: $(ORT_LIB)
 
 test-itk: $(ORT_LIB) build
 	scripts/test-itk
+
+# The fuzzing harness (fuzz/, cargo-fuzz on the stable toolchain) under AddressSanitizer, FUZZ_SECONDS per
+# target (the longer run), then the concurrency stress run in the same sanitizer build. test-fuzz is CI's
+# bounded share.
+FUZZ_SECONDS ?= 600
+fuzz: $(ORT_LIB) data/.setup-done
+	scripts/fuzz $(FUZZ_SECONDS)
+
+test-fuzz: $(ORT_LIB) data/.setup-done
+	scripts/fuzz 60
 
 clean-out:
 	rm -rf out

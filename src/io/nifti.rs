@@ -90,7 +90,12 @@ pub fn read(path: &Path) -> Result<(Volume, NiftiHeader)> {
 /// does, so CT stored as unsigned integers with an intercept keeps its Hounsfield units.
 pub fn read_with(path: &Path, limits: &Limits) -> Result<(Volume, NiftiHeader)> {
     let (file, len) = files::open_regular(path)?;
-    let mut file = BufReader::new(file);
+    read_from(BufReader::new(file), len, path, limits)
+}
+
+/// `read_with` over bytes already open: `len` is the source's length, `path` names it in messages. Hosts
+/// with a file in memory and the fuzzing harness (`fuzz/`) come in here, past the file checks.
+pub fn read_from(mut file: impl BufRead, len: u64, path: &Path, limits: &Limits) -> Result<(Volume, NiftiHeader)> {
     let gz = file.fill_buf().map_err(|e| Error::io(path, files::plain(&e)))?.starts_with(&[0x1f, 0x8b]);
     if gz {
         let mut r = MultiGzDecoder::new(file);

@@ -44,9 +44,15 @@ pub fn read(path: &Path) -> Result<Volume> {
 /// detached `data file` must be a regular file in the header's folder (or below it), and every read is
 /// bounded by what the header declares.
 pub fn read_with(path: &Path, limits: &Limits) -> Result<Volume> {
-    let bad = |m: String| Error::io(path, m);
     let (file, file_len) = files::open_regular(path)?;
-    let mut reader = BufReader::new(file);
+    read_from(BufReader::new(file), file_len, path, limits)
+}
+
+/// `read_with` over a source already open: `file_len` is its length, `path` names it in messages and
+/// locates a detached `data file`, which is still opened under the same checks. Hosts with a file in memory
+/// and the fuzzing harness (`fuzz/`) come in here.
+pub fn read_from(mut reader: impl BufRead + Seek, file_len: u64, path: &Path, limits: &Limits) -> Result<Volume> {
+    let bad = |m: String| Error::io(path, m);
     // The header ends at the first empty line.
     let mut consumed = 0u64;
     let mut fields: Vec<(String, String)> = Vec::new();
