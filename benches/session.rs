@@ -3,7 +3,10 @@
 //! 2. three objects in one session against the reference pipeline, which re-encodes every slice per object
 //!    (run here as one fresh session per object), as a wall-clock ratio, with the voxel agreement;
 //! 3. peak RSS while segmenting a 512×512×300 int16 CT volume (pyradiomics lung2 stacked five times in z and
-//!    cut to 300 slices) with the default 1 GiB embedding budget (goal < 1.5 GB).
+//!    cut to 300 slices) with the default budgets (goal < 1.5 GB), next to the defaults before the spill file
+//!    (1 GiB in memory, no spill), each in a child process of its own so that each high-water mark is its own.
+//!    `VXP_RSS_ONLY=default|before` runs one of the two here instead; `VXP_CACHE_MB` / `VXP_SPILL_MB` set the
+//!    budgets of `default`.
 #![allow(clippy::needless_range_loop)] // loops over the three axes read best indexed
 
 mod common;
@@ -46,9 +49,13 @@ fn main() {
     let parts = std::env::var("VXP_PARTS").unwrap_or_else(|_| "rss,refine,objects".into());
     let want = |p: &str| parts.split(',').any(|x| x == p);
     // First, so that the process's high-water mark is this case's own.
-    if want("rss") {
+    if let Ok(which) = std::env::var("VXP_RSS_ONLY") {
         println!("  engine loaded: RSS high-water mark {:.0} MB", peak_rss_mb());
-        rss(&engine);
+        rss(&engine, &which);
+        return;
+    }
+    if want("rss") {
+        rss_before_and_after();
     }
     let v = read_volume(&common::root().join("tests/fixtures/data/example_ct_sm.nii.gz")).unwrap().volume;
     let labels =
@@ -156,8 +163,40 @@ fn main() {
     }
 }
 
-/// Peak RSS on a 512×512×300 int16 volume.
-fn rss(engine: &Arc<Engine>) {
+/// The 512×512×300 case under the budgets before the spill file, then under today's defaults, each in a
+/// child process (this bench again, `VXP_RSS_ONLY`), with the ratios.
+fn rss_before_and_after() {
+    let mut got = Vec::new();
+    for which in ["before", "default"] {
+        let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .env("VXP_RSS_ONLY", which)
+            .output()
+            .expect("the bench runs itself");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        print!("{text}");
+        assert!(out.status.success(), "{which}: {}", String::from_utf8_lossy(&out.stderr));
+        let field = |key: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with("RESULT")).expect("a RESULT line");
+            let at = line.find(key).expect(key) + key.len();
+            line[at..].split_whitespace().next().unwrap().parse().unwrap()
+        };
+        got.push((field("seconds="), field("encoded="), field("peak_mb=")));
+    }
+    let (b, a) = (got[0], got[1]);
+    println!(
+        "  defaults vs before: peak RSS {:.0} -> {:.0} MB ({:.2}x), encoder runs {} -> {}, wall time {:.2}x\n",
+        b.2,
+        a.2,
+        a.2 / b.2,
+        b.1,
+        a.1,
+        b.0 / a.0
+    );
+}
+
+/// Peak RSS on a 512×512×300 int16 volume, under the budgets before the spill file (`before`: 1 GiB in
+/// memory, no spill file) or the defaults (`default`, or `VXP_CACHE_MB` / `VXP_SPILL_MB`).
+fn rss(engine: &Arc<Engine>, which: &str) {
     let lung = read_volume(&common::root().join("data/pyradiomics/lung2_image.nrrd")).unwrap().volume;
     let ll = read_volume(&common::root().join("data/pyradiomics/lung2_label.nrrd")).unwrap().volume.to_f64().unwrap();
     assert_eq!(lung.dtype, DType::I16);
@@ -174,10 +213,15 @@ fn rss(engine: &Arc<Engine>) {
     let tb = label_box(&ll, [w, h, d], 1.0);
     let before = peak_rss_mb();
     let t0 = Instant::now();
-    let mut opts = SessionOptions::default();
-    if let Some(mb) = std::env::var("VXP_CACHE_MB").ok().and_then(|s| s.parse::<usize>().ok()) {
-        opts.cache_budget = mb << 20;
-    }
+    let mb = |key: &str| std::env::var(key).ok().and_then(|s| s.parse::<usize>().ok()).map(|mb| mb << 20);
+    let opts = match which {
+        "before" => SessionOptions::default().with_cache_budget(1 << 30).with_spill_budget(0),
+        _ => {
+            let d = SessionOptions::default();
+            d.with_cache_budget(mb("VXP_CACHE_MB").unwrap_or(d.cache_budget))
+                .with_spill_budget(mb("VXP_SPILL_MB").unwrap_or(d.spill_budget))
+        }
+    };
     let mut s = engine.open_session(&big.view().unwrap(), IntensityMapping::CT, opts).unwrap();
     drop(big);
     // The tumour's in-plane box over every slice: all 300 slices are visited.
@@ -185,17 +229,30 @@ fn rss(engine: &Arc<Engine>) {
     let r = s.run(None).unwrap();
     // As the C ABI does: the confidence stays one byte per voxel until it reaches the host's buffer.
     let (mask, conf) = s.compose_coded(true);
-    println!("# {w}×{h}×{depth} int16 CT, one object over all {depth} slices (policy {})", s.options().policy.name());
+    let seconds = t0.elapsed().as_secs_f64();
     println!(
-        "  {:.1} s, {} slices encoded, cache {} embeddings / {} MiB (budget {} MiB, {} evicted), {} voxels labelled",
-        t0.elapsed().as_secs_f64(),
+        "# {which}: {w}×{h}×{depth} int16 CT, one object over all {depth} slices (policy {}), budgets {} MiB in memory, \
+         {} MiB spill",
+        s.options().policy.name(),
+        s.options().cache_budget >> 20,
+        s.options().spill_budget >> 20
+    );
+    let labelled = mask.data.iter().filter(|&&m| m > 0).count();
+    // A digest of the mask, so the two runs can be seen to agree voxel for voxel.
+    let digest = mask.data.iter().fold(0xcbf29ce484222325u64, |h, &m| (h ^ u64::from(m)).wrapping_mul(0x100000001b3));
+    println!(
+        "  {seconds:.1} s, {} slices encoded, memory {} embeddings / {} MiB ({} evicted), spill file {} written / {} \
+         read back / {} MiB, {labelled} voxels labelled, mask digest {digest:016x}",
         r.slices_encoded,
         r.cache.entries,
         r.cache.bytes >> 20,
-        s.cache_stats().bytes.max(s.options().cache_budget) >> 20,
         r.cache.evicted,
-        mask.data.iter().filter(|&&m| m > 0).count()
+        r.cache.spilled,
+        r.cache.restored,
+        r.cache.spill_bytes >> 20,
     );
     drop(conf);
-    println!("  peak RSS {:.0} MB (before the volume: {before:.0} MB; goal < 1500 MB)", peak_rss_mb());
+    let peak = peak_rss_mb();
+    println!("  peak RSS {peak:.0} MB (before the volume: {before:.0} MB; goal < 1500 MB)");
+    println!("RESULT seconds= {seconds:.2} encoded= {} peak_mb= {peak:.0}", r.slices_encoded);
 }

@@ -228,9 +228,9 @@ const char *vxp_result_name(uint32_t result);
 /**
  * ABI minor version: bumped when functions or fields are added compatibly (4: `vxp_result_name`,
  * `vxp_options_set_cpu_fallback`; 6: `vxp_engine_lookup_concept`, `vxp_engine_complete_concepts`; 7:
- * `vxp_options_set_max_voxels`, `VXP_RESULT_TOO_LARGE`).
+ * `vxp_options_set_max_voxels`, `VXP_RESULT_TOO_LARGE`; 8: `vxp_options_set_spill_budget`).
  */
-#define VXP_ABI_VERSION_MINOR 7
+#define VXP_ABI_VERSION_MINOR 8
 
 /**
  * Returns the library version and what it was built against, e.g.
@@ -352,8 +352,8 @@ typedef struct vxp_options vxp_options;
 
 /**
  * Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
- * directory (must be set), providers "cpu" with CPU fallback on, all cores, a 1 GiB embedding cache per
- * session.
+ * directory (must be set), providers "cpu" with CPU fallback on, all cores, and per session an embedding
+ * cache of 128 MiB in memory over a spill file of up to 4 GiB.
  *
  * On `VXP_RESULT_OK`, `*out` receives a new handle the caller owns and must release with
  * `vxp_options_free`. Returns `VXP_RESULT_NULL_ARGUMENT` if `out` is NULL (nothing written).
@@ -441,10 +441,11 @@ vxp_result vxp_options_set_threads(struct vxp_options *options,
                                    uint32_t threads);
 
 /**
- * Sets the embedding cache budget of each session made by engines built from these options, in bytes
- * (default 1 GiB; one LiteMedSAM slice embedding takes 4 MiB). Within the budget no slice is encoded
- * twice in a session; beyond it the least recently used embeddings are dropped. A budget too small for one
- * embedding makes `vxp_session_new` fail with `VXP_RESULT_BUDGET_TOO_SMALL`.
+ * Sets the memory budget of the embedding cache of each session made by engines built from these options,
+ * in bytes (default 128 MiB; one LiteMedSAM slice embedding takes 4 MiB). Beyond it the least recently
+ * used embeddings go to the session's spill file (`vxp_options_set_spill_budget`), or are dropped without
+ * one and encoded again when needed. A budget too small for one embedding makes `vxp_session_new` fail
+ * with `VXP_RESULT_BUDGET_TOO_SMALL`.
  *
  * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
  *
@@ -452,6 +453,23 @@ vxp_result vxp_options_set_threads(struct vxp_options *options,
  * `options` must be a live handle.
  */
 vxp_result vxp_options_set_cache_budget(struct vxp_options *options,
+                                        size_t bytes);
+
+/**
+ * Sets the disk budget, in bytes, of each session's spill file: the embeddings the memory budget evicts
+ * are written there and read back (about a millisecond per slice) instead of encoded again (one to two
+ * seconds), so that no slice is encoded twice in a session while both budgets hold it. The file is created
+ * already unlinked in the temporary directory (`TMPDIR`): nothing of it is left on disk when the session
+ * ends, or when the process does, however it ends. Default 4 GiB (1024 LiteMedSAM slices); 0 turns the
+ * spill file off. When the file cannot be made, sessions work without it; with the default memory budget
+ * they then hold 1 GiB in memory instead. Added in ABI 0.8.
+ *
+ * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `options` must be a live handle.
+ */
+vxp_result vxp_options_set_spill_budget(struct vxp_options *options,
                                         size_t bytes);
 
 /**

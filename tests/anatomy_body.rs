@@ -12,7 +12,7 @@ use common::*;
 use voxprompt::anatomy::organs::MIN_SCORE;
 use voxprompt::anatomy::{derive_prompts, BodyFrame, HuGrid, Region};
 use voxprompt::ops::mask::foreground;
-use voxprompt::session::SessionOptions;
+use voxprompt::session::{Session, SessionOptions};
 use voxprompt::volume::intensity::IntensityMapping;
 use voxprompt::volume::{BoxIjk, DType, Volume, VolumeView};
 
@@ -135,13 +135,15 @@ fn prior_of(view: &VolumeView<'_>) -> Prior {
     Prior { grid, frame, seconds: t.elapsed().as_secs_f64() }
 }
 
-/// LiteMedSAM (default policy) for one object per entry, each a list of boxes and an optional seed; the
-/// per-object masks, each cut to its `limit` when one is given.
 /// One object for `segment`: its boxes, an optional seed mask and an optional limit region.
 type Object<'a> = (Vec<BoxIjk>, Option<Vec<u8>>, Option<&'a [u8]>);
 
-fn segment(view: &VolumeView<'_>, objects: &[Object<'_>]) -> Vec<Vec<u8>> {
-    let mut s = ENGINE.open_session(view, IntensityMapping::CT, SessionOptions::default()).unwrap();
+/// LiteMedSAM (default policy) for one object per entry, each a list of boxes and an optional seed; the
+/// per-object masks, each cut to its `limit` when one is given. The session's earlier objects are cleared
+/// first; its embeddings stay, so the text-prompted and the reference-box objects of one case share their
+/// encoded slices (the encoder is deterministic: the masks are those of a fresh session).
+fn segment(s: &mut Session, objects: &[Object<'_>]) -> Vec<Vec<u8>> {
+    s.clear();
     for (n, (boxes, seed, _)) in objects.iter().enumerate() {
         let label = (n + 1) as u8;
         for b in boxes {
@@ -216,10 +218,11 @@ fn text_only_prompts_against_reference_box_prompts() {
             .filter(|d| d.use_model)
             .map(|d| (d.boxes.clone(), if with_seed { d.seed.clone() } else { None }, Some(d.limit.as_slice())))
             .collect();
-        let text_masks = segment(&view, &text_objects);
+        let mut s = ENGINE.open_session(&view, IntensityMapping::CT, SessionOptions::default()).unwrap();
+        let text_masks = segment(&mut s, &text_objects);
         let ref_objects: Vec<_> =
             present.iter().map(|(_, truth, _, _, _)| (vec![bbox_of(truth, dims).unwrap()], None, None)).collect();
-        let ref_masks = segment(&view, &ref_objects);
+        let ref_masks = segment(&mut s, &ref_objects);
         let mut text_iter = text_masks.iter();
         for (n, (name, truth, ml, region, t_locate)) in present.iter().enumerate() {
             let (score, d_prior, d_text) = match (region, &derived[n]) {

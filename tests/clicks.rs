@@ -22,13 +22,17 @@ fn click_in(mask: &[bool], dims: [usize; 3]) -> [usize; 3] {
     [i, j, k]
 }
 
-fn open(v: &Volume, mapping: IntensityMapping, opts: SessionOptions) -> Session {
-    ENGINE.open_session(&v.view().unwrap(), mapping, opts).unwrap()
+fn open(v: &Volume, mapping: IntensityMapping) -> Session {
+    ENGINE.open_session(&v.view().unwrap(), mapping, SessionOptions::default()).unwrap()
 }
 
-/// Object 1's mask after `prompt` and a run.
-fn mask_of(mut s: Session, prompt: impl FnOnce(&mut Session)) -> Vec<bool> {
-    prompt(&mut s);
+/// Object 1's mask after `prompt` alone and a run under `opts`. The session's earlier objects are cleared
+/// first; its embeddings stay, so no slice is encoded twice across the cases of one volume (the encoder is
+/// deterministic: the masks are those of a fresh session).
+fn mask_of(s: &mut Session, opts: SessionOptions, prompt: impl FnOnce(&mut Session)) -> Vec<bool> {
+    s.clear();
+    s.set_options(opts).unwrap();
+    prompt(s);
     s.run(None).unwrap();
     s.compose(false).0.data.iter().map(|&m| m == 1).collect()
 }
@@ -58,14 +62,15 @@ fn one_click_alone_gives_each_large_organ_of_case_a() {
         ("lung_left (lower lobe)", &[11], 0.0),
         ("lung_right (lower lobe)", &[14], 0.0),
     ];
+    let mut s = open(&v, IntensityMapping::CT);
     let mut sum = [0.0; 2];
     println!("{:<24} {:>13} {:>10} {:>8}", "case A, one click", "click", "grown", "point only");
     for (name, labels, least) in organs {
         let truth: Vec<bool> = reference.iter().map(|&r| labels.contains(&(r as u32))).collect();
         let at = click_in(&truth, v.dims);
         let click = |s: &mut Session| s.add_point(1, PointIjk { ijk: at, positive: true }).unwrap();
-        let grown = mask_of(open(&v, IntensityMapping::CT, SessionOptions::default()), click);
-        let bare = mask_of(open(&v, IntensityMapping::CT, SessionOptions::default().with_click_growth(false)), click);
+        let grown = mask_of(&mut s, SessionOptions::default(), click);
+        let bare = mask_of(&mut s, SessionOptions::default().with_click_growth(false), click);
         let (dg, db) = (dice_of(&grown, &truth), dice_of(&bare, &truth));
         println!("{name:<24} {at:>13?} {dg:>10.3} {db:>8.3}");
         assert!(grown.iter().any(|&m| m), "{name}: the click at {at:?} gave an empty mask");
@@ -98,13 +103,15 @@ fn a_click_on_each_lesion_alone_and_with_its_text_and_organ() {
             volume(&format!("data/pyradiomics/{name}_label.nrrd")).to_f64().unwrap().iter().map(|&r| r > 0.0).collect();
         let at = click_in(&truth, v.dims);
         let click = PointIjk { ijk: at, positive: true };
-        let alone = mask_of(open(&v, *mapping, SessionOptions::default()), |s| s.add_point(1, click).unwrap());
-        let mut s = open(&v, *mapping, SessionOptions::default());
-        s.add_point(1, click).unwrap();
-        let outcome = s.add_text(1, phrase).unwrap_or_else(|e| panic!("{name} {phrase:?}: {e}"));
-        assert!(outcome.resolution.lesion.is_some(), "{name}: {phrase:?} is a lesion phrase");
-        let limit = s.limit_of(1).map(|l| l.to_vec());
-        let fused = mask_of(s, |_| {});
+        let mut s = open(&v, *mapping);
+        let alone = mask_of(&mut s, SessionOptions::default(), |s| s.add_point(1, click).unwrap());
+        let mut limit = None;
+        let fused = mask_of(&mut s, SessionOptions::default(), |s| {
+            s.add_point(1, click).unwrap();
+            let outcome = s.add_text(1, phrase).unwrap_or_else(|e| panic!("{name} {phrase:?}: {e}"));
+            assert!(outcome.resolution.lesion.is_some(), "{name}: {phrase:?} is a lesion phrase");
+            limit = s.limit_of(1).map(|l| l.to_vec());
+        });
         let (da, df) = (dice_of(&alone, &truth), dice_of(&fused, &truth));
         let inside = match &limit {
             Some(l) => fused.iter().zip(l).all(|(&m, &l)| !m || l != 0).to_string(),

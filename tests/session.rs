@@ -262,7 +262,7 @@ fn propagation_along_another_axis_segments_on_the_input_grid() {
 }
 
 #[test]
-fn a_small_cache_budget_evicts_and_a_large_one_never_re_encodes() {
+fn a_small_cache_budget_spills_and_never_re_encodes_and_without_the_spill_file_it_does() {
     let emb = sam2d(&ENGINE_ARC).embedding_len() * 4;
     let b = label_box(3.0); // kidney_left, 23 slices
     let slices = b.max[2] - b.min[2] + 1;
@@ -272,11 +272,22 @@ fn a_small_cache_budget_evicts_and_a_large_one_never_re_encodes() {
     assert!(r.slices_encoded <= slices * 2, "encoded {}", r.slices_encoded);
     let distinct = r.cache.entries;
     assert_eq!(r.slices_encoded, distinct, "with room for every slice, none is encoded twice");
-    let mut small = session(SessionOptions::default().with_cache_budget(3 * emb));
+    assert_eq!((r.cache.evicted, r.cache.spilled, r.cache.restored), (0, 0, 0));
+    // Three embeddings in memory over the spill file: every evicted slice comes back from the file.
+    let mut spilled = session(SessionOptions::default().with_cache_budget(3 * emb));
+    spilled.add_box(1, b).unwrap();
+    let r = spilled.run(None).unwrap();
+    assert!(r.cache.bytes <= 3 * emb, "the budget holds: {} bytes", r.cache.bytes);
+    assert!(r.cache.evicted > 0 && r.cache.restored > 0, "{:?}", r.cache);
+    assert_eq!(r.slices_encoded, distinct, "spilled slices are read back, not encoded: {:?}", r.cache);
+    assert_eq!(r.cache.spill_bytes, r.cache.spilled * emb, "{:?}", r.cache);
+    assert_eq!(spilled.compose(false).0, big.compose(false).0, "the spill file changes the cost, not the mask");
+    // Without it, evicted slices are encoded again.
+    let mut small = session(SessionOptions::default().with_cache_budget(3 * emb).with_spill_budget(0));
     small.add_box(1, b).unwrap();
     let r = small.run(None).unwrap();
-    assert!(r.cache.bytes <= 3 * emb, "the budget holds: {} bytes", r.cache.bytes);
     assert!(r.cache.evicted > 0 && r.slices_encoded > distinct, "{} encodes for {distinct} slices", r.slices_encoded);
+    assert_eq!((r.cache.spilled, r.cache.restored, r.cache.spill_bytes), (0, 0, 0));
     assert_eq!(small.compose(false).0, big.compose(false).0, "eviction changes the cost, not the mask");
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use voxprompt::ops::mask::dice;
-use voxprompt::session::SessionOptions;
+use voxprompt::session::{Session, SessionOptions};
 use voxprompt::volume::intensity::IntensityMapping;
 use voxprompt::volume::{BoxIjk, Volume};
 use voxprompt::ErrorCode;
@@ -20,10 +20,16 @@ struct Case {
     min_text: f64,
 }
 
-/// The mask of object 1 from `prompt` on a fresh session, and its Dice against `labels` of `reference`.
-fn run(v: &Volume, reference: &[f64], labels: &[u32], prompt: impl FnOnce(&mut voxprompt::session::Session)) -> f64 {
-    let mut s = ENGINE.open_session(&v.view().unwrap(), IntensityMapping::CT, SessionOptions::default()).unwrap();
-    prompt(&mut s);
+fn open(v: &Volume) -> Session {
+    ENGINE.open_session(&v.view().unwrap(), IntensityMapping::CT, SessionOptions::default()).unwrap()
+}
+
+/// The mask of object 1 from `prompt` alone, and its Dice against `labels` of `reference`. The session's
+/// earlier objects are cleared first; its embeddings stay, so a slice an earlier prompt encoded is not
+/// encoded again (the encoder is deterministic: the masks are those of a fresh session).
+fn run(s: &mut Session, reference: &[f64], labels: &[u32], prompt: impl FnOnce(&mut Session)) -> f64 {
+    s.clear();
+    prompt(s);
     s.run(None).unwrap();
     let mask = s.compose(false).0;
     dice(mask.data.iter().map(|&m| m == 1), reference.iter().map(|&r| labels.contains(&(r as u32))))
@@ -39,14 +45,15 @@ fn reference_box(reference: &[f64], dims: [usize; 3], labels: &[u32]) -> BoxIjk 
 fn table(name: &str, image: &str, seg: &str, cases: &[Case]) -> Vec<(String, f64, f64, f64)> {
     let v = volume(image);
     let reference = volume(seg).to_f64().unwrap();
+    let mut s = open(&v);
     let mut rows = Vec::new();
     for c in cases {
-        let text = run(&v, &reference, c.labels, |s| {
+        let text = run(&mut s, &reference, c.labels, |s| {
             s.add_text(1, c.phrase).unwrap_or_else(|e| panic!("{name} {:?}: {e}", c.phrase));
         });
         let b = reference_box(&reference, v.dims, c.labels);
-        let boxed = run(&v, &reference, c.labels, |s| s.add_box(1, b).unwrap());
-        let both = run(&v, &reference, c.labels, |s| {
+        let boxed = run(&mut s, &reference, c.labels, |s| s.add_box(1, b).unwrap());
+        let both = run(&mut s, &reference, c.labels, |s| {
             s.add_box(1, b).unwrap();
             s.add_text(1, c.phrase).unwrap();
         });
@@ -112,12 +119,12 @@ fn sides_come_from_the_affine_not_the_array() {
     let v = volume("tests/fixtures/data/example_ct_sm.nii.gz");
     let reference = volume("tests/fixtures/data/example_seg.nii.gz");
     let r = reference.to_f64().unwrap();
-    let straight = run(&v, &r, &[3], |s| {
+    let straight = run(&mut open(&v), &r, &[3], |s| {
         s.add_text(1, "left kidney").unwrap();
     });
     let fv = mirrored_i(&v);
     let fr = mirrored_i(&reference).to_f64().unwrap();
-    let flipped = run(&fv, &fr, &[3], |s| {
+    let flipped = run(&mut open(&fv), &fr, &[3], |s| {
         s.add_text(1, "left kidney").unwrap();
     });
     println!("left kidney: Dice {straight:.3} as stored, {flipped:.3} with the array flipped along i");
@@ -138,11 +145,11 @@ fn sides_come_from_the_affine_not_the_array() {
     let slab = slab_i(&v, lo, hi);
     let slab_ref = slab_i(&reference, lo, hi).to_f64().unwrap();
     assert!(!slab_ref.iter().any(|&l| l as u32 == 3), "the slab must hold no left kidney");
-    let mut s = ENGINE.open_session(&slab.view().unwrap(), IntensityMapping::CT, SessionOptions::default()).unwrap();
+    let mut s = open(&slab);
     let e = s.add_text(1, "left kidney").unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidPrompt, "{e}");
     assert!(e.to_string().contains("not in this volume"), "{e}");
-    let right = run(&slab, &slab_ref, &[2], |s| {
+    let right = run(&mut s, &slab_ref, &[2], |s| {
         s.add_text(1, "right kidney").unwrap();
     });
     println!(

@@ -187,9 +187,14 @@ struct SegmentArgs {
     /// Remove 3D components smaller than this many voxels.
     #[arg(long, default_value_t = 0)]
     min_size: usize,
-    /// Embedding cache budget in MiB (LRU beyond it; each LiteMedSAM slice embedding is 4 MiB).
-    #[arg(long, default_value_t = 1024)]
+    /// Embedding cache budget in memory, in MiB (LRU beyond it, into the spill file; each LiteMedSAM slice
+    /// embedding is 4 MiB).
+    #[arg(long, default_value_t = voxprompt::session::DEFAULT_CACHE_BUDGET >> 20)]
     cache_mb: usize,
+    /// Disk budget, in MiB, of the spill file that keeps the embeddings memory evicts (an unlinked file in
+    /// TMPDIR, gone when the command ends); 0 turns it off, and evicted slices are encoded again.
+    #[arg(long, default_value_t = voxprompt::session::DEFAULT_SPILL_BUDGET >> 20)]
+    spill_mb: usize,
     /// The most voxels a volume may have (input, reference, seed mask); default a sixteenth of physical
     /// memory. Checked from the header, before anything is read.
     #[arg(long, value_name = "N")]
@@ -465,6 +470,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         .with_axis(axis)
         .with_postprocess(post)
         .with_cache_budget(args.cache_mb.saturating_mul(1 << 20))
+        .with_spill_budget(args.spill_mb.saturating_mul(1 << 20))
         .with_max_voxels(limits.max_voxels);
     let view = volume.view()?;
     let t = Instant::now();
@@ -561,6 +567,10 @@ fn segment(args: SegmentArgs) -> Result<()> {
         "intensity": format!("{:?}", mapping.resolve(&view)),
         "slices_encoded": run.slices_encoded, "slices_decoded": run.slices_decoded,
         "decoder_runs": st.decoder_runs, "decoder_batches": st.decoder_batches,
+        "embedding_cache": {
+            "in_memory": run.cache.entries, "evicted": run.cache.evicted,
+            "spilled": run.cache.spilled, "read_back": run.cache.restored,
+        },
         "timings_ms": {
             "read": ms(read_time), "load_model": ms(engine.load_time), "intensity": ms(intensity_time),
             "preprocess": ms(st.preprocess), "encode": ms(st.encode), "decode": ms(st.decode),

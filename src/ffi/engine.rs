@@ -14,8 +14,9 @@ use crate::model::SessionConfig;
 /// `const vxp_engine *` is safe to call from several threads at once; sessions keep the engine alive.
 pub struct vxp_engine {
     pub(crate) inner: Arc<Engine>,
-    /// Embedding cache budget of each session made from this engine.
+    /// Embedding cache budgets (memory, spill file) of each session made from this engine.
     pub(crate) cache_budget: usize,
+    pub(crate) spill_budget: usize,
     /// The largest volume a session takes on, in voxels.
     pub(crate) max_voxels: u64,
 }
@@ -61,8 +62,12 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
         };
         match Engine::new(&opts) {
             Ok(e) => {
-                let h =
-                    Box::new(vxp_engine { inner: Arc::new(e), cache_budget: o.cache_budget, max_voxels: o.max_voxels });
+                let h = Box::new(vxp_engine {
+                    inner: Arc::new(e),
+                    cache_budget: o.cache_budget,
+                    spill_budget: o.spill_budget,
+                    max_voxels: o.max_voxels,
+                });
                 // SAFETY: out checked non-null.
                 unsafe { *out = register(h) };
                 vxp_result::Ok

@@ -17,6 +17,7 @@ pub struct vxp_options {
     pub(crate) providers: Vec<Provider>,
     pub(crate) threads: usize,
     pub(crate) cache_budget: usize,
+    pub(crate) spill_budget: usize,
     pub(crate) max_voxels: u64,
     pub(crate) cpu_fallback: bool,
 }
@@ -26,8 +27,8 @@ impl Handle for vxp_options {
 }
 
 /// Creates options with the defaults: ONNX Runtime from `VXP_ORT_LIB` or next to libvoxprompt.so, no model
-/// directory (must be set), providers "cpu" with CPU fallback on, all cores, a 1 GiB embedding cache per
-/// session.
+/// directory (must be set), providers "cpu" with CPU fallback on, all cores, and per session an embedding
+/// cache of 128 MiB in memory over a spill file of up to 4 GiB.
 ///
 /// On `VXP_RESULT_OK`, `*out` receives a new handle the caller owns and must release with
 /// `vxp_options_free`. Returns `VXP_RESULT_NULL_ARGUMENT` if `out` is NULL (nothing written).
@@ -46,6 +47,7 @@ pub unsafe extern "C" fn vxp_options_new(out: *mut *mut vxp_options) -> vxp_resu
             providers: vec![Provider::Cpu],
             threads: 0,
             cache_budget: crate::session::SessionOptions::default().cache_budget,
+            spill_budget: crate::session::SessionOptions::default().spill_budget,
             max_voxels: crate::session::SessionOptions::default().max_voxels,
             cpu_fallback: true,
         });
@@ -198,10 +200,11 @@ pub unsafe extern "C" fn vxp_options_set_threads(options: *mut vxp_options, thre
     }
 }
 
-/// Sets the embedding cache budget of each session made by engines built from these options, in bytes
-/// (default 1 GiB; one LiteMedSAM slice embedding takes 4 MiB). Within the budget no slice is encoded
-/// twice in a session; beyond it the least recently used embeddings are dropped. A budget too small for one
-/// embedding makes `vxp_session_new` fail with `VXP_RESULT_BUDGET_TOO_SMALL`.
+/// Sets the memory budget of the embedding cache of each session made by engines built from these options,
+/// in bytes (default 128 MiB; one LiteMedSAM slice embedding takes 4 MiB). Beyond it the least recently
+/// used embeddings go to the session's spill file (`vxp_options_set_spill_budget`), or are dropped without
+/// one and encoded again when needed. A budget too small for one embedding makes `vxp_session_new` fail
+/// with `VXP_RESULT_BUDGET_TOO_SMALL`.
 ///
 /// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
 ///
@@ -213,6 +216,29 @@ pub unsafe extern "C" fn vxp_options_set_cache_budget(options: *mut vxp_options,
     unsafe {
         with_options(options, |o| {
             o.cache_budget = bytes;
+            vxp_result::Ok
+        })
+    }
+}
+
+/// Sets the disk budget, in bytes, of each session's spill file: the embeddings the memory budget evicts
+/// are written there and read back (about a millisecond per slice) instead of encoded again (one to two
+/// seconds), so that no slice is encoded twice in a session while both budgets hold it. The file is created
+/// already unlinked in the temporary directory (`TMPDIR`): nothing of it is left on disk when the session
+/// ends, or when the process does, however it ends. Default 4 GiB (1024 LiteMedSAM slices); 0 turns the
+/// spill file off. When the file cannot be made, sessions work without it; with the default memory budget
+/// they then hold 1 GiB in memory instead. Added in ABI 0.8.
+///
+/// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `options` must be a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_spill_budget(options: *mut vxp_options, bytes: usize) -> vxp_result {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_options(options, |o| {
+            o.spill_budget = bytes;
             vxp_result::Ok
         })
     }

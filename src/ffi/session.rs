@@ -101,7 +101,10 @@ pub unsafe extern "C" fn vxp_session_new(
             Ok(x) => x,
             Err(r) => return r,
         };
-        let opts = SessionOptions::default().with_cache_budget(e.cache_budget).with_max_voxels(e.max_voxels);
+        let opts = SessionOptions::default()
+            .with_cache_budget(e.cache_budget)
+            .with_spill_budget(e.spill_budget)
+            .with_max_voxels(e.max_voxels);
         let session = match e.inner.open_session(&vv, mapping, opts) {
             Ok(s) => s,
             Err(err) => return fail(err),

@@ -7,7 +7,8 @@
 //!   in full (the policy's passes);
 //! - an object whose only change is added or removed points is *refined*: the touched slices are decoded
 //!   again and propagation re-runs outward from them only as long as the mask keeps changing;
-//! - embeddings come from the session cache, so no slice is encoded twice while the budget holds them.
+//! - embeddings come from the session cache (memory, then its spill file), so no slice is encoded twice
+//!   while the budgets hold them.
 //!
 //! The state after every successful `run` is a checkpoint (`history`); `undo` returns to the previous
 //! checkpoint (prompts and masks, exactly; prompt edits not yet run are dropped), `redo` goes forward again.
@@ -30,6 +31,7 @@ use crate::pipeline::postprocess::{self, PostprocessOptions};
 use crate::pipeline::result::{StackResult, Stats};
 use crate::pipeline::slice::cache::{CacheStats, EmbeddingCache};
 use crate::pipeline::slice::frame::Frame;
+use crate::pipeline::slice::spill::Spill;
 use crate::pipeline::slice::strategy::{self, refine, Settings};
 use crate::pipeline::slice::sweep::{Scratch, Stack};
 use crate::prompt::resolve::{self, Spatial};
@@ -47,8 +49,11 @@ pub struct SessionOptions {
     pub policy: Policy,
     /// Propagation axis: 2 = along k (axial for most CT), 1 = along j, 0 = along i.
     pub axis: u8,
-    /// Embedding cache budget in bytes (LRU beyond it).
+    /// Embedding cache budget in memory, in bytes (LRU beyond it, into the spill tier).
     pub cache_budget: usize,
+    /// Disk budget, in bytes, for the embeddings memory evicts: an anonymous temporary file in `TMPDIR`,
+    /// gone with the session (or the process). 0: no spill; evicted slices are encoded again when needed.
+    pub spill_budget: usize,
     /// `Engine::open_session` refuses a volume of more voxels with `TOO_LARGE` before it allocates anything
     /// for it (default: `io::Limits::default().max_voxels`, a sixteenth of physical memory).
     pub max_voxels: u64,
@@ -65,12 +70,23 @@ pub struct SessionOptions {
     pub click_growth: bool,
 }
 
+/// The default memory budget of the embedding cache: 32 LiteMedSAM slices. With the spill tier behind it,
+/// a slice memory evicted is read back in about a millisecond, so a larger budget buys little and costs the
+/// host memory (a 512×512×300 CT has 1.2 GB of embeddings).
+pub const DEFAULT_CACHE_BUDGET: usize = 128 << 20;
+/// The memory budget used instead of the default one when the spill file cannot be made (a read-only or
+/// full temporary directory): the budget of releases before the spill tier.
+pub const NO_SPILL_CACHE_BUDGET: usize = 1 << 30;
+/// The default disk budget of the spill tier: 1024 LiteMedSAM slices, two axes of a 512-slice volume.
+pub const DEFAULT_SPILL_BUDGET: usize = 4 << 30;
+
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
             policy: Policy::best(),
             axis: 2,
-            cache_budget: 1 << 30,
+            cache_budget: DEFAULT_CACHE_BUDGET,
+            spill_budget: DEFAULT_SPILL_BUDGET,
             max_voxels: crate::io::Limits::default().max_voxels,
             overlap: None,
             postprocess: PostprocessOptions::new(),
@@ -92,6 +108,10 @@ impl SessionOptions {
     }
     pub fn with_cache_budget(mut self, bytes: usize) -> Self {
         self.cache_budget = bytes;
+        self
+    }
+    pub fn with_spill_budget(mut self, bytes: usize) -> Self {
+        self.spill_budget = bytes;
         self
     }
     pub fn with_max_voxels(mut self, voxels: u64) -> Self {
@@ -159,7 +179,7 @@ impl Session {
         let layout = match &models.segmenter {
             Segmenter::Slice(m) => m.embedding_layout().clone(),
         };
-        let cache = EmbeddingCache::new(opts.cache_budget, layout)?;
+        let cache = embedding_cache(&opts, layout)?;
         Ok(Session {
             models,
             image,
@@ -195,11 +215,13 @@ impl Session {
     }
 
     /// Changes policy, axis, overlap or post-processing; the next run recomputes what they affect. The cache
-    /// budget cannot change after creation.
+    /// and spill budgets cannot change after creation.
     pub fn set_options(&mut self, opts: SessionOptions) -> Result<()> {
         Orientation::new(opts.axis)?;
-        if opts.cache_budget != self.opts.cache_budget {
-            return Err(Error::InvalidArgument("the embedding cache budget is fixed when the session is made".into()));
+        if (opts.cache_budget, opts.spill_budget) != (self.opts.cache_budget, self.opts.spill_budget) {
+            return Err(Error::InvalidArgument(
+                "the embedding cache and spill budgets are fixed when the session is made".into(),
+            ));
         }
         self.opts = opts;
         self.history.touch();
@@ -522,6 +544,23 @@ impl Session {
     pub fn summaries(&self) -> Vec<ObjectSummary> {
         self.results().into_iter().map(|(label, r)| compose::summary(label, r)).collect()
     }
+}
+
+/// The session's embedding cache: `opts.cache_budget` in memory over a spill file of `opts.spill_budget`.
+/// A spill file that cannot be made is not an error (the session works without it, encoding evicted slices
+/// again); with the default memory budget the cache then holds as much as it did before the tier existed.
+fn embedding_cache(opts: &SessionOptions, layout: crate::model::EmbeddingLayout) -> Result<EmbeddingCache> {
+    let (spill, failed) = match Spill::create(opts.spill_budget, layout.bytes()) {
+        Ok(spill) => (spill, false),
+        Err(e) => {
+            let dir = std::env::temp_dir();
+            log::warn!("no embedding spill file in {} ({e}): evicted slices will be encoded again", dir.display());
+            (None, true)
+        }
+    };
+    let budget =
+        if failed && opts.cache_budget == DEFAULT_CACHE_BUDGET { NO_SPILL_CACHE_BUDGET } else { opts.cache_budget };
+    EmbeddingCache::with_spill(budget, spill, layout)
 }
 
 /// The stack of `image` along `o` (slices along its axis), resliced into `stacks` on first use. A free

@@ -3,5 +3,6 @@
 
 pub mod cache;
 pub mod frame;
+pub mod spill;
 pub mod strategy;
 pub mod sweep;
