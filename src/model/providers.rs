@@ -3,7 +3,7 @@
 use std::fmt;
 
 use ort::ep::{self, ExecutionProvider};
-use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights, SessionBuilder};
 use ort::session::Session;
 
 use crate::error::{Error, Result};
@@ -113,6 +113,42 @@ fn try_register(
     })
 }
 
+/// One session for `build_sessions`: the graph's verified bytes, what it is (for messages), its intra-op
+/// threads and whether they spin.
+pub struct SessionJob<'a> {
+    pub bytes: &'a [u8],
+    pub what: &'a str,
+    pub threads: usize,
+    pub spin: bool,
+}
+
+/// Builds every job's session, in order, on up to `cfg.total_threads()` threads at once. Building is mostly
+/// ONNX Runtime's single-threaded graph optimisation, and an engine builds five sessions (two workers'
+/// encoders and decoders, the refinement decoder), so this is most of the engine's cold start (#18).
+pub fn build_sessions(rt: &Runtime, cfg: &SessionConfig, jobs: &[SessionJob<'_>]) -> Result<Vec<BuiltSession>> {
+    let width = cfg.total_threads().clamp(1, jobs.len().max(1));
+    // One container for the weights the CPU kernels repack at load: the second session of a graph takes
+    // the first one's instead of packing (and holding) its own.
+    let packed = PrepackedWeights::new();
+    let build = |j: &SessionJob<'_>| build_with(rt, j.bytes, cfg, j.what, j.threads, j.spin, Some(&packed));
+    if width == 1 {
+        return jobs.iter().map(build).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: Vec<parking_lot::Mutex<Option<Result<BuiltSession>>>> =
+        jobs.iter().map(|_| parking_lot::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..width {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(j) = jobs.get(i) else { break };
+                *done[i].lock() = Some(build(j));
+            });
+        }
+    });
+    done.into_iter().map(|d| d.into_inner().expect("every job ran")).collect()
+}
+
 /// Builds one session from verified model bytes.
 pub fn build_session(rt: &Runtime, bytes: &[u8], cfg: &SessionConfig, what: &str) -> Result<BuiltSession> {
     build_session_with_threads(rt, bytes, cfg, what, cfg.session_threads(), false)
@@ -128,6 +164,18 @@ pub fn build_session_with_threads(
     threads: usize,
     spin: bool,
 ) -> Result<BuiltSession> {
+    build_with(rt, bytes, cfg, what, threads, spin, None)
+}
+
+fn build_with(
+    rt: &Runtime,
+    bytes: &[u8],
+    cfg: &SessionConfig,
+    what: &str,
+    threads: usize,
+    spin: bool,
+    packed: Option<&PrepackedWeights>,
+) -> Result<BuiltSession> {
     let ort_err = |e: ort::Error<SessionBuilder>| Error::Inference(format!("{what}: {e}"));
     let mut builder = Session::builder(&rt.env)?
         .with_optimization_level(GraphOptimizationLevel::All)
@@ -137,6 +185,9 @@ pub fn build_session_with_threads(
         .with_intra_op_spinning(spin && threads > 1)
         .map_err(ort_err)?;
     builder = builder.with_intra_threads(threads).map_err(ort_err)?;
+    if let Some(p) = packed {
+        builder = builder.with_prepacked_weights(p).map_err(ort_err)?;
+    }
     // The memory pattern plans one block for a run's intermediates, which the arena then holds next to the
     // blocks of the first (unplanned) run: 280 MB more per encoder session for no measured gain.
     builder = builder.with_memory_pattern(false).map_err(ort_err)?;
