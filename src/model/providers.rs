@@ -92,6 +92,26 @@ pub struct BuiltSession {
     pub fallback_reasons: Vec<String>,
 }
 
+/// TensorRT's options. Until the ABI has options of its own for them, two environment variables that
+/// `scripts/device-check` sets: `VXP_TRT_CACHE_DIR` keeps built engines and timings on disk there (the
+/// first session builds for minutes, later ones load), `VXP_TRT_FP16=1` lets TensorRT use fp16 (opt-in:
+/// its masks must pass the accuracy gate of #18 first).
+fn tensorrt() -> ep::TensorRT {
+    let mut trt = ep::TensorRT::default();
+    if let Some(dir) = std::env::var_os("VXP_TRT_CACHE_DIR") {
+        let dir = dir.to_string_lossy().into_owned();
+        trt = trt
+            .with_engine_cache(true)
+            .with_engine_cache_path(&dir)
+            .with_timing_cache(true)
+            .with_timing_cache_path(dir);
+    }
+    if std::env::var_os("VXP_TRT_FP16").is_some_and(|v| v == "1") {
+        trt = trt.with_fp16(true);
+    }
+    trt
+}
+
 /// On failure the builder comes back (boxed, it is large) with the reason.
 fn try_register(
     builder: SessionBuilder,
@@ -100,7 +120,7 @@ fn try_register(
     let (available, dispatch) = match p {
         Provider::Cpu => return Ok(builder),
         Provider::Cuda => (ep::CUDA::is_available(), ep::CUDA::default().build().error_on_failure()),
-        Provider::TensorRt => (ep::TensorRT::is_available(), ep::TensorRT::default().build().error_on_failure()),
+        Provider::TensorRt => (ep::TensorRT::is_available(), tensorrt().build().error_on_failure()),
     };
     match available {
         Ok(true) => {}
