@@ -59,8 +59,29 @@ fn segments_kidney_and_reports_json() {
     assert_eq!(mask.dims, input.dims);
     assert_eq!(mask.geometry, input.geometry, "mask keeps the input geometry");
     assert_eq!(mask.data.iter().filter(|&&v| v == 1).count() as u64, r["objects"][0]["voxels"].as_u64().unwrap());
-    let png_bytes = std::fs::read(&png).unwrap();
-    assert_eq!(&png_bytes[..8], b"\x89PNG\r\n\x1a\n");
+    // The montage is radiological: the left kidney, on the patient's left, is on the image's right half
+    // (before, the picture followed the array and showed it on the left). Tiles: one per labelled slice up
+    // to 16, an image panel and a confidence panel each.
+    let mut reader =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap())).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let tiles = r["objects"][0]["slices"].as_u64().unwrap().min(16) as f64;
+    let cols = tiles.sqrt().ceil() as usize;
+    let tile_w = info.width as usize / (2 * cols);
+    let (mut sum, mut n) = (0.0, 0usize);
+    for y in 0..info.height as usize {
+        for x in 0..info.width as usize {
+            let p = &buf[(y * info.width as usize + x) * 3..][..3];
+            // Overlay of label 1 ((grey + [255, 64, 64]) / 2): red well above green, green = blue.
+            if x % (2 * tile_w) < tile_w && p[0] as i32 - p[1] as i32 > 60 && p[1] == p[2] {
+                sum += (x % (2 * tile_w)) as f64 / tile_w as f64;
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 100, "{n} overlay pixels");
+    assert!(sum / n as f64 > 0.55, "left kidney at {:.2} of the tile's width", sum / n as f64);
 }
 
 #[test]
@@ -308,4 +329,61 @@ fn concept_lookup_prints_json_and_exits_2_on_an_unknown_phrase() {
     let v: serde_json::Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
     assert_eq!(v["error"], "UnknownConcept");
     assert!(v["message"].as_str().unwrap().contains("closest:"), "{v}");
+}
+
+#[test]
+fn info_reports_runtime_providers_and_packages_and_names_a_broken_file() {
+    let out = cli().args(["info", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let (major, minor) =
+        (voxprompt::ffi::version::VXP_ABI_VERSION_MAJOR, voxprompt::ffi::version::VXP_ABI_VERSION_MINOR);
+    assert_eq!(r["abi"], format!("{major}.{minor}"));
+    assert_eq!(r["onnxruntime"]["version"], "1.32.0");
+    let provs = r["onnxruntime"]["providers"].as_array().unwrap();
+    let names: Vec<_> = provs.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cpu", "cuda", "tensorrt"]);
+    assert_eq!(provs[0]["available"], true);
+    // The CPU wheel has no GPU provider, and says so.
+    for p in &provs[1..] {
+        assert_eq!(p["available"], false, "{p}");
+        assert!(p["reason"].as_str().unwrap().contains("has no"), "{p}");
+    }
+    // The default spatial model (VXP_MODEL_DIR) and the text encoder found next to it, every file intact.
+    let models = r["models"].as_array().unwrap();
+    let kinds: Vec<_> = models.iter().map(|m| (m["name"].as_str().unwrap(), m["kind"].as_str().unwrap())).collect();
+    assert_eq!(kinds, [("litemedsam", "sam2d"), ("minilm", "text_encoder")]);
+    for m in models {
+        let files = m["files"].as_array().unwrap();
+        assert!(!files.is_empty() && files.iter().all(|f| f["intact"] == true), "{m}");
+    }
+
+    // A copy of the package with one graph changed by a byte: that file is named, the others stay intact,
+    // and the exit code is the integrity error's (3), after the whole report.
+    let pkg = tmp("info-pkg");
+    let _ = std::fs::remove_dir_all(&pkg);
+    std::fs::create_dir_all(&pkg).unwrap();
+    for f in ["manifest.toml", "encoder.onnx", "encoder-fused.onnx"] {
+        std::fs::copy(model_dir().join(f), pkg.join(f)).unwrap();
+    }
+    let mut dec = std::fs::read(model_dir().join("decoder.onnx")).unwrap();
+    let last = dec.len() - 1;
+    dec[last] ^= 1;
+    std::fs::write(pkg.join("decoder.onnx"), dec).unwrap();
+    let out = cli().args(["info", "--model"]).arg(&pkg).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("ONNX Runtime 1.32.0"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("model litemedsam")).expect(&text);
+    assert!(line.contains("1 of ") && line.contains("decoder.onnx: sha256 is"), "{line}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    std::fs::remove_dir_all(&pkg).unwrap();
+
+    // No runtime: the packages are still checked, and the exit code is the runtime's (3).
+    let out = cli().args(["info", "--json", "--ort-lib", "/nonexistent/libonnxruntime.so"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["onnxruntime"]["error"], "RuntimeLoad");
+    assert_eq!(r["models"].as_array().unwrap().len(), 2);
 }

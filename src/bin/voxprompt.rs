@@ -37,6 +37,143 @@ enum Command {
     Segment(Box<SegmentArgs>),
     /// Say what each phrase names (one JSON object per line), or list concepts for completion.
     Concept(ConceptArgs),
+    /// What this installation has: library and ABI version, the ONNX Runtime found, its execution providers
+    /// (and why others are not there), the model packages and whether their files are intact.
+    Info(InfoArgs),
+}
+
+#[derive(clap::Args)]
+struct InfoArgs {
+    /// Model package folders to check (default: the spatial model and the text encoder the other
+    /// subcommands would load).
+    #[arg(long, value_name = "DIR")]
+    model: Vec<PathBuf>,
+    /// ONNX Runtime library (else VXP_ORT_LIB, else next to the executable).
+    #[arg(long)]
+    ort_lib: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prints everything it finds, then exits with the first problem's code: a missing or broken runtime or
+/// package is what a user runs `info` to learn about, so one problem never hides the rest.
+fn info(a: InfoArgs) -> Result<()> {
+    use voxprompt::ffi::version::{VXP_ABI_VERSION_MAJOR, VXP_ABI_VERSION_MINOR};
+    use voxprompt::model::providers::{self, ALL};
+    let mut first_err: Option<Error> = None;
+    let library = format!("voxprompt {}", env!("CARGO_PKG_VERSION"));
+    let abi = format!("{VXP_ABI_VERSION_MAJOR}.{VXP_ABI_VERSION_MINOR}");
+    let runtime = match voxprompt::runtime::runtime(a.ort_lib.as_deref()) {
+        Ok(rt) => {
+            let provs: Vec<serde_json::Value> = ALL
+                .iter()
+                .map(|&p| match providers::availability(p) {
+                    Ok(()) => serde_json::json!({ "name": p.name(), "available": true }),
+                    Err(why) => serde_json::json!({ "name": p.name(), "available": false, "reason": why }),
+                })
+                .collect();
+            serde_json::json!({ "version": rt.version, "path": rt.path, "providers": provs })
+        }
+        Err(e) => {
+            let v = serde_json::json!({ "error": e.code().variant_name(), "message": e.to_string() });
+            first_err.get_or_insert(e);
+            v
+        }
+    };
+    let dirs = if a.model.is_empty() {
+        std::iter::once(default_model_dir()).chain(text_model_dir(&None, false)).collect()
+    } else {
+        a.model.clone()
+    };
+    let models: Vec<serde_json::Value> = dirs
+        .iter()
+        .map(|dir| std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()))
+        .map(|dir| match voxprompt::model::Package::open(&dir) {
+            Ok(pkg) => {
+                let files: Vec<serde_json::Value> = pkg
+                    .files()
+                    .into_iter()
+                    .map(|(what, file, sha)| match pkg.verified_file(file, sha) {
+                        Ok(bytes) => {
+                            serde_json::json!({ "what": what, "file": file, "bytes": bytes.len(), "intact": true })
+                        }
+                        Err(e) => {
+                            let v = serde_json::json!({
+                                "what": what, "file": file, "intact": false,
+                                "error": e.code().variant_name(), "message": e.to_string(),
+                            });
+                            first_err.get_or_insert(e);
+                            v
+                        }
+                    })
+                    .collect();
+                let m = &pkg.manifest;
+                serde_json::json!({
+                    "dir": dir, "name": m.name, "kind": m.kind.name(), "contract_version": m.contract_version,
+                    "license": m.license, "files": files,
+                })
+            }
+            Err(e) => {
+                let v = serde_json::json!({ "dir": dir, "error": e.code().variant_name(), "message": e.to_string() });
+                first_err.get_or_insert(e);
+                v
+            }
+        })
+        .collect();
+    let report = serde_json::json!({ "library": library, "abi": abi, "onnxruntime": runtime, "models": models });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    } else {
+        print!("{}", info_text(&report));
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// `info`'s report as lines a person reads.
+fn info_text(r: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let mut out = format!("{} (C ABI {})\n", s(&r["library"]), s(&r["abi"]));
+    let rt = &r["onnxruntime"];
+    if rt["error"].is_string() {
+        let _ = writeln!(out, "ONNX Runtime: not loaded: {}", s(&rt["message"]));
+    } else {
+        let _ = writeln!(out, "ONNX Runtime {}: {}", s(&rt["version"]), s(&rt["path"]));
+        for p in rt["providers"].as_array().into_iter().flatten() {
+            match p["available"].as_bool() {
+                Some(true) => {
+                    let _ = writeln!(out, "  provider {}: available", s(&p["name"]));
+                }
+                _ => {
+                    let _ = writeln!(out, "  provider {}: not available: {}", s(&p["name"]), s(&p["reason"]));
+                }
+            }
+        }
+    }
+    for m in r["models"].as_array().into_iter().flatten() {
+        if m["error"].is_string() {
+            let _ = writeln!(out, "model {}: {}", s(&m["dir"]), s(&m["message"]));
+            continue;
+        }
+        let files = m["files"].as_array().map_or(&[][..], Vec::as_slice);
+        let broken: Vec<String> = files.iter().filter(|f| f["intact"] != true).map(|f| s(&f["message"])).collect();
+        let state = if broken.is_empty() {
+            format!("{} files intact", files.len())
+        } else {
+            format!("{} of {} files broken: {}", broken.len(), files.len(), broken.join("; "))
+        };
+        let _ = writeln!(
+            out,
+            "model {} ({}, contract {}, {}): {}: {state}",
+            s(&m["name"]),
+            s(&m["kind"]),
+            m["contract_version"],
+            s(&m["license"]),
+            s(&m["dir"])
+        );
+    }
+    out
 }
 
 #[derive(clap::Args)]
@@ -524,10 +661,10 @@ fn segment(args: SegmentArgs) -> Result<()> {
         outputs.set.write(slot, |w| io::nifti::write_f32_to(w, gz, c, dims, header, &volume.geometry))?;
     }
     if let Some(slot) = outputs.png {
-        let slices = io::png::pick_slices(&mask, 16);
-        outputs
-            .set
-            .write(slot, |w| io::png::write_montage_to(w, session.image(), &mask, confidence.as_deref(), &slices))?;
+        let g = &volume.geometry;
+        let slices = io::png::pick_slices(&mask, &io::png::ScreenAxes::radiological(g), 16);
+        let conf = confidence.as_deref();
+        outputs.set.write(slot, |w| io::png::write_montage_to(w, session.image(), g, &mask, conf, &slices))?;
     }
     outputs.set.commit()?;
     let write_time = t.elapsed();
@@ -609,6 +746,7 @@ fn main() -> ExitCode {
             (segment(*a), input)
         }
         Command::Concept(a) => (concept(a), PathBuf::from("concept")),
+        Command::Info(a) => (info(a), PathBuf::from("info")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

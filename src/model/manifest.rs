@@ -206,6 +206,29 @@ impl Package {
             .ok_or_else(|| Error::ModelContract(format!("package {} has no graph named {name:?}", self.manifest.name)))
     }
 
+    /// Every file the manifest names with its sha256, as (what it is, file, sha256): the graphs, then the
+    /// text section's tokenizer and concept bank.
+    pub fn files(&self) -> Vec<(String, &str, &str)> {
+        let mut out: Vec<(String, &str, &str)> = self
+            .manifest
+            .graphs
+            .iter()
+            .map(|(k, g)| (format!("graph {k}"), g.file.as_str(), g.sha256.as_str()))
+            .collect();
+        if let Some(t) = &self.manifest.text {
+            let pairs = [
+                ("tokenizer", &t.tokenizer, &t.tokenizer_sha256),
+                ("concept bank", &t.concept_bank, &t.concept_bank_sha256),
+            ];
+            for (what, file, sha) in pairs {
+                if let (Some(f), Some(h)) = (file, sha) {
+                    out.push((what.to_owned(), f.as_str(), h.as_str()));
+                }
+            }
+        }
+        out
+    }
+
     /// Reads a graph's file and checks its sha256 against the manifest; returns the verified bytes so the
     /// session is built from exactly what was checked.
     pub fn verified_bytes(&self, graph: &str) -> Result<Vec<u8>> {

@@ -112,20 +112,36 @@ fn tensorrt() -> ep::TensorRT {
     trt
 }
 
+/// Whether the loaded ONNX Runtime has provider `p`: `Err` says why not. Having it does not promise that it
+/// registers (CUDA also needs the GPU's libraries and a device); sessions report that when they are built.
+pub fn availability(p: Provider) -> std::result::Result<(), String> {
+    let available = match p {
+        Provider::Cpu => return Ok(()),
+        Provider::Cuda => ep::CUDA::is_available(),
+        Provider::TensorRt => ep::TensorRT::is_available(),
+    };
+    match available {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("this ONNX Runtime build has no {p} provider")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Every provider this build knows, in the order `--provider` lists them.
+pub const ALL: [Provider; 3] = [Provider::Cpu, Provider::Cuda, Provider::TensorRt];
+
 /// On failure the builder comes back (boxed, it is large) with the reason.
 fn try_register(
     builder: SessionBuilder,
     p: Provider,
 ) -> std::result::Result<SessionBuilder, Box<(SessionBuilder, String)>> {
-    let (available, dispatch) = match p {
+    let dispatch = match p {
         Provider::Cpu => return Ok(builder),
-        Provider::Cuda => (ep::CUDA::is_available(), ep::CUDA::default().build().error_on_failure()),
-        Provider::TensorRt => (ep::TensorRT::is_available(), tensorrt().build().error_on_failure()),
+        Provider::Cuda => ep::CUDA::default().build().error_on_failure(),
+        Provider::TensorRt => tensorrt().build().error_on_failure(),
     };
-    match available {
-        Ok(true) => {}
-        Ok(false) => return Err(Box::new((builder, format!("{p}: this ONNX Runtime build has no {p} provider")))),
-        Err(e) => return Err(Box::new((builder, format!("{p}: {e}")))),
+    if let Err(why) = availability(p) {
+        return Err(Box::new((builder, format!("{p}: {why}"))));
     }
     builder.with_execution_providers([dispatch]).map_err(|e| {
         let msg = format!("{p}: {e}");

@@ -5,6 +5,7 @@
 //! pipeline sees it (METHODS §0.4c).
 
 pub mod intensity;
+pub mod regrid;
 pub mod reslice;
 
 use crate::error::{Error, Result};
