@@ -387,3 +387,39 @@ fn info_reports_runtime_providers_and_packages_and_names_a_broken_file() {
     assert_eq!(r["onnxruntime"]["error"], "RuntimeLoad");
     assert_eq!(r["models"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn a_dicom_series_is_segmented_on_its_own_grid_against_a_mask_stored_the_other_way_up() {
+    // TotalSegmentator case B: 20 JPEG 2000 lossless slices; its reference mask is a NIfTI with the rows
+    // reversed, moved onto the series' order exactly (volume::regrid) for the boxes and the Dice.
+    let series = data("data/totalsegmentator/example_ct_dicom");
+    let out = tmp("case_b.nii.gz");
+    let o = cli()
+        .arg("segment")
+        .arg(&series)
+        .arg("-o")
+        .arg(&out)
+        .arg("--reference")
+        .arg(data("data/totalsegmentator/example_seg_dicom.nii.gz"))
+        .args(["--reference-label", "5", "--reference-label", "1", "--box-from-reference", "--json"])
+        .args(["--modality", "ct", "--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let dice: Vec<f64> = r["objects"].as_array().unwrap().iter().map(|o| o["dice"].as_f64().unwrap()).collect();
+    // Measured 0.9732 (liver) and 0.9618 (spleen), default policy.
+    assert!(dice[0] > 0.965 && dice[1] > 0.955, "Dice {dice:?}");
+    let input = read_volume(&series).unwrap().volume;
+    let mask = read_volume(&out).unwrap().volume;
+    assert_eq!((mask.dims, mask.geometry), (input.dims, input.geometry), "the mask is on the series' grid");
+
+    // --series names a series the folder lacks: exit 2, and the series it has are listed.
+    let mut c = cli();
+    c.arg("segment").arg(&series).arg("-o").arg(&out).args(["--series", "1.2.3", "--box-ijk", "1,1,1,9,9,9"]);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8(o.stderr).unwrap();
+    assert!(err.contains("no series \"1.2.3\"; found: (no SeriesInstanceUID) (20 files, \"CT Body 3.0\")"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

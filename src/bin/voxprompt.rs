@@ -236,8 +236,12 @@ fn concept(a: ConceptArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 struct SegmentArgs {
-    /// Input volume: NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr).
+    /// Input volume: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), or a DICOM series (a folder, or one of
+    /// its .dcm files).
     input: PathBuf,
+    /// The DICOM series to read from a folder holding several (its SeriesInstanceUID).
+    #[arg(long, value_name = "UID")]
+    series: Option<String>,
     /// Output label mask (NIfTI, on the input grid with its geometry).
     #[arg(short, long)]
     output: PathBuf,
@@ -499,20 +503,20 @@ fn segment(args: SegmentArgs) -> Result<()> {
         limits.max_bytes = mb.saturating_mul(1 << 20);
     }
     let t = Instant::now();
-    let loaded = io::read_volume_with(&args.input, &limits)?;
+    let loaded = io::read_input(&args.input, args.series.as_deref(), &limits)?;
     let volume = loaded.volume;
     let dims = volume.dims;
     let reference = match &args.reference {
         Some(r) => {
+            // A reference stored in another array order of the input's grid (a DICOM series' mask saved as
+            // NIfTI with its rows reversed) is moved onto the input's order exactly; another grid is refused.
             let rv = io::read_volume_with(r, &limits)?.volume;
-            if rv.dims != dims {
-                return Err(Error::ShapeMismatch(format!(
-                    "{}: reference dims {:?} differ from the input's {:?}",
-                    r.display(),
-                    rv.dims,
-                    dims
-                )));
-            }
+            let rv = voxprompt::volume::regrid::onto_grid(&rv, dims, &volume.geometry).map_err(|e| match e {
+                Error::ShapeMismatch(m) => {
+                    Error::ShapeMismatch(format!("{}: the reference is not on the input's grid: {m}", r.display()))
+                }
+                other => other,
+            })?;
             Some(rv.to_f64()?)
         }
         None => None,

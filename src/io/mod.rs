@@ -1,6 +1,7 @@
-//! File formats for the CLI and tests: NIfTI-1 and NRRD in, NIfTI masks and PNG montages out, read under
+//! File formats for the CLI and tests: NIfTI-1, NRRD and DICOM series in, NIfTI masks and PNG montages out, read under
 //! size limits and written as atomic sets.
 
+pub mod dicom;
 pub mod files;
 pub mod nifti;
 pub mod nrrd;
@@ -28,14 +29,37 @@ pub fn read_volume(path: &Path) -> Result<Loaded> {
 
 /// `read_volume` under the given limits.
 pub fn read_volume_with(path: &Path, limits: &Limits) -> Result<Loaded> {
+    read_input(path, None, limits)
+}
+
+/// Reads a NIfTI or NRRD file by its extension, or a DICOM series: a folder (the one series in it, or
+/// `series`, a SeriesInstanceUID) or one DICOM file (`.dcm`, or any name with the DICOM magic: the series it belongs to, among the files
+/// of its folder).
+pub fn read_input(path: &Path, series: Option<&str>, limits: &Limits) -> Result<Loaded> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_ascii_lowercase();
-    let loaded = if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+    let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+    if series.is_some() && !is_dir && !name.ends_with(".dcm") && !dicom::is_dicom(path) {
+        return Err(Error::InvalidArgument(format!("{}: --series is for a DICOM folder", path.display())));
+    }
+    let loaded = if is_dir {
+        Loaded { volume: dicom::read_series(&[path.to_path_buf()], series, limits)?, nifti_header: None }
+    } else if name.ends_with(".dcm") || dicom::is_dicom(path) {
+        let uid = match series {
+            Some(s) => s.to_owned(),
+            None => dicom::series_of(path)?,
+        };
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Loaded { volume: dicom::read_series(&[dir.to_path_buf()], Some(&uid), limits)?, nifti_header: None }
+    } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
         let (volume, header) = nifti::read_with(path, limits)?;
         Loaded { volume, nifti_header: Some(header) }
     } else if name.ends_with(".nrrd") || name.ends_with(".nhdr") {
         Loaded { volume: nrrd::read_with(path, limits)?, nifti_header: None }
     } else {
-        return Err(Error::io(path, "unknown volume format: expected .nii, .nii.gz, .nrrd or .nhdr"));
+        return Err(Error::io(
+            path,
+            "unknown volume format: expected .nii, .nii.gz, .nrrd, .nhdr, a .dcm file or a folder of DICOM files",
+        ));
     };
     // A header whose geometry no volume can have (spacing inf, a NaN in the matrix) is the file's problem,
     // reported with its path, like any other bad header.

@@ -1,0 +1,475 @@
+//! DICOM series in (dicom-rs): a folder or a list of files, one series picked by its SeriesInstanceUID,
+//! slices sorted by their position along the slice normal (never by file name), the geometry from
+//! ImagePositionPatient / ImageOrientationPatient / PixelSpacing (LPS, turned into RAS), and each slice's
+//! rescale slope and intercept applied. Compressed transfer syntaxes are decoded by dicom-pixeldata
+//! (JPEG baseline and lossless, RLE, deflate; JPEG 2000 through OpenJPEG, linked statically).
+//!
+//! Refused, with a message naming the files: several series without a choice (the message lists them),
+//! slices of different size or orientation, a gap where a slice is missing, a gantry tilt (positions not
+//! along the normal), colour images, multi-frame instances (not read yet).
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use dicom_dictionary_std::tags;
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+
+use super::files::{open_regular, Limits};
+use crate::error::{Error, Result};
+use crate::volume::{DType, Geometry, Volume};
+
+/// Most files one series may gather from a folder: enough for any CT, bounded for a folder of junk.
+const MAX_FILES: usize = 100_000;
+/// The part of a file read to learn its series and geometry (the header stops before the pixels).
+const MAX_HEADER_BYTES: u64 = 16 << 20;
+/// Relative tolerance for "the same spacing" and "along the normal".
+const TOLERANCE: f64 = 1e-3;
+
+/// One series found among the inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesInfo {
+    pub uid: String,
+    pub description: String,
+    pub modality: String,
+    pub files: usize,
+}
+
+/// One instance's header: what sorting and geometry need.
+struct Slice {
+    path: PathBuf,
+    position: [f64; 3],
+    orientation: [f64; 6],
+    spacing: [f64; 2],
+    rows: usize,
+    columns: usize,
+}
+
+/// The inputs as files: a folder's regular files (not its subfolders, not hidden files), or the files given.
+fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in inputs {
+        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        if meta.is_dir() {
+            let mut here: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::io(p, e))?
+                .filter_map(|e| e.ok())
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| e.path())
+                .collect();
+            here.sort();
+            files.extend(here);
+        } else {
+            files.push(p.clone());
+        }
+        if files.len() > MAX_FILES {
+            return Err(Error::TooLarge(format!("{}: more than {MAX_FILES} files", p.display())));
+        }
+    }
+    Ok(files)
+}
+
+/// Opens a DICOM Part 10 file read up to `until` (or to its end), at most `max` bytes. `Ok(None)` when the
+/// file is not DICOM (no "DICM" after the 128-byte preamble).
+fn open(path: &Path, until: Option<dicom_core::Tag>, max: u64) -> Result<Option<DefaultDicomObject>> {
+    let (file, _) = open_regular(path)?;
+    let mut r = BufReader::new(file.take(max));
+    let mut head = [0u8; 132];
+    if r.read_exact(&mut head).is_err() || &head[128..] != b"DICM" {
+        return Ok(None);
+    }
+    let mut opts = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
+    if let Some(t) = until {
+        opts = opts.read_until(t);
+    }
+    // The meta group starts at the magic, which dicom-object reads itself.
+    opts.from_reader((&head[128..]).chain(r)).map(Some).map_err(|e| Error::io(path, one_line(&e)))
+}
+
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().replace('\n', " ")
+}
+
+fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    let e = obj.element_opt(tag).ok().flatten()?;
+    e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
+}
+
+fn floats(obj: &DefaultDicomObject, tag: dicom_core::Tag, n: usize, what: &str, path: &Path) -> Result<Vec<f64>> {
+    let e = obj.element_opt(tag).ok().flatten().ok_or_else(|| Error::io(path, format!("no {what}")))?;
+    let v = e.to_multi_float64().map_err(|_| Error::io(path, format!("{what} is not {n} numbers")))?;
+    if v.len() != n || v.iter().any(|x| !x.is_finite()) {
+        return Err(Error::io(path, format!("{what} is not {n} finite numbers: {v:?}")));
+    }
+    Ok(v)
+}
+
+fn uint(obj: &DefaultDicomObject, tag: dicom_core::Tag, what: &str, path: &Path) -> Result<usize> {
+    let e = obj.element_opt(tag).ok().flatten().ok_or_else(|| Error::io(path, format!("no {what}")))?;
+    e.to_int::<u32>().map(|v| v as usize).map_err(|_| Error::io(path, format!("{what} is not a number")))
+}
+
+/// Whether `path` is a regular file with the DICOM Part 10 magic ("DICM" after the 128-byte preamble).
+pub fn is_dicom(path: &Path) -> bool {
+    let Ok((file, _)) = open_regular(path) else { return false };
+    let mut head = [0u8; 132];
+    file.take(132).read_exact(&mut head).is_ok() && &head[128..] == b"DICM"
+}
+
+/// The SeriesInstanceUID of one DICOM file.
+pub fn series_of(path: &Path) -> Result<String> {
+    let obj = open(path, Some(tags::PIXEL_DATA), MAX_HEADER_BYTES)?
+        .ok_or_else(|| Error::io(path, "not a DICOM file (no \"DICM\" after the 128-byte preamble)"))?;
+    // An anonymised series may have none: its files are then grouped under the empty UID.
+    Ok(text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default())
+}
+
+/// Every series among `inputs` (folders and files), with the number of files of each; files that are not
+/// DICOM are skipped.
+pub fn list_series(inputs: &[PathBuf]) -> Result<Vec<SeriesInfo>> {
+    let mut out: BTreeMap<String, SeriesInfo> = BTreeMap::new();
+    for path in list_inputs(inputs)? {
+        let Some(obj) = open(&path, Some(tags::PIXEL_DATA), MAX_HEADER_BYTES)? else { continue };
+        let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+        let s = out.entry(uid.clone()).or_insert_with(|| SeriesInfo {
+            uid,
+            description: text(&obj, tags::SERIES_DESCRIPTION).unwrap_or_default(),
+            modality: text(&obj, tags::MODALITY).unwrap_or_default(),
+            files: 0,
+        });
+        s.files += 1;
+    }
+    Ok(out.into_values().collect())
+}
+
+/// Reads one series from `inputs` (folders and files) as a volume: i along the rows' direction (columns of
+/// the image), j down the columns, k along the slice normal in the order of increasing position.
+/// `series` picks a SeriesInstanceUID; without it the inputs must hold exactly one series.
+pub fn read_series(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) -> Result<Volume> {
+    let name = inputs.first().map_or_else(PathBuf::new, PathBuf::clone);
+    let files = list_inputs(inputs)?;
+    // Pass 1: headers only, grouped by series.
+    let mut by_series: BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>> = BTreeMap::new();
+    for path in files {
+        let Some(obj) = open(&path, Some(tags::PIXEL_DATA), MAX_HEADER_BYTES)? else { continue };
+        let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+        by_series.entry(uid).or_default().push((path, obj));
+    }
+    if by_series.is_empty() {
+        return Err(Error::io(&name, "no DICOM files found"));
+    }
+    let describe = |m: &BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>>| {
+        m.iter()
+            .map(|(uid, v)| {
+                let desc = text(&v[0].1, tags::SERIES_DESCRIPTION).unwrap_or_default();
+                let uid = if uid.is_empty() { "(no SeriesInstanceUID)" } else { uid.as_str() };
+                format!(
+                    "{uid} ({} files{})",
+                    v.len(),
+                    if desc.is_empty() { String::new() } else { format!(", {desc:?}") }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let instances = match series {
+        Some(uid) => match by_series.remove(uid.trim()) {
+            Some(v) => v,
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: no series {uid:?}; found: {}",
+                    name.display(),
+                    describe(&by_series)
+                )))
+            }
+        },
+        None if by_series.len() == 1 => by_series.into_values().next().expect("one series"),
+        None => {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {} series; pick one with --series UID: {}",
+                name.display(),
+                by_series.len(),
+                describe(&by_series)
+            )))
+        }
+    };
+
+    let mut slices = Vec::with_capacity(instances.len());
+    for (path, obj) in &instances {
+        if let Ok(n) = uint(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames", path) {
+            if n > 1 {
+                return Err(Error::Unsupported(format!(
+                    "{}: a multi-frame instance ({n} frames); only single-frame series are read yet",
+                    path.display()
+                )));
+            }
+        }
+        if let Ok(spp) = uint(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel", path) {
+            if spp != 1 {
+                return Err(Error::UnsupportedDtype(format!(
+                    "{}: {spp} samples per pixel (colour); a volume needs one",
+                    path.display()
+                )));
+            }
+        }
+        let p = floats(obj, tags::IMAGE_POSITION_PATIENT, 3, "ImagePositionPatient", path)?;
+        let o = floats(obj, tags::IMAGE_ORIENTATION_PATIENT, 6, "ImageOrientationPatient", path)?;
+        let s = floats(obj, tags::PIXEL_SPACING, 2, "PixelSpacing", path)?;
+        if s.iter().any(|&v| v <= 0.0) {
+            return Err(Error::io(path, format!("PixelSpacing {s:?} is not positive")));
+        }
+        slices.push(Slice {
+            path: path.clone(),
+            position: [p[0], p[1], p[2]],
+            orientation: [o[0], o[1], o[2], o[3], o[4], o[5]],
+            spacing: [s[0], s[1]],
+            rows: uint(obj, tags::ROWS, "Rows", path)?,
+            columns: uint(obj, tags::COLUMNS, "Columns", path)?,
+        });
+    }
+    drop(instances);
+    let (step, normal) = sort_slices(&mut slices)?;
+    let first = &slices[0];
+    let dims = [first.columns, first.rows, slices.len()];
+    limits.check(&name.display().to_string(), &dims.map(|d| d as u64), 4)?;
+
+    // Pass 2: the pixels, slice by slice in position order, rescaled.
+    let n_slice = dims[0] * dims[1];
+    let mut values: Vec<f32> = Vec::with_capacity(n_slice * dims[2]);
+    let mut integral = true;
+    for s in &slices {
+        integral &= read_pixels(&s.path, n_slice, limits, &mut values)?;
+    }
+    let geometry = geometry(first, step, normal);
+    Ok(pack(values, integral, dims, geometry))
+}
+
+/// Sorts by position along the normal and checks that the slices make one regular grid: same size,
+/// orientation and pixel spacing, positions along the normal (no gantry tilt), no two at one position,
+/// and no gap. Returns the step between slices (mm) and the normal.
+fn sort_slices(slices: &mut [Slice]) -> Result<(f64, [f64; 3])> {
+    let o = slices[0].orientation;
+    let (row, col) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+    let normal = cross(row, col);
+    let norm = dot(normal, normal).sqrt();
+    if norm.is_nan() || norm <= 0.5 {
+        return Err(Error::io(&slices[0].path, format!("ImageOrientationPatient {o:?} is not two directions")));
+    }
+    let normal = normal.map(|v| v / norm);
+    for s in slices.iter() {
+        let same = s.rows == slices[0].rows
+            && s.columns == slices[0].columns
+            && s.orientation.iter().zip(&o).all(|(a, b)| (a - b).abs() < TOLERANCE)
+            && s.spacing.iter().zip(&slices[0].spacing).all(|(a, b)| (a - b).abs() <= TOLERANCE * b);
+        if !same {
+            return Err(Error::io(
+                &s.path,
+                format!(
+                    "{}×{} pixels of {:?} mm, orientation {:?}: not the grid of {} ({}×{}, {:?} mm, {:?})",
+                    s.columns,
+                    s.rows,
+                    s.spacing,
+                    s.orientation,
+                    slices[0].path.display(),
+                    slices[0].columns,
+                    slices[0].rows,
+                    slices[0].spacing,
+                    o
+                ),
+            ));
+        }
+    }
+    slices.sort_by(|a, b| dot(a.position, normal).total_cmp(&dot(b.position, normal)));
+    if slices.len() == 1 {
+        return Ok((1.0, normal));
+    }
+    let d: Vec<f64> = slices.iter().map(|s| dot(s.position, normal)).collect();
+    let steps: Vec<f64> = d.windows(2).map(|w| w[1] - w[0]).collect();
+    if let Some(i) = steps.iter().position(|&s| s.abs() < 1e-4) {
+        return Err(Error::io(
+            &slices[i + 1].path,
+            format!("lies at the position of {} ({:.3} mm along the normal)", slices[i].path.display(), d[i]),
+        ));
+    }
+    // The series' spacing is its most common step: a missing slice shows as one step about twice as large.
+    let mut sorted = steps.clone();
+    sorted.sort_by(f64::total_cmp);
+    let step = sorted[sorted.len() / 2];
+    for (i, &s) in steps.iter().enumerate() {
+        if (s - step).abs() > TOLERANCE * step.max(1.0) * 10.0 {
+            let missing = (s / step).round() as i64 - 1;
+            return Err(Error::io(
+                &slices[i + 1].path,
+                format!(
+                    "{s:.3} mm after {} where the series' spacing is {step:.3} mm: {} missing between them",
+                    slices[i].path.display(),
+                    if missing >= 1 { format!("{missing} slice(s)") } else { "an irregular step".to_string() }
+                ),
+            ));
+        }
+    }
+    // Gantry tilt: consecutive positions must move along the normal, not sideways.
+    let p0 = slices[0].position;
+    for s in &slices[1..] {
+        let delta = sub(s.position, p0);
+        let along = dot(delta, normal);
+        let side = dot(sub(delta, normal.map(|v| v * along)), sub(delta, normal.map(|v| v * along))).sqrt();
+        if side > TOLERANCE * 10.0 * along.abs().max(1.0) {
+            return Err(Error::Unsupported(format!(
+                "{}: the slices are not stacked along their normal ({side:.2} mm sideways over {along:.1} mm): a gantry tilt; resample the series first",
+                s.path.display()
+            )));
+        }
+    }
+    Ok((step, normal))
+}
+
+/// Decodes one instance's pixels and appends them rescaled (slope and intercept of that instance); says
+/// whether every value is an integer that float32 holds exactly.
+fn read_pixels(path: &Path, n: usize, limits: &Limits, out: &mut Vec<f32>) -> Result<bool> {
+    use dicom_pixeldata::PixelDecoder;
+    let obj = open(path, None, limits.max_bytes)?.ok_or_else(|| Error::io(path, "not a DICOM file"))?;
+    let slope = obj.element_opt(tags::RESCALE_SLOPE).ok().flatten().and_then(|e| e.to_float64().ok()).unwrap_or(1.0);
+    let intercept =
+        obj.element_opt(tags::RESCALE_INTERCEPT).ok().flatten().and_then(|e| e.to_float64().ok()).unwrap_or(0.0);
+    if !(slope.is_finite() && intercept.is_finite()) {
+        return Err(Error::io(path, format!("rescale slope {slope} / intercept {intercept} are not finite")));
+    }
+    let px = obj.decode_pixel_data().map_err(|e| Error::io(path, format!("pixel data: {}", one_line(&e))))?;
+    let data = px.frame_data(0).map_err(|e| Error::io(path, format!("pixel data: {}", one_line(&e))))?;
+    let (bits, stored) = (px.bits_allocated(), px.bits_stored().clamp(1, 32));
+    let signed = px.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
+    let width = match bits {
+        8 => 1,
+        16 => 2,
+        32 => 4,
+        b => return Err(Error::UnsupportedDtype(format!("{}: {b} bits allocated per pixel", path.display()))),
+    };
+    if data.len() < n * width {
+        return Err(Error::io(path, format!("pixel data holds {} bytes, {} needed", data.len(), n * width)));
+    }
+    // Bits above BitsStored are not part of the value (they may hold an overlay): masked, then the sign
+    // extended from the stored high bit.
+    let shift = 32 - u32::from(stored.min(bits));
+    let mut integral = true;
+    for c in data[..n * width].chunks_exact(width) {
+        let raw = match width {
+            1 => u32::from(c[0]),
+            2 => u32::from(u16::from_le_bytes([c[0], c[1]])),
+            _ => u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+        };
+        let v = stored_value(raw, shift, signed);
+        let y = v * slope + intercept;
+        integral &= y.fract() == 0.0 && y.abs() <= f64::from(1u32 << 24);
+        out.push(y as f32);
+    }
+    Ok(integral)
+}
+
+/// The value of a pixel's `raw` bits whose top `shift` bits lie above BitsStored: masked off, and for a
+/// signed pixel the stored high bit extended.
+fn stored_value(raw: u32, shift: u32, signed: bool) -> f64 {
+    if signed {
+        f64::from(((raw << shift) as i32) >> shift)
+    } else {
+        f64::from((raw << shift) >> shift)
+    }
+}
+
+/// The IJK → RAS matrix: i along the row direction by the column spacing, j along the column direction by
+/// the row spacing, k along the normal by the slice step, from the first slice's position; DICOM's LPS
+/// becomes RAS by negating x and y.
+fn geometry(first: &Slice, step: f64, normal: [f64; 3]) -> Geometry {
+    let o = first.orientation;
+    let (row, col) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+    let [sr, sc] = first.spacing;
+    let cols = [row.map(|v| v * sc), col.map(|v| v * sr), normal.map(|v| v * step)];
+    let lps_to_ras = [-1.0, -1.0, 1.0];
+    let mut m = [[0.0; 4]; 4];
+    for r in 0..3 {
+        for (c, col) in cols.iter().enumerate() {
+            m[r][c] = lps_to_ras[r] * col[r];
+        }
+        m[r][3] = lps_to_ras[r] * first.position[r];
+    }
+    m[3][3] = 1.0;
+    Geometry { spacing: [sc, sr, step], ijk_to_ras: m }
+}
+
+/// int16 when every rescaled value is an integer in its range (a CT in HU), int32 for larger integers,
+/// else float32 (what the values already are).
+fn pack(values: Vec<f32>, integral: bool, dims: [usize; 3], geometry: Geometry) -> Volume {
+    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let (dtype, data) = if integral && lo >= f32::from(i16::MIN) && hi <= f32::from(i16::MAX) {
+        (DType::I16, values.iter().flat_map(|&v| (v as i16).to_ne_bytes()).collect())
+    } else if integral {
+        (DType::I32, values.iter().flat_map(|&v| (v as i32).to_ne_bytes()).collect())
+    } else {
+        (DType::F32, bytemuck::cast_slice(&values).to_vec())
+    };
+    Volume { data, dtype, dims, geometry }
+}
+
+fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+}
+fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slice(name: &str, z: f64, x: f64) -> Slice {
+        Slice {
+            path: PathBuf::from(name),
+            position: [x, 0.0, z],
+            orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+            spacing: [0.5, 0.5],
+            rows: 4,
+            columns: 4,
+        }
+    }
+
+    #[test]
+    fn slices_are_sorted_by_position_and_irregular_stacks_refused() {
+        let mut s = vec![slice("c", 4.0, 0.0), slice("a", 0.0, 0.0), slice("b", 2.0, 0.0)];
+        assert_eq!(sort_slices(&mut s).unwrap(), (2.0, [0.0, 0.0, 1.0]));
+        assert_eq!(s.iter().map(|s| s.path.to_str().unwrap()).collect::<Vec<_>>(), ["a", "b", "c"]);
+
+        let message = |mut s: Vec<Slice>| sort_slices(&mut s).unwrap_err().to_string();
+        let m = message(vec![slice("a", 0.0, 0.0), slice("b", 2.0, 0.0), slice("d", 6.0, 0.0), slice("e", 8.0, 0.0)]);
+        assert!(m.starts_with("d: 4.000 mm after b") && m.contains("1 slice(s) missing"), "{m}");
+        let m = message(vec![slice("a", 0.0, 0.0), slice("b", 0.0, 0.0)]);
+        assert!(m.contains("lies at the position of a"), "{m}");
+        // Each slice 1 mm further along x than the last: a gantry tilt of about 27°.
+        let m = message(vec![slice("a", 0.0, 0.0), slice("b", 2.0, 1.0), slice("c", 4.0, 2.0)]);
+        assert!(m.contains("gantry tilt"), "{m}");
+        let mut odd = slice("b", 2.0, 0.0);
+        odd.rows = 5;
+        assert!(message(vec![slice("a", 0.0, 0.0), odd]).contains("not the grid of a"));
+        let mut turned = slice("b", 2.0, 0.0);
+        turned.orientation = [0.0, 1.0, 0.0, 1.0, 0.0, 0.0];
+        assert!(message(vec![slice("a", 0.0, 0.0), turned]).contains("not the grid of a"));
+    }
+
+    #[test]
+    fn the_geometry_turns_lps_into_ras_and_stored_bits_are_sign_extended() {
+        let g = geometry(&slice("a", -10.0, 5.0), 2.0, [0.0, 0.0, 1.0]);
+        assert_eq!(g.ijk_to_ras([1.0, 2.0, 3.0]), [-5.5, -1.0, -4.0]);
+        assert_eq!(g.spacing, [0.5, 0.5, 2.0]);
+        // 12 bits stored in 16: 0x0FFF is −1 when signed, 4095 when not; bits above 12 (an overlay) are
+        // not part of the value.
+        assert_eq!(stored_value(0x0FFF, 20, true), -1.0);
+        assert_eq!(stored_value(0x0FFF, 20, false), 4095.0);
+        assert_eq!(stored_value(0xF800, 20, true), -2048.0);
+        assert_eq!(stored_value(0xF001, 20, false), 1.0);
+        assert_eq!(stored_value(0x8000, 16, true), -32768.0);
+    }
+}
