@@ -147,7 +147,30 @@ fn broken_series_are_refused_with_the_file_and_the_problem() {
     let small = Limits { max_voxels: 1 << 20, max_bytes: 1 << 30 };
     let e = dicom::read_series(&[data(CASE_B)], None, &small).unwrap_err();
     assert_eq!(e.code(), ErrorCode::TooLarge);
+    // An element that declares 4 GB in a file of 150 kB (found by the fuzzer, also kept in
+    // fuzz/regressions/dicom/): dicom-parser would reserve and zero the 4 GB before reading; refused first.
+    let mut bomb = std::fs::read(&case_b_files()[0]).unwrap();
+    let pixel_data = bomb.windows(6).rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00, b'O', b'B']).unwrap();
+    bomb.truncate(pixel_data);
+    bomb.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0]);
+    bomb.extend_from_slice(&0xFFFF_0000u32.to_le_bytes());
+    bomb.extend_from_slice(&[0; 16]);
+    let e = dicom::read_instance_from(&bomb, Path::new("bomb.dcm"), &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("element (7FE0,0010) declares 4294901760 bytes, 16 remain"), "{e}");
+    let found = std::fs::read(common::root().join("fuzz/regressions/dicom/oom-element-declares-4g")).unwrap();
+    let e = dicom::read_instance_from(&found, Path::new("found.dcm"), &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("declares"), "{e}");
+    let peak = peak_rss_mb();
+    assert!(peak < 1000, "peak RSS {peak} MB");
+
     for d in [empty, gap, cut, two] {
         std::fs::remove_dir_all(d).unwrap();
     }
+}
+
+/// This process's peak RSS (VmHWM), in MB.
+fn peak_rss_mb() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines().find(|l| l.starts_with("VmHWM:")).unwrap().split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+        / 1024
 }

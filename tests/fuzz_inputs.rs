@@ -26,6 +26,7 @@ fn run(target: &str, data: &[u8]) -> Reached {
     match target {
         "nifti" => harness::nifti(data),
         "nrrd" => harness::nrrd(data),
+        "dicom" => harness::dicom(data),
         _ => harness::abi::volume(data),
     }
 }
@@ -34,7 +35,7 @@ fn run(target: &str, data: &[u8]) -> Reached {
 fn the_seeds_from_the_fixtures_reach_the_readers_and_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let made = harness::seeds::write_all(&common::data("tests/fixtures/data"), tmp.path());
-    assert_eq!(made, [("nifti", 6), ("nrrd", 12), ("volume_abi", 4)]);
+    assert_eq!(made, [("nifti", 6), ("nrrd", 12), ("dicom", 2), ("volume_abi", 4)]);
     for (target, _) in made {
         for (name, data) in inputs(&tmp.path().join(target)) {
             let want = if target == "volume_abi" { Reached::Run(vxp_result::Cancelled) } else { Reached::Volume };
@@ -47,7 +48,7 @@ fn the_seeds_from_the_fixtures_reach_the_readers_and_the_run() {
 fn every_input_the_fuzzer_found_is_handled() {
     let root = common::root().join("fuzz/regressions");
     let mut n = 0;
-    for target in ["nifti", "nrrd", "volume_abi"] {
+    for target in ["nifti", "nrrd", "dicom", "volume_abi"] {
         for (name, data) in inputs(&root.join(target)) {
             // Refused or read, but returned: a panic or an out-of-bounds access fails here.
             let r = run(target, &data);

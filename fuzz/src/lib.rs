@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::io::Cursor;
 use std::path::Path;
 
-use voxprompt::io::{nifti, nrrd, Limits};
+use voxprompt::io::{dicom, nifti, nrrd, Limits};
 use voxprompt::volume::Volume;
 
 pub mod abi;
@@ -86,6 +86,15 @@ pub fn nrrd(data: &[u8]) -> Reached {
     let len = data.len() as u64;
     let path = Path::new("/nonexistent-voxprompt-fuzz/fuzz.nrrd");
     match nrrd::read_from(Cursor::new(data), len, path, &limits()) {
+        Ok(v) => check(&v),
+        Err(_) => Reached::Refused,
+    }
+}
+
+/// One DICOM instance from bytes: its header checked, its pixels decoded (native, RLE, JPEG, JPEG 2000)
+/// and rescaled, as a slice of a series is.
+pub fn dicom(data: &[u8]) -> Reached {
+    match dicom::read_instance_from(data, Path::new("fuzz.dcm"), &limits()) {
         Ok(v) => check(&v),
         Err(_) => Reached::Refused,
     }

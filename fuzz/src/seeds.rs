@@ -1,4 +1,5 @@
-//! The seed corpora: `write_all(fixtures, root)` fills `<root>/nifti`, `<root>/nrrd` and `<root>/volume_abi`. Reader seeds are the real fixtures' headers (every key, extension and geometry as
+//! The seed corpora: `write_all(fixtures, root)` fills `<root>/nifti`, `<root>/nrrd`, `<root>/dicom` and
+//! `<root>/volume_abi`. Reader seeds are the real fixtures' headers (every key, extension and geometry as
 //! the scanner or Slicer wrote them) over a small block of their real voxels, so the fuzzer starts deep in
 //! the readers instead of at the magic bytes, and each execution stays cheap.
 
@@ -150,8 +151,44 @@ fn abi_seeds(dir: &Path) {
 }
 
 /// Writes every target's seeds under `root`; returns (target, number of seeds).
+/// DICOM seeds from TotalSegmentator case B (`data/`, set up by `make setup` beside the fixtures): one slice
+/// as it is (JPEG 2000 lossless, 157 kB), and its real header over a small native block (Explicit VR Little
+/// Endian, 6 × 5 pixels), so most executions stay in the parser and the checks.
+fn dicom_seeds(fixtures: &Path, dir: &Path) {
+    use dicom_dictionary_std::tags;
+    let series = fixtures.join("../../../data/totalsegmentator/example_ct_dicom");
+    let Ok(entries) = std::fs::read_dir(&series) else { return };
+    let mut files: Vec<_> = entries.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let Some(first) = files.first() else { return };
+    write(dir, "case_b_j2k.dcm", &std::fs::read(first).unwrap());
+    let mut obj = dicom_object::open_file(first).unwrap();
+    let (columns, rows) = (BLOCK[0] as u16, BLOCK[1] as u16);
+    let pixels: Vec<u8> = (0..columns * rows).flat_map(|v| (v * 37 % 2000).to_le_bytes()).collect();
+    obj.put(dicom_object::mem::InMemElement::new(
+        tags::ROWS,
+        dicom_core::VR::US,
+        dicom_core::PrimitiveValue::from(rows),
+    ));
+    obj.put(dicom_object::mem::InMemElement::new(
+        tags::COLUMNS,
+        dicom_core::VR::US,
+        dicom_core::PrimitiveValue::from(columns),
+    ));
+    obj.put(dicom_object::mem::InMemElement::new(
+        tags::PIXEL_DATA,
+        dicom_core::VR::OW,
+        dicom_core::PrimitiveValue::from(pixels),
+    ));
+    obj.meta_mut().transfer_syntax = "1.2.840.10008.1.2.1".into();
+    obj.meta_mut().update_information_group_length();
+    let mut out = Vec::new();
+    obj.write_all(&mut out).unwrap();
+    write(dir, "case_b_native_6x5.dcm", &out);
+}
+
 pub fn write_all(fixtures: &Path, root: &Path) -> Vec<(&'static str, usize)> {
-    ["nifti", "nrrd", "volume_abi"]
+    ["nifti", "nrrd", "dicom", "volume_abi"]
         .into_iter()
         .map(|target| {
             let dir = root.join(target);
@@ -159,6 +196,7 @@ pub fn write_all(fixtures: &Path, root: &Path) -> Vec<(&'static str, usize)> {
             match target {
                 "nifti" => nifti_seeds(fixtures, &dir),
                 "nrrd" => nrrd_seeds(fixtures, &dir),
+                "dicom" => dicom_seeds(fixtures, &dir),
                 _ => abi_seeds(&dir),
             }
             (target, std::fs::read_dir(&dir).unwrap().count())

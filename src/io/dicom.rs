@@ -74,18 +74,142 @@ fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Opens a DICOM Part 10 file read up to `until` (or to its end), at most `max` bytes. `Ok(None)` when the
 /// file is not DICOM (no "DICM" after the 128-byte preamble).
 fn open(path: &Path, until: Option<dicom_core::Tag>, max: u64) -> Result<Option<DefaultDicomObject>> {
-    let (file, _) = open_regular(path)?;
-    let mut r = BufReader::new(file.take(max));
-    let mut head = [0u8; 132];
-    if r.read_exact(&mut head).is_err() || &head[128..] != b"DICM" {
+    let (file, len) = open_regular(path)?;
+    if until.is_none() && len > max {
+        return Err(Error::TooLarge(format!("{}: {len} bytes, more than the {max} allowed", path.display())));
+    }
+    let mut bytes = Vec::with_capacity(len.min(max) as usize);
+    BufReader::new(file.take(max)).read_to_end(&mut bytes).map_err(|e| Error::io(path, super::files::plain(&e)))?;
+    parse(&bytes, path, until)
+}
+
+/// `open` over bytes in memory (`path` names them in messages). Every declared length is checked against
+/// the bytes that are there first (`check_lengths`): dicom-parser reserves and zeroes what an element
+/// declares before it reads, so a 5 kB file declaring a 4 GB element would take 4 GB of the host's memory.
+fn parse(bytes: &[u8], path: &Path, until: Option<dicom_core::Tag>) -> Result<Option<DefaultDicomObject>> {
+    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
         return Ok(None);
     }
+    check_lengths(&bytes[132..], until.map(|t| (t.group(), t.element()))).map_err(|m| Error::io(path, m))?;
     let mut opts = OpenFileOptions::new().read_preamble(ReadPreamble::Never);
     if let Some(t) = until {
         opts = opts.read_until(t);
     }
     // The meta group starts at the magic, which dicom-object reads itself.
-    opts.from_reader((&head[128..]).chain(r)).map(Some).map_err(|e| Error::io(path, one_line(&e)))
+    opts.from_reader(&bytes[128..]).map(Some).map_err(|e| Error::io(path, one_line(&e)))
+}
+
+/// Walks the element headers of a Part 10 stream after its magic (the meta group, explicit VR little
+/// endian, then the data set in its transfer syntax), into sequences and items, up to `until`, and refuses
+/// any defined length longer than what is left of the stream. Deflated data sets are refused: their
+/// lengths cannot be checked against the compressed bytes.
+fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(), String> {
+    const LONG: [&[u8; 2]; 13] =
+        [b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"];
+    let u16_at = |at: usize, big: bool| {
+        b.get(at..at + 2).map(|x| if big { u16::from_be_bytes([x[0], x[1]]) } else { u16::from_le_bytes([x[0], x[1]]) })
+    };
+    let u32_at = |at: usize, big: bool| {
+        b.get(at..at + 4).map(|x| {
+            let a = [x[0], x[1], x[2], x[3]];
+            if big {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        })
+    };
+    let mut at = 0usize;
+    // The meta group, and the transfer syntax it names.
+    let mut ts = String::new();
+    while u16_at(at, false) == Some(0x0002) {
+        let (Some(elem), Some(vr)) = (u16_at(at + 2, false), b.get(at + 4..at + 6)) else { return Ok(()) };
+        let (len, head) = if LONG.iter().any(|v| v[..] == *vr) {
+            (u32_at(at + 8, false), 12)
+        } else {
+            (u16_at(at + 6, false).map(u32::from), 8)
+        };
+        let Some(len) = len else { return Ok(()) };
+        let start = at + head;
+        if len as usize > b.len().saturating_sub(start) {
+            return Err(format!(
+                "file meta element (0002,{elem:04X}) declares {len} bytes, {} remain",
+                b.len() - start.min(b.len())
+            ));
+        }
+        if elem == 0x0010 {
+            ts = String::from_utf8_lossy(&b[start..start + len as usize]).trim_end_matches(['\0', ' ']).to_owned();
+        }
+        at = start + len as usize;
+    }
+    if ts == "1.2.840.10008.1.2.1.99" {
+        return Err("a deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) is not read".into());
+    }
+    let (implicit, big) = (ts == "1.2.840.10008.1.2", ts == "1.2.840.10008.1.2.2");
+    let mut fragments = false;
+    while at < b.len() {
+        let (Some(group), Some(elem)) = (u16_at(at, big), u16_at(at + 2, big)) else { return Ok(()) };
+        if until.is_some_and(|u| (group, elem) >= u) && group != 0xFFFE {
+            return Ok(());
+        }
+        let remain = |start: usize| b.len().saturating_sub(start);
+        if group == 0xFFFE {
+            // Item, item delimiter, sequence delimiter: a 4-byte length, no VR.
+            let Some(len) = u32_at(at + 4, big) else { return Ok(()) };
+            let start = at + 8;
+            match elem {
+                0xE000 if fragments => {
+                    if len as usize > remain(start) {
+                        return Err(format!("a pixel data fragment declares {len} bytes, {} remain", remain(start)));
+                    }
+                    at = start + len as usize;
+                }
+                0xE0DD => {
+                    fragments = false;
+                    at = start;
+                }
+                // An item's content is more elements: walk into it.
+                _ => at = start,
+            }
+            continue;
+        }
+        let (len, head, sq) = if implicit {
+            let sq = is_sequence(group, elem);
+            (u32_at(at + 4, big), 8, sq)
+        } else {
+            let Some(vr) = b.get(at + 4..at + 6) else { return Ok(()) };
+            if LONG.iter().any(|v| v[..] == *vr) {
+                (u32_at(at + 8, big), 12, vr == b"SQ")
+            } else {
+                (u16_at(at + 6, big).map(u32::from), 8, false)
+            }
+        };
+        let Some(len) = len else { return Ok(()) };
+        let start = at + head;
+        if len == u32::MAX {
+            // Undefined length: a sequence, or encapsulated pixel data whose items are fragments.
+            fragments = (group, elem) == (0x7FE0, 0x0010);
+            at = start;
+        } else if sq {
+            at = start;
+        } else {
+            if len as usize > remain(start) {
+                return Err(format!(
+                    "element ({group:04X},{elem:04X}) declares {len} bytes, {} remain: truncated or corrupt",
+                    remain(start)
+                ));
+            }
+            at = start + len as usize;
+        }
+    }
+    Ok(())
+}
+
+/// Whether the standard dictionary says an element is a sequence (implicit VR data sets do not say).
+fn is_sequence(group: u16, elem: u16) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    let dict = dicom_dictionary_std::StandardDataDictionary;
+    matches!(dict.by_tag(dicom_core::Tag(group, elem)).map(|e| e.vr()), Some(VirtualVr::Exact(dicom_core::VR::SQ)))
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {
@@ -198,36 +322,7 @@ pub fn read_series(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) ->
 
     let mut slices = Vec::with_capacity(instances.len());
     for (path, obj) in &instances {
-        if let Ok(n) = uint(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames", path) {
-            if n > 1 {
-                return Err(Error::Unsupported(format!(
-                    "{}: a multi-frame instance ({n} frames); only single-frame series are read yet",
-                    path.display()
-                )));
-            }
-        }
-        if let Ok(spp) = uint(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel", path) {
-            if spp != 1 {
-                return Err(Error::UnsupportedDtype(format!(
-                    "{}: {spp} samples per pixel (colour); a volume needs one",
-                    path.display()
-                )));
-            }
-        }
-        let p = floats(obj, tags::IMAGE_POSITION_PATIENT, 3, "ImagePositionPatient", path)?;
-        let o = floats(obj, tags::IMAGE_ORIENTATION_PATIENT, 6, "ImageOrientationPatient", path)?;
-        let s = floats(obj, tags::PIXEL_SPACING, 2, "PixelSpacing", path)?;
-        if s.iter().any(|&v| v <= 0.0) {
-            return Err(Error::io(path, format!("PixelSpacing {s:?} is not positive")));
-        }
-        slices.push(Slice {
-            path: path.clone(),
-            position: [p[0], p[1], p[2]],
-            orientation: [o[0], o[1], o[2], o[3], o[4], o[5]],
-            spacing: [s[0], s[1]],
-            rows: uint(obj, tags::ROWS, "Rows", path)?,
-            columns: uint(obj, tags::COLUMNS, "Columns", path)?,
-        });
+        slices.push(slice_of(path, obj)?);
     }
     drop(instances);
     let (step, normal) = sort_slices(&mut slices)?;
@@ -244,6 +339,58 @@ pub fn read_series(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) ->
     }
     let geometry = geometry(first, step, normal);
     Ok(pack(values, integral, dims, geometry))
+}
+
+/// What one instance says of its place in the volume; refuses what a volume cannot hold (several frames,
+/// colour).
+fn slice_of(path: &Path, obj: &DefaultDicomObject) -> Result<Slice> {
+    if let Ok(n) = uint(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames", path) {
+        if n > 1 {
+            return Err(Error::Unsupported(format!(
+                "{}: a multi-frame instance ({n} frames); only single-frame series are read yet",
+                path.display()
+            )));
+        }
+    }
+    if let Ok(spp) = uint(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel", path) {
+        if spp != 1 {
+            return Err(Error::UnsupportedDtype(format!(
+                "{}: {spp} samples per pixel (colour); a volume needs one",
+                path.display()
+            )));
+        }
+    }
+    let p = floats(obj, tags::IMAGE_POSITION_PATIENT, 3, "ImagePositionPatient", path)?;
+    let o = floats(obj, tags::IMAGE_ORIENTATION_PATIENT, 6, "ImageOrientationPatient", path)?;
+    let s = floats(obj, tags::PIXEL_SPACING, 2, "PixelSpacing", path)?;
+    if s.iter().any(|&v| v <= 0.0) {
+        return Err(Error::io(path, format!("PixelSpacing {s:?} is not positive")));
+    }
+    let (rows, columns) = (uint(obj, tags::ROWS, "Rows", path)?, uint(obj, tags::COLUMNS, "Columns", path)?);
+    if rows == 0 || columns == 0 {
+        return Err(Error::io(path, format!("{columns}×{rows} pixels")));
+    }
+    Ok(Slice {
+        path: path.to_path_buf(),
+        position: [p[0], p[1], p[2]],
+        orientation: [o[0], o[1], o[2], o[3], o[4], o[5]],
+        spacing: [s[0], s[1]],
+        rows,
+        columns,
+    })
+}
+
+/// One instance from bytes already in memory as a one-slice volume (1 mm thick): what the fuzzing harness
+/// drives, through the same checks and decoding as a series.
+pub fn read_instance_from(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Volume> {
+    let obj = parse(bytes, path, None)?.ok_or_else(|| Error::io(path, "not a DICOM file"))?;
+    let mut slices = [slice_of(path, &obj)?];
+    let (_, normal) = sort_slices(&mut slices)?;
+    let dims = [slices[0].columns, slices[0].rows, 1];
+    limits.check(&path.display().to_string(), &dims.map(|d| d as u64), 4)?;
+    let mut values = Vec::with_capacity(dims[0] * dims[1]);
+    let integral = pixels(&obj, path, dims[0] * dims[1], &mut values)?;
+    Ok(pack(values, integral, dims, geometry(&slices[0], 1.0, normal)))
 }
 
 /// Sorts by position along the normal and checks that the slices make one regular grid: same size,
@@ -329,8 +476,14 @@ fn sort_slices(slices: &mut [Slice]) -> Result<(f64, [f64; 3])> {
 /// Decodes one instance's pixels and appends them rescaled (slope and intercept of that instance); says
 /// whether every value is an integer that float32 holds exactly.
 fn read_pixels(path: &Path, n: usize, limits: &Limits, out: &mut Vec<f32>) -> Result<bool> {
-    use dicom_pixeldata::PixelDecoder;
     let obj = open(path, None, limits.max_bytes)?.ok_or_else(|| Error::io(path, "not a DICOM file"))?;
+    pixels(&obj, path, n, out)
+}
+
+/// `read_pixels` on an object already read.
+fn pixels(obj: &DefaultDicomObject, path: &Path, n: usize, out: &mut Vec<f32>) -> Result<bool> {
+    use dicom_pixeldata::PixelDecoder;
+    check_codestream(obj, path, n)?;
     let slope = obj.element_opt(tags::RESCALE_SLOPE).ok().flatten().and_then(|e| e.to_float64().ok()).unwrap_or(1.0);
     let intercept =
         obj.element_opt(tags::RESCALE_INTERCEPT).ok().flatten().and_then(|e| e.to_float64().ok()).unwrap_or(0.0);
@@ -338,6 +491,9 @@ fn read_pixels(path: &Path, n: usize, limits: &Limits, out: &mut Vec<f32>) -> Re
         return Err(Error::io(path, format!("rescale slope {slope} / intercept {intercept} are not finite")));
     }
     let px = obj.decode_pixel_data().map_err(|e| Error::io(path, format!("pixel data: {}", one_line(&e))))?;
+    if px.rows() as usize * px.columns() as usize != n {
+        return Err(Error::io(path, format!("pixel data decodes to {}×{} pixels", px.columns(), px.rows())));
+    }
     let data = px.frame_data(0).map_err(|e| Error::io(path, format!("pixel data: {}", one_line(&e))))?;
     let (bits, stored) = (px.bits_allocated(), px.bits_stored().clamp(1, 32));
     let signed = px.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
@@ -366,6 +522,51 @@ fn read_pixels(path: &Path, n: usize, limits: &Limits, out: &mut Vec<f32>) -> Re
         out.push(y as f32);
     }
     Ok(integral)
+}
+
+/// A compressed frame states its own size (JPEG 2000's SIZ marker, JPEG's SOF), and the decoder reserves
+/// memory for that size, not for Rows × Columns: a few bytes could claim gigabytes. So the first fragment's
+/// declared size must be at most the header's `n` pixels (times its components) before anything is decoded.
+fn check_codestream(obj: &DefaultDicomObject, path: &Path, n: usize) -> Result<()> {
+    let element = obj.element_opt(tags::PIXEL_DATA).ok().flatten();
+    let Some(first) = element.and_then(|e| e.value().fragments()).and_then(|f| f.iter().find(|f| !f.is_empty())) else {
+        return Ok(());
+    };
+    let Some((w, h, comps)) = declared_size(first) else { return Ok(()) };
+    if w * h * comps.max(1) > n as u64 * 4 {
+        return Err(Error::TooLarge(format!(
+            "{}: the compressed frame declares {w}×{h} pixels × {comps} components for a {n}-pixel slice",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Width, height and components a JPEG 2000 codestream (SOC + SIZ) or a JPEG frame (SOFn) declares, if its
+/// header is among the fragment's first 64 KiB.
+fn declared_size(f: &[u8]) -> Option<(u64, u64, u64)> {
+    let head = &f[..f.len().min(64 << 10)];
+    let be32 = |b: &[u8], at: usize| b.get(at..at + 4).map(|x| u64::from(u32::from_be_bytes([x[0], x[1], x[2], x[3]])));
+    let be16 = |b: &[u8], at: usize| b.get(at..at + 2).map(|x| u64::from(u16::from_be_bytes([x[0], x[1]])));
+    if let Some(at) = head.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51]) {
+        // SIZ: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz, Csiz.
+        let b = &head[at + 4..];
+        let (x, y, xo, yo) = (be32(b, 4)?, be32(b, 8)?, be32(b, 12)?, be32(b, 16)?);
+        return Some((x.saturating_sub(xo), y.saturating_sub(yo), be16(b, 36)?));
+    }
+    // JPEG: SOI, then marker segments up to the first SOFn (C0–CF but C4 DHT, C8 JPG, CC DAC): Lf, P, Y, X, Nf.
+    if head.starts_with(&[0xFF, 0xD8]) {
+        let mut at = 2;
+        while head.get(at) == Some(&0xFF) {
+            let marker = *head.get(at + 1)?;
+            let b = head.get(at + 2..)?;
+            if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+                return Some((be16(b, 5)?, be16(b, 3)?, u64::from(*b.get(7)?)));
+            }
+            at += 2 + usize::try_from(be16(b, 0)?).ok()?;
+        }
+    }
+    None
 }
 
 /// The value of a pixel's `raw` bits whose top `shift` bits lie above BitsStored: masked off, and for a
@@ -471,5 +672,20 @@ mod tests {
         assert_eq!(stored_value(0xF800, 20, true), -2048.0);
         assert_eq!(stored_value(0xF001, 20, false), 1.0);
         assert_eq!(stored_value(0x8000, 16, true), -32768.0);
+    }
+
+    #[test]
+    fn a_compressed_frame_larger_than_its_header_says_is_refused_before_decoding() {
+        // A J2K codestream header declaring 60000 × 50000 pixels, one component.
+        let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
+        for v in [60_000u32, 50_000, 0, 0, 60_000, 50_000, 0, 0] {
+            j2k.extend_from_slice(&v.to_be_bytes());
+        }
+        j2k.extend_from_slice(&1u16.to_be_bytes());
+        assert_eq!(declared_size(&j2k), Some((60_000, 50_000, 1)));
+        // A JPEG SOF0 of 512 × 256, 1 component, after SOI and a DHT-like segment start.
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xC4, 0, 2, 0xFF, 0xC0, 0, 11, 8, 1, 0, 2, 0, 1];
+        assert_eq!(declared_size(&jpeg), Some((512, 256, 1)));
+        assert_eq!(declared_size(b"no header here"), None);
     }
 }
