@@ -57,4 +57,10 @@ fn every_input_the_fuzzer_found_is_handled() {
         }
     }
     eprintln!("{n} regression inputs replayed");
+    // Out-of-memory finds must not take the memory now: the process stays far below what they asked for
+    // (4 GB); a model run in the other test of this binary needs well under 1 GB.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let mb = hwm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024;
+    assert!(mb < 2048, "peak RSS {mb} MB after the replay");
 }

@@ -104,8 +104,13 @@ fn parse(bytes: &[u8], path: &Path, until: Option<dicom_core::Tag>) -> Result<Op
 /// any defined length longer than what is left of the stream. Deflated data sets are refused: their
 /// lengths cannot be checked against the compressed bytes.
 fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(), String> {
-    const LONG: [&[u8; 2]; 13] =
-        [b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"];
+    // The VRs with a 2-byte length. Any other, unknown ones included, has a 4-byte length, as dicom-parser
+    // reads an unknown VR as UN: the walk must split the stream where the parser will.
+    const SHORT: [&[u8; 2]; 21] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS",
+        b"ST", b"TM", b"UI", b"UL", b"US",
+    ];
+    let long = |vr: &[u8]| !SHORT.iter().any(|v| v[..] == *vr);
     let u16_at = |at: usize, big: bool| {
         b.get(at..at + 2).map(|x| if big { u16::from_be_bytes([x[0], x[1]]) } else { u16::from_le_bytes([x[0], x[1]]) })
     };
@@ -119,22 +124,24 @@ fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(),
             }
         })
     };
-    let mut at = 0usize;
-    // The meta group, and the transfer syntax it names.
+    // The meta group, and the transfer syntax it names. dicom-object reads it as (0002,0000), the group's
+    // length, then elements until that many bytes are consumed; the data set starts where it stops.
+    if u16_at(0, false) != Some(0x0002) || u16_at(2, false) != Some(0x0000) || u16_at(6, false) != Some(4) {
+        return Ok(()); // not what dicom-object reads: it refuses the file itself
+    }
+    let Some(group_length) = u32_at(8, false) else { return Ok(()) };
+    let mut at = 12usize;
     let mut ts = String::new();
-    while u16_at(at, false) == Some(0x0002) {
+    while at - 12 < group_length as usize {
         let (Some(elem), Some(vr)) = (u16_at(at + 2, false), b.get(at + 4..at + 6)) else { return Ok(()) };
-        let (len, head) = if LONG.iter().any(|v| v[..] == *vr) {
-            (u32_at(at + 8, false), 12)
-        } else {
-            (u16_at(at + 6, false).map(u32::from), 8)
-        };
+        let (len, head) =
+            if long(vr) { (u32_at(at + 8, false), 12) } else { (u16_at(at + 6, false).map(u32::from), 8) };
         let Some(len) = len else { return Ok(()) };
         let start = at + head;
         if len as usize > b.len().saturating_sub(start) {
             return Err(format!(
                 "file meta element (0002,{elem:04X}) declares {len} bytes, {} remain",
-                b.len() - start.min(b.len())
+                b.len().saturating_sub(start)
             ));
         }
         if elem == 0x0010 {
@@ -146,39 +153,78 @@ fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(),
         return Err("a deflated data set (transfer syntax 1.2.840.10008.1.2.1.99) is not read".into());
     }
     let (implicit, big) = (ts == "1.2.840.10008.1.2", ts == "1.2.840.10008.1.2.2");
-    let mut fragments = false;
-    while at < b.len() {
-        let (Some(group), Some(elem)) = (u16_at(at, big), u16_at(at + 2, big)) else { return Ok(()) };
-        if until.is_some_and(|u| (group, elem) >= u) && group != 0xFFFE {
-            return Ok(());
+    // The data set, with dicom-parser's structure: inside a sequence it reads item headers (tag and length,
+    // no VR, whatever the tag), inside an item (or at the top) element headers; defined-length sequences
+    // and items end where their length says, undefined ones at their delimiters.
+    struct Frame {
+        seq: bool,
+        end: Option<usize>,
+        pixel: bool,
+    }
+    let mut stack: Vec<Frame> = Vec::new();
+    let remain = |start: usize| b.len().saturating_sub(start);
+    let too_long = |what: String, len: u32, start: usize| -> std::result::Result<(), String> {
+        if len as usize > remain(start) {
+            Err(format!("{what} declares {len} bytes, {} remain: truncated or corrupt", remain(start)))
+        } else {
+            Ok(())
         }
-        let remain = |start: usize| b.len().saturating_sub(start);
-        if group == 0xFFFE {
-            // Item, item delimiter, sequence delimiter: a 4-byte length, no VR.
-            let Some(len) = u32_at(at + 4, big) else { return Ok(()) };
+    };
+    while at < b.len() {
+        while let Some(top) = stack.last() {
+            if top.end.is_some_and(|e| at >= e) {
+                stack.pop();
+            } else {
+                break;
+            }
+        }
+        let (Some(group), Some(elem), Some(len4)) = (u16_at(at, big), u16_at(at + 2, big), u32_at(at + 4, big)) else {
+            return Ok(());
+        };
+        if stack.last().is_some_and(|f| f.seq) {
+            // An item header is expected.
             let start = at + 8;
-            match elem {
-                0xE000 if fragments => {
-                    if len as usize > remain(start) {
-                        return Err(format!("a pixel data fragment declares {len} bytes, {} remain", remain(start)));
-                    }
-                    at = start + len as usize;
+            match (group, elem) {
+                (0xFFFE, 0xE000) if stack.last().is_some_and(|f| f.pixel) => {
+                    too_long("a pixel data fragment".into(), len4, start)?;
+                    at = start + len4 as usize;
                 }
-                0xE0DD => {
-                    fragments = false;
+                (0xFFFE, 0xE000) => {
+                    let end = (len4 != u32::MAX).then(|| start + len4 as usize);
+                    stack.push(Frame { seq: false, end, pixel: false });
                     at = start;
                 }
-                // An item's content is more elements: walk into it.
-                _ => at = start,
+                (0xFFFE, 0xE0DD) => {
+                    stack.pop();
+                    at = start;
+                }
+                _ => return Ok(()), // dicom-parser stops here with an error
+            }
+            continue;
+        }
+        if until.is_some_and(|u| (group, elem) >= u) && group != 0xFFFE && stack.is_empty() {
+            return Ok(());
+        }
+        if group == 0xFFFE {
+            // Read as an element without VR: an item delimiter closes its item; anything else is a value.
+            let start = at + 8;
+            if elem == 0xE00D && stack.last().is_some_and(|f| !f.seq) {
+                stack.pop();
+                at = start;
+            } else if len4 == u32::MAX {
+                stack.push(Frame { seq: true, end: None, pixel: false });
+                at = start;
+            } else {
+                too_long(format!("element (FFFE,{elem:04X})"), len4, start)?;
+                at = start + len4 as usize;
             }
             continue;
         }
         let (len, head, sq) = if implicit {
-            let sq = is_sequence(group, elem);
-            (u32_at(at + 4, big), 8, sq)
+            (Some(len4), 8, is_sequence(group, elem))
         } else {
             let Some(vr) = b.get(at + 4..at + 6) else { return Ok(()) };
-            if LONG.iter().any(|v| v[..] == *vr) {
+            if long(vr) {
                 (u32_at(at + 8, big), 12, vr == b"SQ")
             } else {
                 (u16_at(at + 6, big).map(u32::from), 8, false)
@@ -186,19 +232,15 @@ fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(),
         };
         let Some(len) = len else { return Ok(()) };
         let start = at + head;
-        if len == u32::MAX {
-            // Undefined length: a sequence, or encapsulated pixel data whose items are fragments.
-            fragments = (group, elem) == (0x7FE0, 0x0010);
-            at = start;
-        } else if sq {
+        if len == u32::MAX || sq {
+            // A sequence; undefined-length pixel data is one of fragments, any other undefined length is
+            // read as a sequence too.
+            let end = (len != u32::MAX).then(|| start + len as usize);
+            let pixel = len == u32::MAX && (group, elem) == (0x7FE0, 0x0010);
+            stack.push(Frame { seq: true, end, pixel });
             at = start;
         } else {
-            if len as usize > remain(start) {
-                return Err(format!(
-                    "element ({group:04X},{elem:04X}) declares {len} bytes, {} remain: truncated or corrupt",
-                    remain(start)
-                ));
-            }
+            too_long(format!("element ({group:04X},{elem:04X})"), len, start)?;
             at = start + len as usize;
         }
     }
