@@ -2,7 +2,7 @@
 //! slices sorted by their position along the slice normal (never by file name), the geometry from
 //! ImagePositionPatient / ImageOrientationPatient / PixelSpacing (LPS, turned into RAS), and each slice's
 //! rescale slope and intercept applied. Compressed transfer syntaxes are decoded by dicom-pixeldata
-//! (JPEG baseline and lossless, RLE, deflate; JPEG 2000 through OpenJPEG, linked statically).
+//! (JPEG baseline and lossless, RLE; JPEG 2000 through OpenJPEG, linked statically).
 //!
 //! Refused, with a message naming the files: several series without a choice (the message lists them),
 //! slices of different size or orientation, a gap where a slice is missing, a gantry tilt (positions not
@@ -220,14 +220,16 @@ fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(),
             }
             continue;
         }
-        let (len, head, sq) = if implicit {
-            (Some(len4), 8, is_sequence(group, elem))
+        let (len, head, sq, unit) = if implicit {
+            let (sq, unit) = dictionary_vr(group, elem);
+            (Some(len4), 8, sq, unit)
         } else {
             let Some(vr) = b.get(at + 4..at + 6) else { return Ok(()) };
+            let unit = value_unit(vr);
             if long(vr) {
-                (u32_at(at + 8, big), 12, vr == b"SQ")
+                (u32_at(at + 8, big), 12, vr == b"SQ", unit)
             } else {
-                (u16_at(at + 6, big).map(u32::from), 8, false)
+                (u16_at(at + 6, big).map(u32::from), 8, false, unit)
             }
         };
         let Some(len) = len else { return Ok(()) };
@@ -241,17 +243,35 @@ fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(),
             at = start;
         } else {
             too_long(format!("element ({group:04X},{elem:04X})"), len, start)?;
-            at = start + len as usize;
+            // dicom-parser reads whole values only: of a length that is no multiple of the value's size,
+            // the rest is left in the stream and read as the next header.
+            at = start + len as usize - len as usize % unit;
         }
     }
     Ok(())
 }
 
-/// Whether the standard dictionary says an element is a sequence (implicit VR data sets do not say).
-fn is_sequence(group: u16, elem: u16) -> bool {
+/// The size of one value of a binary VR, which dicom-parser reads `length / size` of; 1 for the others.
+fn value_unit(vr: &[u8]) -> usize {
+    match vr {
+        b"US" | b"SS" | b"OW" => 2,
+        b"AT" | b"FL" | b"OF" | b"SL" | b"UL" | b"OL" => 4,
+        b"FD" | b"OD" | b"SV" | b"UV" | b"OV" => 8,
+        _ => 1,
+    }
+}
+
+/// What the standard dictionary says of an element in an implicit VR data set, which does not say it
+/// itself: whether it is a sequence, and the size of one value (`value_unit`).
+fn dictionary_vr(group: u16, elem: u16) -> (bool, usize) {
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
     let dict = dicom_dictionary_std::StandardDataDictionary;
-    matches!(dict.by_tag(dicom_core::Tag(group, elem)).map(|e| e.vr()), Some(VirtualVr::Exact(dicom_core::VR::SQ)))
+    match dict.by_tag(dicom_core::Tag(group, elem)).map(|e| e.vr()) {
+        Some(VirtualVr::Exact(dicom_core::VR::SQ)) => (true, 1),
+        Some(VirtualVr::Exact(vr)) => (false, value_unit(&vr.to_bytes())),
+        Some(VirtualVr::Xs) => (false, 2),
+        _ => (false, 1),
+    }
 }
 
 fn one_line(e: &dyn std::fmt::Display) -> String {
