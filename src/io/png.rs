@@ -80,6 +80,21 @@ impl ScreenAxes {
     }
 }
 
+/// For each of `screen` pixels along one side, the index among `n` voxels it shows (nearest, centred),
+/// counted from the other end when `reversed`.
+fn screen_to_array(screen: usize, n: usize, reversed: bool) -> Vec<usize> {
+    (0..screen)
+        .map(|x| {
+            let a = ((x * n + n / 2) / screen).min(n - 1);
+            if reversed {
+                n - 1 - a
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
 /// Slices (along `o.slice`) to show: up to `max` evenly spaced slices among those holding any label, else
 /// the middle one; ordered from inferior to superior.
 pub fn pick_slices(mask: &U8Volume, o: &ScreenAxes, max: usize) -> Vec<usize> {
@@ -145,26 +160,8 @@ pub fn write_montage_to(
     let (nh, nv) = (d[o.h], d[o.v]);
     let strides = [1, d[0], d[0] * d[1]];
     // Array index along h (v) of each screen column (row), so the per-pixel work is two lookups.
-    let cols_src: Vec<usize> = (0..w)
-        .map(|x| {
-            let a = ((x * nh + nh / 2) / w).min(nh - 1);
-            if o.h_rev {
-                nh - 1 - a
-            } else {
-                a
-            }
-        })
-        .collect();
-    let rows_src: Vec<usize> = (0..h)
-        .map(|y| {
-            let b = ((y * nv + nv / 2) / h).min(nv - 1);
-            if o.v_rev {
-                nv - 1 - b
-            } else {
-                b
-            }
-        })
-        .collect();
+    let cols_src = screen_to_array(w, nh, o.h_rev);
+    let rows_src = screen_to_array(h, nv, o.v_rev);
     let panels = if confidence.is_some() { 2 } else { 1 };
     let n = slices.len().max(1);
     let cols = (n as f64).sqrt().ceil() as usize;
