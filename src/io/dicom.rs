@@ -87,7 +87,7 @@ fn open(path: &Path, until: Option<dicom_core::Tag>, max: u64) -> Result<Option<
 /// the bytes that are there first (`check_lengths`): dicom-parser reserves and zeroes what an element
 /// declares before it reads, so a 5 kB file declaring a 4 GB element would take 4 GB of the host's memory.
 fn parse(bytes: &[u8], path: &Path, until: Option<dicom_core::Tag>) -> Result<Option<DefaultDicomObject>> {
-    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
+    if !has_magic(bytes) {
         return Ok(None);
     }
     check_lengths(&bytes[132..], until.map(|t| (t.group(), t.element()))).map_err(|m| Error::io(path, m))?;
@@ -124,6 +124,20 @@ fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(),
             }
         })
     };
+    // An explicit VR element header at `at`: its VR, its length and the header's size.
+    let explicit = |at: usize, big: bool| {
+        let vr = b.get(at + 4..at + 6)?;
+        let (len, head) = if long(vr) { (u32_at(at + 8, big)?, 12) } else { (u32::from(u16_at(at + 6, big)?), 8) };
+        Some((vr, len, head))
+    };
+    let remain = |start: usize| b.len().saturating_sub(start);
+    let too_long = |what: String, len: u32, start: usize| -> std::result::Result<(), String> {
+        if len as usize > remain(start) {
+            Err(format!("{what} declares {len} bytes, {} remain: truncated or corrupt", remain(start)))
+        } else {
+            Ok(())
+        }
+    };
     // The meta group, and the transfer syntax it names. dicom-object reads it as (0002,0000), the group's
     // length, then elements until that many bytes are consumed; the data set starts where it stops.
     if u16_at(0, false) != Some(0x0002) || u16_at(2, false) != Some(0x0000) || u16_at(6, false) != Some(4) {
@@ -133,17 +147,9 @@ fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(),
     let mut at = 12usize;
     let mut ts = String::new();
     while at - 12 < group_length as usize {
-        let (Some(elem), Some(vr)) = (u16_at(at + 2, false), b.get(at + 4..at + 6)) else { return Ok(()) };
-        let (len, head) =
-            if long(vr) { (u32_at(at + 8, false), 12) } else { (u16_at(at + 6, false).map(u32::from), 8) };
-        let Some(len) = len else { return Ok(()) };
+        let (Some(elem), Some((_, len, head))) = (u16_at(at + 2, false), explicit(at, false)) else { return Ok(()) };
         let start = at + head;
-        if len as usize > b.len().saturating_sub(start) {
-            return Err(format!(
-                "file meta element (0002,{elem:04X}) declares {len} bytes, {} remain",
-                b.len().saturating_sub(start)
-            ));
-        }
+        too_long(format!("file meta element (0002,{elem:04X})"), len, start)?;
         if elem == 0x0010 {
             ts = String::from_utf8_lossy(&b[start..start + len as usize]).trim_end_matches(['\0', ' ']).to_owned();
         }
@@ -162,14 +168,6 @@ fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(),
         pixel: bool,
     }
     let mut stack: Vec<Frame> = Vec::new();
-    let remain = |start: usize| b.len().saturating_sub(start);
-    let too_long = |what: String, len: u32, start: usize| -> std::result::Result<(), String> {
-        if len as usize > remain(start) {
-            Err(format!("{what} declares {len} bytes, {} remain: truncated or corrupt", remain(start)))
-        } else {
-            Ok(())
-        }
-    };
     while at < b.len() {
         while let Some(top) = stack.last() {
             if top.end.is_some_and(|e| at >= e) {
@@ -222,17 +220,11 @@ fn check_lengths(b: &[u8], until: Option<(u16, u16)>) -> std::result::Result<(),
         }
         let (len, head, sq, unit) = if implicit {
             let (sq, unit) = dictionary_vr(group, elem);
-            (Some(len4), 8, sq, unit)
+            (len4, 8, sq, unit)
         } else {
-            let Some(vr) = b.get(at + 4..at + 6) else { return Ok(()) };
-            let unit = value_unit(vr);
-            if long(vr) {
-                (u32_at(at + 8, big), 12, vr == b"SQ", unit)
-            } else {
-                (u16_at(at + 6, big).map(u32::from), 8, false, unit)
-            }
+            let Some((vr, len, head)) = explicit(at, big) else { return Ok(()) };
+            (len, head, vr == b"SQ", value_unit(vr))
         };
-        let Some(len) = len else { return Ok(()) };
         let start = at + head;
         if len == u32::MAX || sq {
             // A sequence; undefined-length pixel data is one of fragments, any other undefined length is
@@ -301,7 +293,12 @@ fn uint(obj: &DefaultDicomObject, tag: dicom_core::Tag, what: &str, path: &Path)
 pub fn is_dicom(path: &Path) -> bool {
     let Ok((file, _)) = open_regular(path) else { return false };
     let mut head = [0u8; 132];
-    file.take(132).read_exact(&mut head).is_ok() && &head[128..] == b"DICM"
+    file.take(132).read_exact(&mut head).is_ok() && has_magic(&head)
+}
+
+/// "DICM" after the 128-byte preamble.
+fn has_magic(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM")
 }
 
 /// The SeriesInstanceUID of one DICOM file.
@@ -312,22 +309,34 @@ pub fn series_of(path: &Path) -> Result<String> {
     Ok(text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default())
 }
 
-/// Every series among `inputs` (folders and files), with the number of files of each; files that are not
-/// DICOM are skipped.
-pub fn list_series(inputs: &[PathBuf]) -> Result<Vec<SeriesInfo>> {
-    let mut out: BTreeMap<String, SeriesInfo> = BTreeMap::new();
+/// Files and their headers by SeriesInstanceUID (empty where a file has none).
+type BySeries = BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>>;
+
+/// Each file's header (read up to the pixels) among `inputs` (folders and files), grouped by series; files
+/// that are not DICOM are skipped.
+fn headers(inputs: &[PathBuf]) -> Result<BySeries> {
+    let mut by_series = BySeries::new();
     for path in list_inputs(inputs)? {
         let Some(obj) = open(&path, Some(tags::PIXEL_DATA), MAX_HEADER_BYTES)? else { continue };
         let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
-        let s = out.entry(uid.clone()).or_insert_with(|| SeriesInfo {
-            uid,
-            description: text(&obj, tags::SERIES_DESCRIPTION).unwrap_or_default(),
-            modality: text(&obj, tags::MODALITY).unwrap_or_default(),
-            files: 0,
-        });
-        s.files += 1;
+        by_series.entry(uid).or_default().push((path, obj));
     }
-    Ok(out.into_values().collect())
+    Ok(by_series)
+}
+
+/// Every series among `inputs` (folders and files), with the number of files of each; files that are not
+/// DICOM are skipped.
+pub fn list_series(inputs: &[PathBuf]) -> Result<Vec<SeriesInfo>> {
+    let info = |(uid, files): (String, Vec<(PathBuf, DefaultDicomObject)>)| {
+        let first = &files[0].1;
+        SeriesInfo {
+            description: text(first, tags::SERIES_DESCRIPTION).unwrap_or_default(),
+            modality: text(first, tags::MODALITY).unwrap_or_default(),
+            files: files.len(),
+            uid,
+        }
+    };
+    Ok(headers(inputs)?.into_iter().map(info).collect())
 }
 
 /// Reads one series from `inputs` (folders and files) as a volume: i along the rows' direction (columns of
@@ -335,18 +344,12 @@ pub fn list_series(inputs: &[PathBuf]) -> Result<Vec<SeriesInfo>> {
 /// `series` picks a SeriesInstanceUID; without it the inputs must hold exactly one series.
 pub fn read_series(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) -> Result<Volume> {
     let name = inputs.first().map_or_else(PathBuf::new, PathBuf::clone);
-    let files = list_inputs(inputs)?;
     // Pass 1: headers only, grouped by series.
-    let mut by_series: BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>> = BTreeMap::new();
-    for path in files {
-        let Some(obj) = open(&path, Some(tags::PIXEL_DATA), MAX_HEADER_BYTES)? else { continue };
-        let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
-        by_series.entry(uid).or_default().push((path, obj));
-    }
+    let mut by_series = headers(inputs)?;
     if by_series.is_empty() {
         return Err(Error::io(&name, "no DICOM files found"));
     }
-    let describe = |m: &BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>>| {
+    let describe = |m: &BySeries| {
         m.iter()
             .map(|(uid, v)| {
                 let desc = text(&v[0].1, tags::SERIES_DESCRIPTION).unwrap_or_default();
@@ -524,7 +527,8 @@ fn sort_slices(slices: &mut [Slice]) -> Result<(f64, [f64; 3])> {
     for s in &slices[1..] {
         let delta = sub(s.position, p0);
         let along = dot(delta, normal);
-        let side = dot(sub(delta, normal.map(|v| v * along)), sub(delta, normal.map(|v| v * along))).sqrt();
+        let across = sub(delta, normal.map(|v| v * along));
+        let side = dot(across, across).sqrt();
         if side > TOLERANCE * 10.0 * along.abs().max(1.0) {
             return Err(Error::Unsupported(format!(
                 "{}: the slices are not stacked along their normal ({side:.2} mm sideways over {along:.1} mm): a gantry tilt; resample the series first",

@@ -33,17 +33,18 @@ pub fn read_volume_with(path: &Path, limits: &Limits) -> Result<Loaded> {
 }
 
 /// Reads a NIfTI or NRRD file by its extension, or a DICOM series: a folder (the one series in it, or
-/// `series`, a SeriesInstanceUID) or one DICOM file (`.dcm`, or any name with the DICOM magic: the series it belongs to, among the files
-/// of its folder).
+/// `series`, a SeriesInstanceUID) or one DICOM file (`.dcm`, or any name with the DICOM magic: the series
+/// it belongs to, among the files of its folder).
 pub fn read_input(path: &Path, series: Option<&str>, limits: &Limits) -> Result<Loaded> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_ascii_lowercase();
     let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
-    if series.is_some() && !is_dir && !name.ends_with(".dcm") && !dicom::is_dicom(path) {
+    let is_file_of_series = !is_dir && (name.ends_with(".dcm") || dicom::is_dicom(path));
+    if series.is_some() && !is_dir && !is_file_of_series {
         return Err(Error::InvalidArgument(format!("{}: --series is for a DICOM folder", path.display())));
     }
     let loaded = if is_dir {
         Loaded { volume: dicom::read_series(&[path.to_path_buf()], series, limits)?, nifti_header: None }
-    } else if name.ends_with(".dcm") || dicom::is_dicom(path) {
+    } else if is_file_of_series {
         let uid = match series {
             Some(s) => s.to_owned(),
             None => dicom::series_of(path)?,
