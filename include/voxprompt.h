@@ -228,9 +228,10 @@ const char *vxp_result_name(uint32_t result);
 /**
  * ABI minor version: bumped when functions or fields are added compatibly (4: `vxp_result_name`,
  * `vxp_options_set_cpu_fallback`; 6: `vxp_engine_lookup_concept`, `vxp_engine_complete_concepts`; 7:
- * `vxp_options_set_max_voxels`, `VXP_RESULT_TOO_LARGE`; 8: `vxp_options_set_spill_budget`).
+ * `vxp_options_set_max_voxels`, `VXP_RESULT_TOO_LARGE`; 8: `vxp_options_set_spill_budget`; 9:
+ * `vxp_session_report`).
  */
-#define VXP_ABI_VERSION_MINOR 8
+#define VXP_ABI_VERSION_MINOR 9
 
 /**
  * Returns the library version and what it was built against, e.g.
@@ -886,6 +887,29 @@ vxp_result vxp_session_run_confidence(struct vxp_session *session,
  */
 vxp_result vxp_session_last_stats(const struct vxp_session *session,
                                   struct vxp_run_stats *out);
+
+/**
+ * Writes a JSON array into `buf` with one entry per object of the session, in the order the objects were
+ * made: `label`, `ran` (whether it has a result), `voxels` (in the label mask the last run returned, after
+ * overlaps), `slices`, `mean_iou`, `confidence`, and `prompts`, each with `kind` ("box" | "point" | "seed" |
+ * "text" | "limit" | "hint" | "text_embedding"), `source` (`{"from": "user"}`, `{"from": "text", "concept",
+ * "score"}`, `{"from": "anatomy", "concept"}` or `{"from": "growth", "click": [i, j, k]}`), `weight` and
+ * `contribution`: for a box, seed or limit `voxels`, `result_inside` (the share of the object's voxels inside
+ * it) and `covered` (the share of it the object covers); for a point `positive` and `satisfied`; for text
+ * the `phrase` and its `resolution` (as `vxp_engine_lookup_concept` writes it); for a text embedding its
+ * `dim`; for a hint its name. The buffer follows `vxp_last_error`'s rules: `*needed` (if not NULL)
+ * receives the length without the NUL.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_BUFFER_TOO_SMALL` (buf untouched).
+ *
+ * # Safety
+ * `session` a live handle; `buf` valid for `len` bytes (NULL with len 0 queries the size); `needed` NULL or
+ * valid.
+ */
+vxp_result vxp_session_report(const struct vxp_session *session,
+                              char *buf,
+                              size_t len,
+                              size_t *needed);
 
 /*********************/
 /* Section - Prompts */

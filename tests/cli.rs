@@ -423,3 +423,38 @@ fn a_dicom_series_is_segmented_on_its_own_grid_against_a_mask_stored_the_other_w
     assert!(err.contains("no series \"1.2.3\"; found: (no SeriesInstanceUID) (20 files, \"CT Body 3.0\")"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_text_conditioned_package_gets_its_text_encoder_and_names_its_inputs_in_info() {
+    let tiny = root().join("tests/fixtures/models/tiny-conditioned");
+    let run = |text: Option<&str>| {
+        let out = tmp(&format!("conditioned-{}.nii.gz", text.is_some()));
+        let mut c = cli();
+        c.args(["segment", data("tests/fixtures/data/example_ct_sm.nii.gz").to_str().unwrap()])
+            .args(["-o", out.to_str().unwrap(), "--model", tiny.to_str().unwrap(), "--policy", "reference"])
+            .args(["--reference", data("tests/fixtures/data/example_seg.nii.gz").to_str().unwrap()])
+            .args(["--reference-label", "5", "--box-from-reference", "--json"]);
+        if let Some(t) = text {
+            c.args(["--text", t]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("JSON on stdout")
+    };
+    // The package names minilm: the CLI loads it without --text too. The tiny decoder's mask is the region
+    // fed, so the box alone gives nothing and the box named "liver" gives the liver's prior.
+    let (alone, named) = (run(None), run(Some("liver")));
+    assert_eq!(alone["objects"][0]["voxels"], 0, "{alone}");
+    assert_eq!(named["text_prompts"][0]["name"], "liver");
+    let dice = named["objects"][0]["dice"].as_f64().unwrap();
+    assert!(dice > 0.6 && named["objects"][0]["voxels"].as_u64().unwrap() > 1000, "{dice}");
+
+    let o = cli().args(["info", "--json", "--model", tiny.to_str().unwrap()]).output().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = &r["models"][0];
+    assert_eq!(m["conditioning"]["text_encoder"], "minilm");
+    assert_eq!(m["conditioning"]["anatomy_input"], "anatomy_mask");
+    let dec = m["graphs"]["decoder"]["inputs"].as_array().unwrap();
+    assert_eq!(dec.len(), 7);
+    assert_eq!(dec[5]["shape"], serde_json::json!([-1, 384]));
+}

@@ -130,3 +130,48 @@ fn a_click_on_each_lesion_alone_and_with_its_text_and_organ() {
     // Measured: 0.515 alone, 0.580 fused.
     assert!(sum[1] > sum[0], "fused {:.3} must beat click-alone {:.3} on average", sum[1] / n, sum[0] / n);
 }
+
+#[test]
+fn the_report_names_each_prompts_source_and_part_in_the_result() {
+    let v = volume("data/pyradiomics/lung1_image.nrrd");
+    let truth: Vec<bool> =
+        volume("data/pyradiomics/lung1_label.nrrd").to_f64().unwrap().iter().map(|&r| r > 0.0).collect();
+    let at = click_in(&truth, v.dims);
+    let mut s = open(&v, IntensityMapping::CT);
+    s.add_point(1, PointIjk { ijk: at, positive: true }).unwrap();
+    s.add_text(1, "lung nodule").unwrap();
+    let before: serde_json::Value = serde_json::from_str(&s.reports_json()).unwrap();
+    assert_eq!(before[0]["ran"], false);
+    s.run(None).unwrap();
+    let mask = s.compose(false).0;
+    let voxels = mask.data.iter().filter(|&&m| m == 1).count();
+    let r: serde_json::Value = serde_json::from_str(&s.reports_json()).expect("the report is JSON");
+    println!("{}", serde_json::to_string_pretty(&r).unwrap());
+    let o = &r[0];
+    assert_eq!(
+        (o["label"].as_u64(), o["ran"].as_bool(), o["voxels"].as_u64()),
+        (Some(1), Some(true), Some(voxels as u64))
+    );
+    assert!(o["confidence"].as_f64().unwrap() > 0.5 && o["slices"].as_u64().unwrap() > 0);
+    let prompts = o["prompts"].as_array().unwrap();
+    let of = |kind: &str| prompts.iter().find(|p| p["kind"] == kind).unwrap_or_else(|| panic!("no {kind}: {o}"));
+    // The click is the host's and the result holds it.
+    let point = of("point");
+    assert_eq!(point["source"]["from"], "user");
+    assert_eq!(point["contribution"]["satisfied"], true);
+    // The phrase resolved to the lungs' lesion; the organ bounds the result: all of it lies inside.
+    let text = of("text");
+    assert_eq!(text["contribution"]["resolution"]["lesion"], "nodule");
+    let limit = of("limit");
+    assert_eq!(limit["source"]["from"], "anatomy");
+    assert_eq!(limit["contribution"]["result_inside"].as_f64(), Some(1.0));
+    let covered = limit["contribution"]["covered"].as_f64().unwrap();
+    let want = voxels as f64 / limit["contribution"]["voxels"].as_f64().unwrap();
+    assert!((covered - want).abs() < 1e-4, "covered {covered} vs {want}");
+    // The box grown from the click (on the click's slice) says so, and the result fills most of it.
+    let grown = of("box");
+    assert_eq!(grown["source"]["from"], "growth");
+    assert_eq!(grown["source"]["click"], serde_json::json!(at));
+    assert!(grown["contribution"]["covered"].as_f64().unwrap() > 0.5, "{grown}");
+    assert_eq!(of("hint")["contribution"]["hint"], "lesion in an air-filled organ");
+}

@@ -416,3 +416,123 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
+
+fn tiny_conditioned() -> PathBuf {
+    root().join("tests/fixtures/models/tiny-conditioned")
+}
+
+/// What the tiny conditioned decoder answers as its IoU for a text embedding `e` (its generator's formula).
+fn conditioned_iou(e: &[f32]) -> f32 {
+    let dot: f64 = e.iter().enumerate().map(|(i, &v)| v as f64 * ((i % 7) as f64 - 3.0) / 8.0).sum();
+    (0.9 + 0.05 * dot.tanh()) as f32
+}
+
+#[test]
+fn a_conditioned_model_is_fed_its_objects_concept_embedding_and_region() {
+    use voxprompt::concept::Domain;
+    use voxprompt::pipeline::policy::Policy;
+    use voxprompt::session::SessionOptions;
+    use voxprompt::volume::intensity::IntensityMapping;
+
+    // Without the text encoder it names, or with another one, the package does not load.
+    let (code, msg) = refused(&[tiny_conditioned()]);
+    assert_eq!(code, ErrorCode::ModelContract);
+    assert!(msg.contains("text encoder \"minilm\"") && msg.contains("add that package"), "{msg}");
+    let (code, msg) = refused(&[tiny_conditioned(), tiny_text()]);
+    assert_eq!(code, ErrorCode::ModelContract);
+    assert!(msg.contains("\"tiny-text\" (4 wide)"), "{msg}");
+
+    let e = engine(&[tiny_conditioned(), root().join("models/minilm")]).unwrap();
+    let v = volume("tests/fixtures/data/example_ct_sm.nii.gz");
+    let reference = volume("tests/fixtures/data/example_seg.nii.gz").to_f64().unwrap();
+    let liver: Vec<f64> = reference.iter().map(|&r| (r == 5.0) as u8 as f64).collect();
+    let (b, _) = voxprompt::volume::BoxIjk::of_label(&liver, v.dims, 1.0).unwrap();
+    let opts = SessionOptions::default().with_policy(Policy::Reference);
+    let mut s = e.open_session(&v.view().unwrap(), IntensityMapping::CT, opts).unwrap();
+    // Object 1: the liver's box named "the livr" (a typo); object 2: the same box, no text.
+    s.add_box(1, b).unwrap();
+    s.add_text(1, "the livr").unwrap();
+    s.add_box(2, b).unwrap();
+    s.run(None).unwrap();
+    let mask = s.compose(false).0;
+    let limit = s.limit_of(1).unwrap().to_vec();
+
+    // The mask is the region the engine fed (the liver's dilated prior, resized into the 64-pixel frame and
+    // back), on the slices the reference walks from the box visit; the object without one gets nothing.
+    let [w, h, _] = v.dims;
+    let in_walk = |i: usize| (b.min[2]..=b.max[2]).contains(&(i / (w * h)));
+    let region: Vec<bool> = limit.iter().enumerate().map(|(i, &l)| l == 1 && in_walk(i)).collect();
+    let got: Vec<bool> = mask.data.iter().map(|&m| m == 1).collect();
+    let d = voxprompt::ops::mask::dice(got.iter().copied(), region.iter().copied());
+    eprintln!("conditioned: Dice {d:.4} with the region fed over slices {}..={}", b.min[2], b.max[2]);
+    assert!(d > 0.95, "Dice with the region fed: {d:.4}");
+    assert!(got.iter().zip(&limit).all(|(&g, &l)| !g || l == 1), "a voxel outside the region");
+    assert!(!mask.data.contains(&2), "the object without text or region is empty");
+
+    // The IoU is the decoder's function of the embedding of the concept's name ("liver", not the phrase).
+    let name = e.resolve("the livr", Domain::Any).unwrap().name(&e.resolver.vocab);
+    assert_eq!(name, "liver");
+    let text = e.models.text.as_ref().unwrap();
+    let (want, typo) =
+        (conditioned_iou(&text.embed(&name).unwrap()), conditioned_iou(&text.embed("the livr").unwrap()));
+    assert!((want - typo).abs() > 1e-4, "the test cannot tell the name from the phrase");
+    let sums = s.summaries();
+    let (one, two) = (&sums.iter().find(|o| o.label == 1).unwrap(), &sums.iter().find(|o| o.label == 2));
+    assert!(!one.per_slice.is_empty());
+    for p in &one.per_slice {
+        assert!((p.iou - want).abs() < 1e-5, "slice {}: IoU {} for {want}", p.slice, p.iou);
+    }
+    eprintln!(
+        "conditioned: IoU {want:.6} on {} slices; object 2: {:?}",
+        one.per_slice.len(),
+        two.map(|t| t.per_slice.len())
+    );
+    // No text: a zero embedding, tanh(0) = 0.
+    if let Some(two) = two {
+        assert!(two.per_slice.iter().all(|p| (p.iou - 0.9).abs() < 1e-6));
+    }
+}
+
+#[test]
+fn a_conditioning_input_that_disagrees_with_the_manifest_is_refused() {
+    let copy = |name: &str, edit: &dyn Fn(&str) -> String| {
+        let d = std::env::temp_dir().join(format!("vxp-models-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for f in ["encoder.onnx", "decoder.onnx"] {
+            std::fs::copy(tiny_conditioned().join(f), d.join(f)).unwrap();
+        }
+        let m = std::fs::read_to_string(tiny_conditioned().join("manifest.toml")).unwrap();
+        let changed = edit(&m);
+        assert_ne!(changed, m, "{name}: the edit changed nothing");
+        std::fs::write(d.join("manifest.toml"), changed).unwrap();
+        d
+    };
+    let minilm = root().join("models/minilm");
+    type Edit<'a> = &'a dyn Fn(&str) -> String;
+    let cases: [(&str, Edit, &str); 4] = [
+        (
+            "anatomy-shape",
+            &|m| {
+                m.replace(
+                    "\"anatomy_mask\", dtype = \"f32\", shape = [-1, 1, 64, 64]",
+                    "\"anatomy_mask\", dtype = \"f32\", shape = [-1, 1, 32, 32]",
+                )
+            },
+            "needs f32 [B, 1, 64, 64]",
+        ),
+        ("text-width", &|m| m.replace("shape = [-1, 384]", "shape = [-1, -1]"), "needs f32 [B, D] with D fixed"),
+        (
+            "undeclared",
+            &|m| m.replace("anatomy_input = \"anatomy_mask\"", "anatomy_input = \"organ\""),
+            "\"organ\" is not declared",
+        ),
+        // Declared in the graph and the manifest but not named by [conditioning]: the engine would not feed it.
+        ("unnamed", &|m| m.replace("anatomy_input = \"anatomy_mask\"\n", ""), "anatomy_mask"),
+    ];
+    for (name, edit, want) in cases {
+        let (code, msg) = refused(&[copy(name, edit), minilm.clone()]);
+        assert_eq!(code, ErrorCode::ModelContract, "{name}: {msg}");
+        assert!(msg.contains(want), "{name}: {msg}");
+    }
+}

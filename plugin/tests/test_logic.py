@@ -91,9 +91,20 @@ def test_a_text_prompt_alone_segments_its_organ(engine, ct, liver):
         with pytest.raises(VoxPromptError) as e:
             s.add_text(6, "banana bread")
         assert e.value.name == "UNKNOWN_CONCEPT" and "closest:" in str(e.value)
+        report = s.report()
     assert set(np.unique(mask)) == {0, 5}
     d = dice(mask, liver)
     assert d >= 0.85, d
+    # The report says the liver object came from the text: its boxes and seed from the concept, the limit
+    # from its prior, which holds the whole result.
+    (obj,) = report
+    assert obj["label"] == 5 and obj["voxels"] == int((mask == 5).sum())
+    kinds = {(p["kind"], p["source"]["from"]) for p in obj["prompts"]}
+    assert {("text", "user"), ("box", "text"), ("seed", "anatomy"), ("limit", "anatomy")} <= kinds, kinds
+    text = next(p for p in obj["prompts"] if p["kind"] == "text")
+    assert text["contribution"]["resolution"]["name"] == "liver"
+    limit = next(p for p in obj["prompts"] if p["kind"] == "limit")
+    assert limit["contribution"]["result_inside"] == 1.0
 
 
 def test_one_click_alone_segments_its_organ(engine, ct, liver):

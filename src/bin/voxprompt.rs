@@ -109,9 +109,29 @@ fn info(a: InfoArgs) -> Result<()> {
                     })
                     .collect();
                 let m = &pkg.manifest;
+                let tensors = |ts: &[voxprompt::model::manifest::TensorSpec]| -> Vec<serde_json::Value> {
+                    ts.iter()
+                        .map(|t| serde_json::json!({ "name": t.name, "dtype": t.dtype.name(), "shape": t.shape }))
+                        .collect()
+                };
+                let graphs: serde_json::Map<String, serde_json::Value> = m
+                    .graphs
+                    .iter()
+                    .map(|(k, g)| {
+                        let v = serde_json::json!({
+                            "file": g.file, "inputs": tensors(&g.inputs), "outputs": tensors(&g.outputs),
+                        });
+                        (k.clone(), v)
+                    })
+                    .collect();
+                let conditioning = m.conditioning.as_ref().map(|c| {
+                    serde_json::json!({
+                        "text_encoder": c.text_encoder, "text_input": c.text_input, "anatomy_input": c.anatomy_input,
+                    })
+                });
                 serde_json::json!({
                     "dir": dir, "name": m.name, "kind": m.kind.name(), "contract_version": m.contract_version,
-                    "license": m.license, "files": files,
+                    "license": m.license, "files": files, "graphs": graphs, "conditioning": conditioning,
                 })
             }
             Err(e) => {
@@ -172,6 +192,27 @@ fn info_text(r: &serde_json::Value) -> String {
             s(&m["license"]),
             s(&m["dir"])
         );
+        let shapes = |ts: &serde_json::Value| -> String {
+            let one = |t: &serde_json::Value| format!("{} {} {}", s(&t["name"]), s(&t["dtype"]), t["shape"]);
+            ts.as_array().into_iter().flatten().map(one).collect::<Vec<_>>().join(", ")
+        };
+        for (name, g) in m["graphs"].as_object().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  graph {name} ({}): {} -> {}",
+                s(&g["file"]),
+                shapes(&g["inputs"]),
+                shapes(&g["outputs"])
+            );
+        }
+        let c = &m["conditioning"];
+        if c.is_object() {
+            let _ = writeln!(
+                out,
+                "  conditioned on: text {} (from text encoder {}), anatomy {}",
+                c["text_input"], c["text_encoder"], c["anatomy_input"]
+            );
+        }
     }
     out
 }
@@ -406,6 +447,14 @@ fn find_package(name: &str) -> Option<PathBuf> {
 
 /// The text encoder's package: `--text-model`, else `VXP_TEXT_MODEL_DIR`, else an installed `minilm`; none
 /// with `--no-text-model`.
+/// Whether the spatial package in `dir` (the default one when None) takes text embeddings: the engine then
+/// needs the text encoder even when no --text is given.
+fn takes_text(dir: Option<&Path>) -> bool {
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(default_model_dir);
+    voxprompt::model::Package::open(&dir)
+        .is_ok_and(|p| p.manifest.conditioning.is_some_and(|c| c.text_encoder.is_some()))
+}
+
 fn text_model_dir(given: &Option<PathBuf>, off: bool) -> Option<PathBuf> {
     if off {
         return None;
@@ -598,7 +647,11 @@ fn segment(args: SegmentArgs) -> Result<()> {
         ort_library: args.ort_lib.clone(),
         model_dirs: [args.model.clone().unwrap_or_else(default_model_dir)]
             .into_iter()
-            .chain(if args.text.is_empty() { None } else { text_model_dir(&args.text_model, args.no_text_model) })
+            .chain(if args.text.is_empty() && !takes_text(args.model.as_deref()) {
+                None
+            } else {
+                text_model_dir(&args.text_model, args.no_text_model)
+            })
             .collect(),
         session: SessionConfig { providers, threads: args.threads, strict: args.no_cpu_fallback },
     })?);
@@ -675,6 +728,10 @@ fn segment(args: SegmentArgs) -> Result<()> {
 
     let st = &run.stats;
     let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e3 * 100.0).round() / 100.0;
+    let reports: serde_json::Value = serde_json::from_str(&session.reports_json()).expect("the report is JSON");
+    let prompts_of = |label: u8| {
+        reports.as_array().into_iter().flatten().find(|r| r["label"] == label).map(|r| r["prompts"].clone())
+    };
     let mut objs = Vec::new();
     for s in session.summaries() {
         let n = s.label as usize - 1;
@@ -694,6 +751,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
             "label": s.label, "box_ijk": boxes.get(n).map(|b| [b.min, b.max]), "voxels": voxels,
             "slices": s.slices, "mean_iou_pred": s.mean_iou, "confidence": s.confidence, "dice": d,
             "reference_label": args.reference_label.get(n), "per_slice": per_slice,
+            "prompts": prompts_of(s.label),
         }));
     }
     let model_ms = st.preprocess + st.encode + st.decode + st.postprocess;

@@ -346,3 +346,37 @@ pub unsafe extern "C" fn vxp_session_last_stats(session: *const vxp_session, out
         vxp_result::Ok
     })
 }
+
+/// Writes a JSON array into `buf` with one entry per object of the session, in the order the objects were
+/// made: `label`, `ran` (whether it has a result), `voxels` (in the label mask the last run returned, after
+/// overlaps), `slices`, `mean_iou`, `confidence`, and `prompts`, each with `kind` ("box" | "point" | "seed" |
+/// "text" | "limit" | "hint" | "text_embedding"), `source` (`{"from": "user"}`, `{"from": "text", "concept",
+/// "score"}`, `{"from": "anatomy", "concept"}` or `{"from": "growth", "click": [i, j, k]}`), `weight` and
+/// `contribution`: for a box, seed or limit `voxels`, `result_inside` (the share of the object's voxels inside
+/// it) and `covered` (the share of it the object covers); for a point `positive` and `satisfied`; for text
+/// the `phrase` and its `resolution` (as `vxp_engine_lookup_concept` writes it); for a text embedding its
+/// `dim`; for a hint its name. The buffer follows `vxp_last_error`'s rules: `*needed` (if not NULL)
+/// receives the length without the NUL.
+///
+/// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_BUFFER_TOO_SMALL` (buf untouched).
+///
+/// # Safety
+/// `session` a live handle; `buf` valid for `len` bytes (NULL with len 0 queries the size); `needed` NULL or
+/// valid.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_session_report(
+    session: *const vxp_session,
+    buf: *mut std::ffi::c_char,
+    len: usize,
+    needed: *mut usize,
+) -> vxp_result {
+    boundary(|| {
+        let s = match get(session) {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        let json = s.inner.lock().reports_json();
+        // SAFETY: forwarded buffer contract.
+        unsafe { super::handle::copy_out(&json, buf, len, needed) }
+    })
+}

@@ -68,6 +68,9 @@ pub struct Manifest {
     /// `text_encoder` only.
     #[serde(default)]
     pub text: Option<TextSection>,
+    /// `sam2d` only: decoder inputs beyond the prompt encoder's that the engine feeds per prompt.
+    #[serde(default)]
+    pub conditioning: Option<Conditioning>,
     pub graphs: BTreeMap<String, Graph>,
 }
 
@@ -93,6 +96,24 @@ fn default_box_shift() -> i64 {
     3
 }
 
+/// Extra decoder inputs of a text- or anatomy-conditioned `sam2d` model (TAGS-style, METHODS §3), fed for
+/// every prompt of a batch: the embedding of the object's concept name by the named text encoder
+/// (`text_input`, shape [B, D]) and the object's anatomical region on the slice, in the model frame
+/// (`anatomy_input`, shape [B, 1, S, S], 0..1). An object without text or without a region gets zeros.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Conditioning {
+    /// The `name` of the `text_encoder` package whose embeddings the model was trained with.
+    #[serde(default)]
+    pub text_encoder: Option<String>,
+    /// The decoder input that takes the text embedding.
+    #[serde(default)]
+    pub text_input: Option<String>,
+    /// The decoder input that takes the anatomy mask.
+    #[serde(default)]
+    pub anatomy_input: Option<String>,
+}
+
 /// What a `text_encoder` graph returns and how its token states become one embedding.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +122,7 @@ pub struct TextSection {
     pub dim: usize,
     /// The longest token sequence the graph takes.
     pub max_tokens: usize,
-    /// Token states are averaged over the attention mask, then L2-normalised (sentence-transformers).
+    /// How token states become one embedding, which is then L2-normalised.
     pub pooling: Pooling,
     /// A Hugging Face `tokenizer.json` in the package, so the engine embeds text and not only token ids.
     /// Its own padding and truncation settings are replaced at load (none, and `max_tokens`).
@@ -120,7 +141,11 @@ pub struct TextSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
+    /// The mean of the token states over the attention mask (sentence-transformers: MiniLM).
     Mean,
+    /// The state of the last real token (CLIP's end-of-text token, the last one with padding off; export
+    /// the text projection applied to every token state so this is CLIP's `text_embeds`).
+    Last,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -276,6 +301,29 @@ impl Manifest {
                 CONTRACT_VERSIONS.end()
             )));
         }
+        if m.conditioning.is_some() && m.kind != ModelKind::Sam2d {
+            return Err(Error::ModelContract(format!(
+                "a package of kind \"{}\" has no [conditioning] section (that is \"sam2d\"'s)",
+                m.kind
+            )));
+        }
+        if let Some(c) = &m.conditioning {
+            if c.text_input.is_none() && c.anatomy_input.is_none() {
+                return Err(Error::ModelContract(
+                    "[conditioning] names neither a text_input nor an anatomy_input".into(),
+                ));
+            }
+            if c.text_input.is_some() != c.text_encoder.is_some() {
+                return Err(Error::ModelContract(
+                    "[conditioning] text_input and text_encoder come together: an embedding means only what the \
+                     encoder that made it says"
+                        .into(),
+                ));
+            }
+            if c.text_input.is_some() && c.text_input == c.anatomy_input {
+                return Err(Error::ModelContract("[conditioning] text_input and anatomy_input are one input".into()));
+            }
+        }
         let sections = [
             ("preprocess", m.preprocess.is_some(), ModelKind::Sam2d),
             ("text", m.text.is_some(), ModelKind::TextEncoder),
@@ -424,6 +472,33 @@ outputs = [ { name = "image_embeddings", dtype = "f32", shape = [1, 256, 64, 64]
         let t = Manifest::parse(&with("tokenizer = \"t.json\"\ntokenizer_sha256 = \"00\"\n")).unwrap();
         assert_eq!(t.text().unwrap().tokenizer.as_deref(), Some("t.json"));
         assert_eq!(Manifest::parse(&with("")).unwrap().text().unwrap().tokenizer, None);
+    }
+
+    #[test]
+    fn conditioning_is_a_sam2d_section_with_its_encoder_named() {
+        let with = |body: &str| SAM.replace("[graphs.encoder]", &format!("[conditioning]\n{body}[graphs.encoder]"));
+        let c = Manifest::parse(&with("text_encoder = \"minilm\"\ntext_input = \"t\"\nanatomy_input = \"a\"\n"))
+            .unwrap()
+            .conditioning
+            .unwrap();
+        assert_eq!(
+            (c.text_encoder.as_deref(), c.text_input.as_deref(), c.anatomy_input.as_deref()),
+            (Some("minilm"), Some("t"), Some("a"))
+        );
+        assert!(Manifest::parse(&with("anatomy_input = \"a\"\n")).unwrap().conditioning.is_some());
+        assert!(err(&with("")).contains("neither"));
+        assert!(err(&with("text_input = \"t\"\n")).contains("text_encoder"));
+        assert!(err(&with("text_encoder = \"m\"\nanatomy_input = \"a\"\n")).contains("come together"));
+        assert!(err(&with("text_encoder = \"m\"\ntext_input = \"x\"\nanatomy_input = \"x\"\n")).contains("one input"));
+        assert!(err(&with("anatomy = \"a\"\n")).contains("anatomy"));
+        let text_kind = SAM
+            .replace("kind = \"sam2d\"", "kind = \"text_encoder\"")
+            .replace(
+                "[preprocess]\ninput_size = 256\nembedding_size = 64\nchannels = 3\n",
+                "[text]\ndim = 4\nmax_tokens = 8\npooling = \"mean\"\n",
+            )
+            .replace("[graphs.encoder]", "[conditioning]\nanatomy_input = \"a\"\n[graphs.encoder]");
+        assert!(err(&text_kind).contains("[conditioning]"));
     }
 
     #[test]

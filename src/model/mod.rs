@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 pub use manifest::{Manifest, ModelKind, Package};
 pub use providers::{Provider, SessionConfig};
-pub use traits::{Decoded, Embedding, EmbeddingLayout, PatchModel, Prompt2d, Prompt3d, SliceModel, Worker};
+pub use traits::{
+    Conditioned, Decoded, Embedding, EmbeddingLayout, PatchModel, Prompt2d, Prompt3d, SliceModel, Worker,
+};
 
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
@@ -91,7 +93,36 @@ impl Models {
                 packages.iter().map(|p| p.manifest.kind.name()).collect::<Vec<_>>()
             ))
         })?;
+        let Segmenter::Slice(m) = &segmenter;
+        if let (Some(want), Some(dim)) = (&m.text_encoder, m.conditioned().text_dim) {
+            match &text {
+                Some(t) if &t.name == want && t.dim == dim => {}
+                Some(t) => {
+                    return Err(Error::ModelContract(format!(
+                        "package {} takes the {dim}-wide embeddings of text encoder {want:?}; the text encoder given \
+                         is {:?} ({} wide)",
+                        m.name, t.name, t.dim
+                    )))
+                }
+                None => {
+                    return Err(Error::ModelContract(format!(
+                        "package {} takes the embeddings of text encoder {want:?}: add that package to the model \
+                         folders",
+                        m.name
+                    )))
+                }
+            }
+        }
         Ok(Models { segmenter, text, packages })
+    }
+
+    /// The text embedding the spatial model takes for a concept named `name`, when it takes one.
+    pub fn conditioning_embedding(&self, name: &str) -> Result<Option<Vec<f32>>> {
+        let Segmenter::Slice(m) = &self.segmenter;
+        match (m.conditioned().text_dim, &self.text) {
+            (Some(_), Some(t)) => Ok(Some(t.embed(name)?)),
+            _ => Ok(None),
+        }
     }
 
     /// The package of the spatial model.

@@ -6,6 +6,7 @@
 //! Padding tokens change the logits, so prompts are only batched with prompts of the same token count and a
 //! box is never padded.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use ort::session::Session;
@@ -15,7 +16,7 @@ use parking_lot::Mutex;
 use super::contract::{self, session_io};
 use super::manifest::{ModelKind, Package};
 use super::providers::{build_sessions, BuiltSession, Provider, SessionConfig, SessionJob};
-use super::traits::{Decoded, Embedding, EmbeddingLayout, Prompt2d, SliceModel, Worker};
+use super::traits::{Conditioned, Decoded, Embedding, EmbeddingLayout, Prompt2d, SliceModel, Worker};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 
@@ -39,6 +40,44 @@ fn tokens(p: &Prompt2d) -> Vec<(f32, f32, f32)> {
         None => t.push((0.0, 0.0, -1.0)),
     }
     t
+}
+
+/// The decoder's conditioning inputs as `[conditioning]` names them, checked against the decoder's declared
+/// inputs: the text input is [B, D] with D fixed, the anatomy input [B, 1, S, S].
+#[allow(clippy::type_complexity)]
+fn conditioning_inputs(
+    what: &str,
+    m: &super::manifest::Manifest,
+    dec: &super::manifest::Graph,
+    s: i64,
+) -> Result<(Option<(String, usize)>, Option<String>)> {
+    let Some(c) = &m.conditioning else { return Ok((None, None)) };
+    let mut text = None;
+    if let Some(name) = &c.text_input {
+        let t = contract::declared(what, &dec.inputs, name)?;
+        match t.shape.as_slice() {
+            [_, d] if *d > 0 && t.dtype == super::manifest::ElementType::F32 => {
+                text = Some((name.clone(), *d as usize))
+            }
+            other => {
+                return Err(Error::ModelContract(format!(
+                    "{what}: text input {name:?} is {} {other:?}; [conditioning] needs f32 [B, D] with D fixed",
+                    t.dtype.name()
+                )))
+            }
+        }
+    }
+    if let Some(name) = &c.anatomy_input {
+        let a = contract::declared(what, &dec.inputs, name)?;
+        if a.shape.len() != 4 || a.shape[1..] != [1, s, s] || a.dtype != super::manifest::ElementType::F32 {
+            return Err(Error::ModelContract(format!(
+                "{what}: anatomy input {name:?} is {} {:?}; [conditioning] needs f32 [B, 1, {s}, {s}]",
+                a.dtype.name(),
+                a.shape
+            )));
+        }
+    }
+    Ok((text, c.anatomy_input.clone()))
 }
 
 /// Which graph of the package ran on which provider.
@@ -66,6 +105,11 @@ pub struct Sam2d {
     /// The provider of each graph (encoder first).
     pub providers: Vec<GraphProvider>,
     pub fallback_reasons: Vec<String>,
+    /// The decoder's conditioning inputs (`[conditioning]`): the text input's name and width, the
+    /// anatomy input's name, and the text encoder package the embeddings must come from.
+    text_input: Option<(String, usize)>,
+    anatomy_input: Option<String>,
+    pub text_encoder: Option<String>,
 }
 
 impl Sam2d {
@@ -127,6 +171,18 @@ impl Sam2d {
                 logits.shape
             )));
         }
+        let (text_input, anatomy_input) = conditioning_inputs(&what("decoder"), m, dec_spec, s)?;
+        let mut needed: Vec<&str> = DECODER_IN.to_vec();
+        needed.extend(text_input.iter().map(|(n, _)| n.as_str()).chain(anatomy_input.as_deref()));
+        // The engine feeds exactly these; an input it does not know would fail at the first decode.
+        if let Some(extra) = dec_spec.inputs.iter().find(|i| !needed.contains(&i.name.as_str())) {
+            return Err(Error::ModelContract(format!(
+                "{}: input {:?} is not one the engine feeds (the sam2d inputs {DECODER_IN:?}, and the [conditioning] \
+                 text_input and anatomy_input)",
+                what("decoder"),
+                extra.name
+            )));
+        }
         let (enc_bytes, dec_bytes) = if cfg.total_threads() > 1 {
             // Reading and hashing the two graphs at once: a tenth of the cold start.
             std::thread::scope(|s| {
@@ -155,7 +211,7 @@ impl Sam2d {
         let (ins, outs) = session_io(&encs[0].session);
         contract::check(&what("encoder"), enc_spec, (&ins, &outs), (&ENCODER_IN, &ENCODER_OUT))?;
         let (ins, outs) = session_io(&decs[0].session);
-        contract::check(&what("decoder"), dec_spec, (&ins, &outs), (&DECODER_IN, &DECODER_OUT))?;
+        contract::check(&what("decoder"), dec_spec, (&ins, &outs), (&needed, &DECODER_OUT))?;
         let (enc_provider, dec_provider) = (encs[0].provider, decs[0].provider);
         let mut reasons = encs[0].fallback_reasons.clone();
         reasons.extend(decs[0].fallback_reasons.iter().cloned());
@@ -178,6 +234,9 @@ impl Sam2d {
                 GraphProvider { graph: "decoder", provider: dec_provider },
             ],
             fallback_reasons: reasons,
+            text_input,
+            anatomy_input,
+            text_encoder: m.conditioning.as_ref().and_then(|c| c.text_encoder.clone()),
         })
     }
 
@@ -263,13 +322,40 @@ impl Sam2d {
                 (_, Worker::Index(i)) => self.decoders[i % self.decoders.len()].lock(),
                 (None, Worker::Wide) => self.decoders[0].lock(),
             };
-            let outputs = dec.run(ort::inputs![
+            // Conditioning rows: zeros for a prompt whose object has no text (or no region).
+            let text = self.text_input.as_ref().map(|(_, dim)| {
+                let mut t = vec![0f32; b * dim];
+                for (slot, &i) in members.iter().enumerate() {
+                    if let Some(e) = prompts[i].text.as_deref().filter(|e| e.len() == *dim) {
+                        t[slot * dim..(slot + 1) * dim].copy_from_slice(e);
+                    }
+                }
+                t
+            });
+            let anatomy = self.anatomy_input.as_ref().map(|_| {
+                let mut a = vec![0f32; b * s * s];
+                for (slot, &i) in members.iter().enumerate() {
+                    if let Some(m) = prompts[i].anatomy.as_deref().filter(|m| m.len() == s * s) {
+                        a[slot * s * s..(slot + 1) * s * s].copy_from_slice(m);
+                    }
+                }
+                a
+            });
+            let mut inputs = ort::inputs![
                 DECODER_IN[0] => emb.view(),
                 DECODER_IN[1] => TensorRef::from_array_view(([b, n, 2], coords.as_slice()))?,
                 DECODER_IN[2] => TensorRef::from_array_view(([b, n], labels.as_slice()))?,
                 DECODER_IN[3] => TensorRef::from_array_view(([b, 1, s, s], masks.as_slice()))?,
                 DECODER_IN[4] => TensorRef::from_array_view(([b], has_mask.as_slice()))?,
-            ])?;
+            ];
+            if let (Some((name, dim)), Some(t)) = (&self.text_input, &text) {
+                inputs.push((Cow::from(name.as_str()), TensorRef::from_array_view(([b, *dim], t.as_slice()))?.into()));
+            }
+            if let (Some(name), Some(a)) = (&self.anatomy_input, &anatomy) {
+                inputs
+                    .push((Cow::from(name.as_str()), TensorRef::from_array_view(([b, 1, s, s], a.as_slice()))?.into()));
+            }
+            let outputs = dec.run(inputs)?;
             let (_, logits) = outputs[DECODER_OUT[0]].try_extract_tensor::<f32>()?;
             let (_, iou) = outputs[DECODER_OUT[1]].try_extract_tensor::<f32>()?;
             if logits.len() != b * s * s || iou.len() != b {
@@ -305,6 +391,9 @@ impl SliceModel for Sam2d {
     }
     fn workers(&self) -> usize {
         self.encoders.len()
+    }
+    fn conditioned(&self) -> Conditioned {
+        Conditioned { text_dim: self.text_input.as_ref().map(|(_, d)| *d), anatomy: self.anatomy_input.is_some() }
     }
     fn encode(&self, worker: Worker, image: &[f32], out: &mut Embedding) -> Result<()> {
         match out.tensors.as_mut_slice() {

@@ -2,9 +2,10 @@
 //! L2-normalised embedding, for matching free text against concept embeddings.
 //!
 //! Graph contract: `input_ids` and `attention_mask` (i64, [B, T]), optionally `token_type_ids` (i64, [B, T],
-//! fed zeros), → `last_hidden_state` (f32, [B, T, D]). Token states are averaged over the attention mask
-//! and L2-normalised, as sentence-transformers' mean pooling does. A manifest that fixes B to 1 gets one
-//! phrase per run.
+//! fed zeros), → `last_hidden_state` (f32, [B, T, D]). Token states are pooled as `[text] pooling` says —
+//! averaged over the attention mask as sentence-transformers does (`mean`), or the last real token's
+//! (`last`, CLIP's end-of-text token) — and L2-normalised. A manifest that fixes B to 1 gets one phrase per
+//! run.
 //!
 //! Text goes through the package's own `tokenizer.json` (`[text] tokenizer`, sha256-checked like a graph).
 //! Its padding is switched off, so a phrase is run on its real tokens only, and its truncation is set to
@@ -39,6 +40,7 @@ pub struct TextEncoder {
     token_types: bool,
     /// Whether the graph takes more than one sequence per run.
     batched: bool,
+    pooling: Pooling,
     pub provider: Provider,
     pub fallback_reasons: Vec<String>,
     /// The package's concept bank, sha256-checked (parsed by `concept::Bank`).
@@ -55,7 +57,6 @@ impl TextEncoder {
             )));
         }
         let text = m.text()?;
-        let Pooling::Mean = text.pooling;
         if text.dim == 0 || text.max_tokens == 0 {
             return Err(Error::ModelContract(format!("{}: dim and max_tokens must be positive", m.name)));
         }
@@ -89,6 +90,7 @@ impl TextEncoder {
             max_tokens: text.max_tokens,
             token_types: spec.inputs.iter().any(|i| i.name == TOKEN_TYPES),
             batched,
+            pooling: text.pooling,
             provider: built.provider,
             fallback_reasons: built.fallback_reasons,
             concept_bank,
@@ -178,7 +180,7 @@ impl TextEncoder {
         Ok(hidden
             .chunks_exact(t * self.dim)
             .zip(mask.chunks_exact(t))
-            .map(|(h, m)| mean_pool_normalised(h, m, self.dim))
+            .map(|(h, m)| pool_normalised(self.pooling, h, m, self.dim))
             .collect())
     }
 
@@ -193,7 +195,7 @@ impl TextEncoder {
         }
         let mask = vec![1i64; t];
         let hidden = self.run(ids, &mask, [1, t])?;
-        Ok(mean_pool_normalised(&hidden, &mask, self.dim))
+        Ok(pool_normalised(self.pooling, &hidden, &mask, self.dim))
     }
 
     /// Runs the graph on `shape` = [sequences, tokens] and returns `last_hidden_state`, checked for size.
@@ -249,6 +251,19 @@ fn load_tokenizer(package: &Package, text: &TextSection) -> Result<Option<Tokeni
     Ok(Some(tokenizer))
 }
 
+/// The token states pooled by `pooling` over the tokens where `mask` is 1, scaled to unit length.
+pub fn pool_normalised(pooling: Pooling, hidden: &[f32], mask: &[i64], dim: usize) -> Vec<f32> {
+    match pooling {
+        Pooling::Mean => mean_pool_normalised(hidden, mask, dim),
+        Pooling::Last => {
+            let last = mask.iter().rposition(|&m| m != 0).unwrap_or(0);
+            let row = &hidden[last * dim..(last + 1) * dim];
+            let norm = row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
+            row.iter().map(|&v| if norm > 0.0 { (v as f64 / norm) as f32 } else { 0.0 }).collect()
+        }
+    }
+}
+
 /// Mean of the token states where `mask` is 1, scaled to unit length (a zero vector stays zero).
 pub fn mean_pool_normalised(hidden: &[f32], mask: &[i64], dim: usize) -> Vec<f32> {
     let mut out = vec![0f64; dim];
@@ -276,5 +291,15 @@ mod tests {
         let v = mean_pool_normalised(&hidden, &[1, 0, 1], 2);
         assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6, "{v:?}");
         assert_eq!(mean_pool_normalised(&[0.0, 0.0], &[1], 2), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn last_pooling_takes_the_last_real_token() {
+        // Tokens 0 and 1 are real, 2 is padding: token 1's state, normalised.
+        let hidden = [9.0, 9.0, 0.0, 2.0, 100.0, 0.0];
+        assert_eq!(pool_normalised(Pooling::Last, &hidden, &[1, 1, 0], 2), vec![0.0, 1.0]);
+        let mean = pool_normalised(Pooling::Mean, &hidden, &[1, 1, 0], 2);
+        let n = 4.5f32.hypot(5.5);
+        assert!((mean[0] - 4.5 / n).abs() < 1e-6 && (mean[1] - 5.5 / n).abs() < 1e-6, "{mean:?}");
     }
 }

@@ -2,6 +2,8 @@
 //! traits and never own it (usls: "`Model` does NOT own `Engine`"); the hot loops are generic over them, so
 //! no call goes through a trait object.
 
+use std::sync::Arc;
+
 use crate::error::Result;
 
 /// Which sessions of a model run a call.
@@ -57,6 +59,11 @@ pub struct Prompt2d {
     pub bbox: Option<[f32; 4]>,
     /// Previous low-res logits (S×S).
     pub mask: Option<Vec<f32>>,
+    /// The object's text embedding, for a model that takes one (`Conditioned::text_dim` values).
+    pub text: Option<Arc<Vec<f32>>>,
+    /// The object's anatomical region on this slice in the model frame (S×S, 0..1), for a model that
+    /// takes one.
+    pub anatomy: Option<Vec<f32>>,
 }
 
 impl Prompt2d {
@@ -73,6 +80,15 @@ pub struct Decoded {
     pub iou: f32,
 }
 
+/// What a slice model takes beyond the prompt encoder's inputs (a package's `[conditioning]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Conditioned {
+    /// The width of the text embedding it takes, if any.
+    pub text_dim: Option<usize>,
+    /// Whether it takes the object's anatomical region.
+    pub anatomy: bool,
+}
+
 /// A promptable 2D model that the slice pipeline lifts to 3D: slices are encoded once into an embedding
 /// (cached per session), then decoded once per prompt.
 pub trait SliceModel: Send + Sync {
@@ -87,6 +103,10 @@ pub trait SliceModel: Send + Sync {
     fn embedding_layout(&self) -> &EmbeddingLayout;
     /// How many slices can be encoded and decoded concurrently.
     fn workers(&self) -> usize;
+    /// The conditioning inputs the decoder takes (none by default).
+    fn conditioned(&self) -> Conditioned {
+        Conditioned::default()
+    }
     /// Encodes one preprocessed image (channels×S×S, CHW) into `out`.
     fn encode(&self, worker: Worker, image: &[f32], out: &mut Embedding) -> Result<()>;
     /// Decodes several prompts against one embedding, batched as the model allows.

@@ -51,6 +51,9 @@ pub enum PromptKind {
     /// Where the object may lie (0/1 on the input grid, e.g. the dilated anatomical prior): the result is cut
     /// to it. The latest one set applies.
     Limit(Arc<Vec<u8>>),
+    /// The object's concept name embedded by the text encoder that a text-conditioned model names (its
+    /// package's `[conditioning]`); fed to the decoder with every prompt of the object.
+    TextEmbedding(Arc<Vec<f32>>),
 }
 
 /// Where a prompt came from.

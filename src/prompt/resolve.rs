@@ -20,8 +20,10 @@ pub struct Spatial {
     pub starts: Vec<BoxIjk>,
     pub points: Vec<PointIjk>,
     pub seed: Option<Arc<Vec<u8>>>,
-    /// The result is cut to this region (input grid, 0/1).
+    /// The result is cut to this region (input grid, 0/1); a model that takes an anatomy input sees it.
     pub limit: Option<Arc<Vec<u8>>>,
+    /// The text embedding a text-conditioned model takes.
+    pub text_embedding: Option<Arc<Vec<f32>>>,
 }
 
 /// The spatial prompts of `o`.
@@ -34,6 +36,7 @@ pub fn spatial(o: &ObjectPrompts) -> Result<Spatial> {
             PromptKind::Point(q) => s.points.push(*q),
             PromptKind::Seed(m) => s.seed = Some(m.clone()),
             PromptKind::Limit(m) => s.limit = Some(m.clone()),
+            PromptKind::TextEmbedding(e) => s.text_embedding = Some(e.clone()),
             PromptKind::Text(_) | PromptKind::Hint(crate::prompt::Hint::Lesion { .. }) => {}
             PromptKind::Hint(h) => {
                 return Err(Error::Unsupported(format!(

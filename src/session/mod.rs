@@ -16,6 +16,7 @@
 mod history;
 mod objects;
 mod plan;
+pub mod report;
 pub mod text;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -251,7 +252,16 @@ impl Session {
                 "object {label} is already named by text; remove it to rename it"
             )));
         }
-        let (prompts, outcome) = text::prompts_for(ctx, &current, phrase, self.image.dims, self.opts.axis as usize)?;
+        let (mut prompts, outcome) =
+            text::prompts_for(ctx, &current, phrase, self.image.dims, self.opts.axis as usize)?;
+        // A text-conditioned model takes the concept's name as its text encoder embeds it: the name, not the
+        // phrase, so "livr" and "the liver" condition it alike.
+        let name = outcome.resolution.name(&ctx.resolver.vocab);
+        if let Some(e) = self.models.conditioning_embedding(&name)? {
+            let source =
+                Source::Text { concept: outcome.resolution.concepts.join("+"), score: outcome.resolution.score };
+            prompts.push(Prompt { kind: PromptKind::TextEmbedding(Arc::new(e)), source, weight: 1.0 });
+        }
         self.history.touch();
         self.objects.push_all(label, prompts)?;
         Ok(outcome)

@@ -158,6 +158,7 @@ _SIGNATURES = {
     "vxp_session_run_confidence": (c_uint32, [c_void_p, PROGRESS_FN, c_void_p, c_void_p, c_size_t,
                                               POINTER(c_int64), c_void_p, c_size_t, POINTER(c_int64)]),
     "vxp_session_last_stats": (c_uint32, [c_void_p, POINTER(VxpRunStats)]),
+    "vxp_session_report": (c_uint32, [c_void_p, c_char_p, c_size_t, POINTER(c_size_t)]),
 }
 
 

@@ -202,6 +202,12 @@ class Session:
         or UNSUPPORTED (no prior for it yet)."""
         self.lib.check(self.lib.dll.vxp_session_add_text(self._handle, int(label), phrase.encode()))
 
+    def report(self) -> list:
+        """Per object (label, voxels, confidence, mean IoU, slices) every prompt with its source (user, text
+        concept and score, anatomy, a click's growth), weight and measured contribution to the last result."""
+        dll = self.lib.dll
+        return json.loads(self.engine._text_out(lambda b, n, need: dll.vxp_session_report(self._handle, b, n, need)))
+
     def remove_object(self, label: int) -> None:
         self.lib.check(self.lib.dll.vxp_session_remove_object(self._handle, label))
 

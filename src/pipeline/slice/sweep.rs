@@ -122,6 +122,23 @@ pub struct SlicePrompts {
     pub points: HashMap<(usize, usize), FramePoints>,
     /// (object, slice) → a box that replaces the propagated box there.
     pub boxes: HashMap<(usize, usize), [i64; 4]>,
+    /// object → what a conditioned model takes with each of its prompts.
+    pub conditioning: HashMap<usize, Conditioning>,
+}
+
+/// What a text- or anatomy-conditioned decoder takes with every prompt of one object.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Conditioning {
+    pub text: Option<Arc<Vec<f32>>>,
+    /// The object's region on the input grid (0/1), sliced along the stack and resized into the frame.
+    pub anatomy: Option<Arc<Vec<u8>>>,
+}
+
+impl Conditioning {
+    pub fn of(p: &crate::prompt::resolve::Spatial) -> Option<Conditioning> {
+        let c = Conditioning { text: p.text_embedding.clone(), anatomy: p.limit.clone() };
+        (c.text.is_some() || c.anatomy.is_some()).then_some(c)
+    }
 }
 
 /// Everything a slice step reads: the model, the slice stack and its frame, the shared embedding cache.
@@ -185,6 +202,31 @@ impl<M: SliceModel> Stack<'_, M> {
         sc.valued.clear();
         sc.valued.extend(mask.iter().map(|&m| m * value));
         self.frame.mask_box(&sc.valued, self.model.box_shift(), &mut sc.resized)
+    }
+
+    /// Gives `p` what the model takes of the object's conditioning on slice `z` (nothing for a model that
+    /// takes none): its text embedding, and its region on the slice resized into the frame as the image is.
+    pub fn condition(&self, c: Option<&Conditioning>, z: usize, p: &mut Prompt2d, sc: &mut Scratch) {
+        let (Some(c), wants) = (c, self.model.conditioned()) else { return };
+        if wants.text_dim.is_some() {
+            p.text = c.text.clone();
+        }
+        if let (true, Some(region)) = (wants.anatomy, &c.anatomy) {
+            let f = &self.frame;
+            let grid = self.orientation.grid_dims(self.volume.dims);
+            sc.valued.clear();
+            sc.valued.resize(self.slice_len(), 0);
+            self.orientation.for_each_in_slice(grid, z, |i, g| sc.valued[i] = region[g] * 255);
+            sc.resized.resize(f.new_h * f.new_w, 0);
+            f.resize_u8(&sc.valued, &mut sc.resized);
+            let mut plane = vec![0f32; f.s * f.s];
+            for y in 0..f.new_h {
+                for (d, &v) in plane[y * f.s..y * f.s + f.new_w].iter_mut().zip(&sc.resized[y * f.new_w..]) {
+                    *d = v as f32 / 255.0;
+                }
+            }
+            p.anatomy = Some(plane);
+        }
     }
 
     /// Decodes `prompts` on slice `z` in one batched call per token layout and upsamples each answer.
@@ -314,6 +356,7 @@ fn sweep_at<M: SliceModel>(
             if let Some(pts) = prompts.points.get(&(w.object, z)) {
                 p.points = pts.clone();
             }
+            stack.condition(prompts.conditioning.get(&w.object), z, &mut p, sc);
             members.push(k);
             batch.push(p);
         }

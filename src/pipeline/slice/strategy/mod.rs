@@ -19,7 +19,7 @@ pub mod reseed;
 use std::sync::Arc;
 
 use super::frame::Frame;
-use super::sweep::{FramePoints, Scratch, SlicePrompts, Stack};
+use super::sweep::{Conditioning, FramePoints, Scratch, SlicePrompts, Stack};
 use crate::error::Result;
 use crate::model::SliceModel;
 use crate::ops::mask::bbox_2d;
@@ -162,6 +162,11 @@ pub fn run_full<M: SliceModel>(
         }
     }
     let mut slice_prompts = SlicePrompts::default();
+    for (k, p) in specs.iter().enumerate() {
+        if let Some(c) = Conditioning::of(p) {
+            slice_prompts.conditioning.insert(k, c);
+        }
+    }
     for (k, s) in sp.iter().enumerate() {
         for p in &s.points {
             slice_prompts.points.entry((k, p.z)).or_insert_with(|| frame_points(&stack.frame, &s.points, p.z));

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::super::sweep::{sweep_both, FramePoints, Scratch, SlicePrompts, Stack, StopRule, Walk};
+use super::super::sweep::{sweep_both, Conditioning, FramePoints, Scratch, SlicePrompts, Stack, StopRule, Walk};
 use super::StackPrompts;
 use crate::error::Result;
 use crate::model::{Prompt2d, SliceModel, Worker};
@@ -41,7 +41,7 @@ pub fn points_only<M: SliceModel>(
         for &z in &zs {
             let pts = prompts.points.get(&(k, z)).cloned().unwrap_or_default();
             let mut bbox = prompts.boxes.get(&(k, z)).copied();
-            let mut o = decode_start(stack, z, &pts, bbox, &mut scratch[0])?;
+            let mut o = decode_start(stack, z, &pts, bbox, prompts.conditioning.get(&k), &mut scratch[0])?;
             // A start box grown from a click is a guess: it is fitted to what the model finds in it (the
             // mask's box with a margin, so an object cut by too small a box can grow) until it holds.
             for _ in 0..FIT_ROUNDS {
@@ -54,7 +54,7 @@ pub fn points_only<M: SliceModel>(
                     break;
                 }
                 bbox = Some(next);
-                o = decode_start(stack, z, &pts, bbox, &mut scratch[0])?;
+                o = decode_start(stack, z, &pts, bbox, prompts.conditioning.get(&k), &mut scratch[0])?;
             }
             slices[z] = Some(o);
         }
@@ -94,9 +94,11 @@ fn decode_start<M: SliceModel>(
     z: usize,
     points: &FramePoints,
     bbox: Option<[i64; 4]>,
+    conditioning: Option<&Conditioning>,
     scratch: &mut Scratch,
 ) -> Result<SliceOut> {
-    let p = Prompt2d { points: points.clone(), bbox: bbox.map(|b| b.map(|v| v as f32)), ..Default::default() };
+    let mut p = Prompt2d { points: points.clone(), bbox: bbox.map(|b| b.map(|v| v as f32)), ..Default::default() };
+    stack.condition(conditioning, z, &mut p, scratch);
     Ok(stack.decode(Worker::Index(0), z, std::slice::from_ref(&p), scratch)?.remove(0))
 }
 

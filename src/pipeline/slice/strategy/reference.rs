@@ -124,6 +124,9 @@ pub fn with_prompts<M: SliceModel>(
                 local.boxes.insert((n, *z), *b);
             }
         }
+        if let Some(c) = prompts.conditioning.get(&k) {
+            local.conditioning.insert(n, c.clone());
+        }
     }
     let mut ranged: Vec<BoxIjk> = objects.to_vec();
     for (n, &k) in index.iter().enumerate() {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::super::sweep::{sweep, Scratch, SlicePrompts, Stack, Walk};
+use super::super::sweep::{sweep, Conditioning, Scratch, SlicePrompts, Stack, Walk};
 use super::reference::frame_box;
 use super::{frame_points, stack_points, Settings};
 use crate::error::{Error, Result};
@@ -43,6 +43,9 @@ pub fn refine_object<M: SliceModel>(
     touched.dedup();
     let mut slices = old.to_vec();
     let mut prompts = SlicePrompts::default();
+    if let Some(c) = Conditioning::of(now) {
+        prompts.conditioning.insert(k, c);
+    }
     for p in &pts_now {
         prompts.points.entry((k, p.z)).or_insert_with(|| frame_points(&stack.frame, &pts_now, p.z));
     }
@@ -80,6 +83,7 @@ pub fn refine_object<M: SliceModel>(
         }
         let mut p = Prompt2d { points: pts, ..Default::default() };
         p.bbox = b.map(|b| b.map(|v| v as f32));
+        stack.condition(prompts.conditioning.get(&k), z, &mut p, &mut scratch[0]);
         let out = stack.decode(Worker::Wide, z, std::slice::from_ref(&p), &mut scratch[0])?.remove(0);
         let seed = Arc::new(out.mask.clone());
         slices[z] = Some(Arc::new(out));
