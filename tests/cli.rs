@@ -458,3 +458,96 @@ fn a_text_conditioned_package_gets_its_text_encoder_and_names_its_inputs_in_info
     assert_eq!(dec.len(), 7);
     assert_eq!(dec[5]["shape"], serde_json::json!([-1, 384]));
 }
+
+/// The header's `key:=value` pairs of a NRRD file (a Slicer segmentation's metadata).
+fn nrrd_pairs(path: &std::path::Path) -> Vec<(String, String)> {
+    let bytes = std::fs::read(path).unwrap();
+    let end = bytes.windows(2).position(|w| w == b"\n\n").expect("a NRRD header ends at a blank line");
+    let header = String::from_utf8(bytes[..end].to_vec()).unwrap();
+    header.lines().filter_map(|l| l.split_once(":=")).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn the_output_name_chooses_nifti_nrrd_or_a_slicer_segmentation_with_the_same_voxels() {
+    let run = |out: &std::path::Path, conf: Option<&std::path::Path>| {
+        let mut c = cli();
+        c.args(["segment", data("tests/fixtures/data/example_ct_sm.nii.gz").to_str().unwrap(), "-o"]).arg(out);
+        if let Some(conf) = conf {
+            c.arg("--confidence").arg(conf);
+        }
+        let o = c
+            .args(["--reference", data("tests/fixtures/data/example_seg.nii.gz").to_str().unwrap()])
+            .args(["--box-from-reference", "--reference-label", "2", "--json", "--threads", "2"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: {}", out.display(), String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let (nii, nii_conf) = (tmp("formats.nii.gz"), tmp("formats-conf.nii.gz"));
+    let (seg, nrrd_conf, nrrd) = (tmp("formats.seg.nrrd"), tmp("formats-conf.nrrd"), tmp("formats.nrrd"));
+    let r = run(&nii, Some(&nii_conf));
+    run(&seg, Some(&nrrd_conf));
+    run(&nrrd, None);
+    let want = read_volume(&nii).unwrap().volume;
+    let voxels = want.data.iter().filter(|&&v| v == 1).count();
+    assert_eq!(voxels as u64, r["objects"][0]["voxels"].as_u64().unwrap());
+    assert!(voxels > 2000, "{voxels} voxels of the right kidney");
+    for path in [&seg, &nrrd] {
+        let got = read_volume(path).unwrap().volume;
+        let p = path.display();
+        assert_eq!((got.dtype, got.dims), (voxprompt::volume::DType::U8, want.dims), "{p}");
+        assert!(got.data == want.data, "{p}: the voxels differ from the .nii.gz run's");
+        assert_eq!(got.geometry.ijk_to_ras, want.geometry.ijk_to_ras, "{p}: IJK->RAS");
+        for a in 0..3 {
+            assert!((got.geometry.spacing[a] - want.geometry.spacing[a]).abs() < 1e-9, "{p}: {:?}", got.geometry);
+        }
+    }
+    let (c_nii, c_nrrd) = (read_volume(&nii_conf).unwrap().volume, read_volume(&nrrd_conf).unwrap().volume);
+    assert_eq!((c_nrrd.dtype, c_nrrd.dims), (voxprompt::volume::DType::F32, want.dims));
+    assert!(c_nrrd.data == c_nii.data, "the confidence maps differ");
+    assert_eq!(c_nrrd.geometry.ijk_to_ras, c_nii.geometry.ijk_to_ras);
+
+    // One segment, named after its reference label, in Slicer's keys; the plain .nrrd has no such keys.
+    let pairs = nrrd_pairs(&seg);
+    let get = |k: &str| pairs.iter().find(|(f, _)| f == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("Segment0_ID"), Some("Segment_1"));
+    assert_eq!(get("Segment0_LabelValue"), Some("1"));
+    assert_eq!(get("Segment0_Name"), Some("reference label 2"));
+    assert_eq!(get("Segment0_Layer"), Some("0"));
+    assert_eq!(get("Segment0_Extent"), Some("0 121 0 100 0 29"));
+    assert_eq!(get("Segment0_Color"), Some("1 0.25098 0.25098"), "label 1's montage colour");
+    assert!(get("Segment0_Tags").unwrap().contains("~SCT^85756007^Tissue~SCT^85756007^Tissue~"));
+    assert_eq!(get("Segmentation_MasterRepresentation"), Some("Binary labelmap"));
+    assert_eq!(get("Segment1_ID"), None);
+    assert!(nrrd_pairs(&nrrd).is_empty());
+}
+
+#[test]
+fn other_output_names_are_refused_before_the_input_is_read() {
+    let d = tmp("names");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    for (flag, name, needle) in [
+        ("-o", "m.dcm", "-o"),
+        ("-o", "m.nhdr", "-o"),
+        ("--confidence", "c.seg.nrrd", "--confidence"),
+        ("--confidence", "c.png", "--confidence"),
+    ] {
+        let mut c = cli();
+        // A missing input: a name refused first is refused before the input is looked at.
+        c.args(["segment", "/nonexistent/in.nii.gz", "--box-ijk", "1,1,1,2,2,2"]);
+        if flag != "-o" {
+            c.arg("-o").arg(d.join("m.nii.gz"));
+        }
+        let o = c.arg(flag).arg(d.join(name)).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(needle) && err.contains(name) && err.trim_end().lines().count() == 1, "{name}: {err}");
+        if flag == "-o" {
+            assert!(err.contains(".nii, .nii.gz, .nrrd or .seg.nrrd (.dcm DICOM SEG is not written yet)"), "{err}");
+        } else {
+            assert!(err.contains(".nii, .nii.gz or .nrrd"), "{err}");
+        }
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "{name}: a file was left");
+    }
+}

@@ -10,6 +10,8 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io;
+use voxprompt::io::segnrrd::{Code, Segment, Terminology};
+use voxprompt::io::OutputFormat;
 use voxprompt::model::{Provider, SessionConfig};
 use voxprompt::ops::mask::dice;
 use voxprompt::pipeline::policy::Policy;
@@ -283,7 +285,8 @@ struct SegmentArgs {
     /// The DICOM series to read from a folder holding several (its SeriesInstanceUID).
     #[arg(long, value_name = "UID")]
     series: Option<String>,
-    /// Output label mask (NIfTI, on the input grid with its geometry).
+    /// Output label mask on the input grid with its geometry, in the format its name ends in: .nii, .nii.gz,
+    /// .nrrd (gzip) or .seg.nrrd (a 3D Slicer segmentation: names, colours and terminology per object).
     #[arg(short, long)]
     output: PathBuf,
     /// A box as inclusive voxel indices x0,y0,z0,x1,y1,z1 (x = i, the fastest axis). Repeat for several
@@ -354,7 +357,7 @@ struct SegmentArgs {
     /// CVPR24 LiteMedSAM pipeline, voxel for voxel).
     #[arg(long, default_value = "reseed")]
     policy: String,
-    /// Confidence map output (float32 NIfTI in [0, 1], |2p − 1| of the fused probability).
+    /// Confidence map output (float32 in [0, 1], |2p − 1| of the fused probability): .nii, .nii.gz or .nrrd.
     #[arg(long)]
     confidence: Option<PathBuf>,
     /// Propagation axis: k (slices along the third array axis, as the reference), j or i.
@@ -489,33 +492,106 @@ fn peak_rss_mb() -> Option<f64> {
 /// so a bad output fails in milliseconds, not after the inference, and nothing is left behind.
 struct Outputs {
     set: io::output::OutputSet,
-    mask: io::output::Slot,
-    confidence: Option<io::output::Slot>,
+    mask: (io::output::Slot, OutputFormat),
+    confidence: Option<(io::output::Slot, OutputFormat)>,
     png: Option<io::output::Slot>,
 }
 
 fn reserve_outputs(args: &SegmentArgs) -> Result<Outputs> {
-    let nifti = |p: &Path, what: &str| {
-        if io::nifti::is_nifti_name(p) {
-            Ok(())
-        } else {
-            Err(Error::InvalidArgument(format!("{what} {}: the name must end in .nii or .nii.gz", p.display())))
-        }
+    let mask_format = OutputFormat::of(&args.output).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "-o {}: the name must end in .nii, .nii.gz, .nrrd or .seg.nrrd (.dcm DICOM SEG is not written yet)",
+            args.output.display()
+        ))
+    })?;
+    let confidence_format = match &args.confidence {
+        Some(c) => match OutputFormat::of(c) {
+            Some(f @ (OutputFormat::Nifti { .. } | OutputFormat::Nrrd)) => Some(f),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "--confidence {}: the name must end in .nii, .nii.gz or .nrrd (a float map is no segmentation)",
+                    c.display()
+                )))
+            }
+        },
+        None => None,
     };
-    nifti(&args.output, "-o")?;
-    if let Some(c) = &args.confidence {
-        nifti(c, "--confidence")?;
-    }
     if let Some(p) = &args.png {
         if !p.to_string_lossy().to_ascii_lowercase().ends_with(".png") {
             return Err(Error::InvalidArgument(format!("--png {}: the name must end in .png", p.display())));
         }
     }
     let mut set = io::output::OutputSet::new();
-    let mask = set.reserve(&args.output)?;
-    let confidence = args.confidence.as_deref().map(|p| set.reserve(p)).transpose()?;
+    let mask = (set.reserve(&args.output)?, mask_format);
+    let confidence = match (&args.confidence, confidence_format) {
+        (Some(p), Some(f)) => Some((set.reserve(p)?, f)),
+        _ => None,
+    };
     let png = args.png.as_deref().map(|p| set.reserve(p)).transpose()?;
     Ok(Outputs { set, mask, confidence, png })
+}
+
+/// The Slicer segments of the objects, one per label. An object a text prompt named gets the concept's
+/// display name, its DICOM colour and its SNOMED CT codes (a left/right pair such as "kidneys": the codes
+/// without the side, the first one's colour). Otherwise it is named after its reference label
+/// ("reference label 2") or, with none, "Segment_<label>" (Slicer's own placeholder, marked as generated),
+/// and gets `io::LABEL_COLORS` (the montage's colour of that label) and Slicer's "Tissue" terminology. A
+/// lesion ("liver tumor") gets its name but the placeholder's colour and terminology: the vocabulary has no
+/// lesion codes.
+fn slicer_segments(
+    labels: &[u8],
+    named: &[(u8, voxprompt::concept::Resolution)],
+    reference_labels: &[u32],
+    vocab: &voxprompt::concept::Vocabulary,
+) -> Vec<Segment> {
+    let terminology = |s: &voxprompt::concept::Snomed, side: bool| Terminology {
+        category: Code::sct(&s.category, &s.category_meaning),
+        kind: Code::sct(&s.type_code, &s.type_meaning),
+        modifier: s
+            .modifier
+            .as_deref()
+            .filter(|_| side)
+            .map(|m| Code::sct(m, s.modifier_meaning.as_deref().unwrap_or(""))),
+        region: s.region.as_deref().map(|r| Code::sct(r, s.region_meaning.as_deref().unwrap_or(""))),
+        region_modifier: None,
+    };
+    labels
+        .iter()
+        .map(|&label| {
+            let mut seg = Segment {
+                label,
+                name: format!("Segment_{label}"),
+                name_auto_generated: true,
+                color: io::label_color(label),
+                color_auto_generated: true,
+                terminology: Terminology::tissue(),
+            };
+            if let Some(&r) = reference_labels.get(label as usize - 1) {
+                seg.name = format!("reference label {r}");
+                seg.name_auto_generated = false;
+            }
+            let Some((_, res)) = named.iter().find(|(l, _)| *l == label) else {
+                return seg;
+            };
+            seg.name = res.name(vocab);
+            seg.name_auto_generated = false;
+            let concepts: Vec<_> = res.concepts.iter().filter_map(|id| vocab.get(id)).collect();
+            if res.lesion.is_some() || concepts.is_empty() {
+                return seg;
+            }
+            let codes: Vec<_> = concepts.iter().filter_map(|c| c.snomed.as_ref()).collect();
+            let same_kind = codes.len() == concepts.len()
+                && codes.windows(2).all(|w| (&w[0].category, &w[0].type_code) == (&w[1].category, &w[1].type_code));
+            if same_kind {
+                seg.terminology = terminology(codes[0], concepts.len() == 1);
+            }
+            if let Some(c) = concepts[0].color {
+                seg.color = c;
+                seg.color_auto_generated = false;
+            }
+            seg
+        })
+        .collect()
 }
 
 /// One object per distinct nonzero value of a seed mask, in increasing order; more than 255 values are
@@ -677,6 +753,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         session.set_seed((boxes.len() + n + 1) as u8, m)?;
     }
     let mut texts = Vec::new();
+    let mut named = Vec::new();
     for (n, phrase) in args.text.iter().enumerate() {
         let outcome = session.add_text((n + 1) as u8, phrase)?;
         texts.push(serde_json::json!({
@@ -685,6 +762,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
             "score": outcome.resolution.score, "prompted_from_text": outcome.prompted,
             "regions": outcome.regions.iter().map(|(s, score, v)| serde_json::json!({"structure": s, "prior_score": score, "voxels": v})).collect::<Vec<_>>(),
         }));
+        named.push(((n + 1) as u8, outcome.resolution));
     }
     for (label, p) in &points {
         session.add_point(*label, *p)?;
@@ -711,11 +789,24 @@ fn segment(args: SegmentArgs) -> Result<()> {
 
     let t = Instant::now();
     let header = loaded.nifti_header.as_ref();
-    let gz = io::nifti::is_gz(&args.output);
-    outputs.set.write(outputs.mask, |w| io::nifti::write_mask_to(w, gz, &mask, header, &volume.geometry))?;
-    if let (Some(slot), Some(p), Some(c)) = (outputs.confidence, &args.confidence, &confidence) {
-        let gz = io::nifti::is_gz(p);
-        outputs.set.write(slot, |w| io::nifti::write_f32_to(w, gz, c, dims, header, &volume.geometry))?;
+    let g = &volume.geometry;
+    let (slot, format) = outputs.mask;
+    match format {
+        OutputFormat::Nifti { gz } => outputs.set.write(slot, |w| io::nifti::write_mask_to(w, gz, &mask, header, g))?,
+        OutputFormat::Nrrd => outputs.set.write(slot, |w| io::nrrd::write_mask_to(w, true, &mask, g))?,
+        OutputFormat::SegNrrd => {
+            let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
+            let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
+            outputs.set.write(slot, |w| io::segnrrd::write_to(w, &mask, g, &segments))?
+        }
+    }
+    if let (Some((slot, format)), Some(c)) = (outputs.confidence, &confidence) {
+        match format {
+            OutputFormat::Nifti { gz } => {
+                outputs.set.write(slot, |w| io::nifti::write_f32_to(w, gz, c, dims, header, g))?
+            }
+            _ => outputs.set.write(slot, |w| io::nrrd::write_f32_to(w, true, c, dims, g))?,
+        }
     }
     if let Some(slot) = outputs.png {
         let g = &volume.geometry;

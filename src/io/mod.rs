@@ -1,5 +1,5 @@
-//! File formats for the CLI and tests: NIfTI-1, NRRD and DICOM series in, NIfTI masks and PNG montages out, read under
-//! size limits and written as atomic sets.
+//! File formats for the CLI and tests: NIfTI-1, NRRD and DICOM series in; NIfTI, NRRD and Slicer
+//! segmentation (.seg.nrrd) masks and PNG montages out; read under size limits and written as atomic sets.
 
 pub mod dicom;
 pub mod files;
@@ -7,6 +7,7 @@ pub mod nifti;
 pub mod nrrd;
 pub mod output;
 pub mod png;
+pub mod segnrrd;
 
 pub use files::Limits;
 
@@ -14,6 +15,53 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::volume::Volume;
+
+/// The default colour of each label: label `l` (1-based) is `LABEL_COLORS[(l - 1) % 8]`. The PNG montage
+/// overlays labels in these colours, and a Slicer segment with no colour of its own gets the same one.
+pub const LABEL_COLORS: [[u8; 3]; 8] = [
+    [255, 64, 64],
+    [64, 200, 255],
+    [255, 220, 0],
+    [80, 255, 80],
+    [255, 96, 255],
+    [255, 160, 32],
+    [160, 120, 255],
+    [0, 255, 200],
+];
+
+/// `LABEL_COLORS` for a label (0, the background, has the last colour; nothing draws it).
+pub fn label_color(label: u8) -> [u8; 3] {
+    LABEL_COLORS[(label as usize + LABEL_COLORS.len() - 1) % LABEL_COLORS.len()]
+}
+
+/// What a label mask or a map is written as, told by the output's name (any case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// `.nii`, or `.nii.gz` (`gz`).
+    Nifti { gz: bool },
+    /// `.nrrd`: attached data, gzip-compressed.
+    Nrrd,
+    /// `.seg.nrrd`: a 3D Slicer segmentation (a label mask only).
+    SegNrrd,
+}
+
+impl OutputFormat {
+    /// The format `path`'s name asks for, if it is one of ours.
+    pub fn of(path: &Path) -> Option<OutputFormat> {
+        let n = path.to_string_lossy().to_ascii_lowercase();
+        Some(if n.ends_with(".seg.nrrd") {
+            OutputFormat::SegNrrd
+        } else if n.ends_with(".nrrd") {
+            OutputFormat::Nrrd
+        } else if n.ends_with(".nii") {
+            OutputFormat::Nifti { gz: false }
+        } else if n.ends_with(".nii.gz") {
+            OutputFormat::Nifti { gz: true }
+        } else {
+            return None;
+        })
+    }
+}
 
 /// A volume read from a file, with the NIfTI header when there was one (so outputs can copy it).
 pub struct Loaded {
@@ -68,4 +116,25 @@ pub fn read_input(path: &Path, series: Option<&str>, limits: &Limits) -> Result<
         return Err(Error::io(path, m));
     }
     Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_formats_are_told_by_the_name_and_label_colours_cycle() {
+        let of = |n: &str| OutputFormat::of(Path::new(n));
+        assert_eq!(of("a/m.nii"), Some(OutputFormat::Nifti { gz: false }));
+        assert_eq!(of("M.NII.GZ"), Some(OutputFormat::Nifti { gz: true }));
+        assert_eq!(of("m.nrrd"), Some(OutputFormat::Nrrd));
+        assert_eq!(of("m.Seg.Nrrd"), Some(OutputFormat::SegNrrd));
+        for n in ["m.nhdr", "m.dcm", "m.seg", "m.nii.gz.tmp", "mask"] {
+            assert_eq!(of(n), None, "{n}");
+        }
+        assert_eq!(
+            (label_color(1), label_color(9), label_color(2)),
+            (LABEL_COLORS[0], LABEL_COLORS[0], LABEL_COLORS[1])
+        );
+    }
 }

@@ -1,14 +1,21 @@
 //! NRRD (.nrrd with attached data, .nhdr with a detached `data file`): raw or gzip encoding, 3D, with
 //! `space directions` / `space origin` geometry converted to RAS. No maintained Rust crate reads NRRD.
+//!
+//! Written as 3D Slicer writes a volume: attached data, `space: left-posterior-superior`, the IJK→LPS
+//! columns as `space directions` and the first voxel's centre as `space origin` (RAS with x and y negated,
+//! the reader's conversion undone), `kinds: domain domain domain`, and any `key:=value` pairs after the
+//! fields (a Slicer segmentation's metadata, `io::segnrrd`).
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 
 use super::files::{self, Limits};
 use crate::error::{Error, Result};
-use crate::volume::{DType, Geometry, Volume};
+use crate::volume::{DType, Geometry, U8Volume, Volume};
 
 fn dtype_of(t: &str) -> Option<DType> {
     Some(match t {
@@ -189,6 +196,85 @@ pub fn read_from(mut reader: impl BufRead + Seek, file_len: u64, path: &Path, li
     Ok(Volume { data, dtype, dims, geometry: g })
 }
 
+/// A voxel type a NRRD output holds, with its `type` field.
+pub trait NrrdType: bytemuck::Pod {
+    const NAME: &'static str;
+}
+
+impl NrrdType for u8 {
+    const NAME: &'static str = "unsigned char";
+}
+
+impl NrrdType for f32 {
+    const NAME: &'static str = "float";
+}
+
+/// Writes a uint8 label mask on the input grid (i fastest) as a NRRD with attached data, gzip-compressed
+/// when `gz` (the CLI always compresses, as Slicer does), with the geometry described in the module docs.
+pub fn write_mask_to(w: &mut dyn Write, gz: bool, mask: &U8Volume, geometry: &Geometry) -> Result<()> {
+    write_to(w, gz, &mask.data, mask.dims, geometry, &[])
+}
+
+/// Writes a float32 map (a confidence map in [0, 1]) on the input grid, as `write_mask_to`.
+pub fn write_f32_to(w: &mut dyn Write, gz: bool, data: &[f32], dims: [usize; 3], geometry: &Geometry) -> Result<()> {
+    write_to(w, gz, data, dims, geometry, &[])
+}
+
+/// Writes `data` (i fastest) with `pairs` as `key:=value` lines after the fields. A key holds no `:=` and
+/// neither holds a line break, or the header would read back otherwise; the geometry must be finite.
+pub fn write_to<T: NrrdType>(
+    w: &mut dyn Write,
+    gz: bool,
+    data: &[T],
+    dims: [usize; 3],
+    geometry: &Geometry,
+    pairs: &[(String, String)],
+) -> Result<()> {
+    if data.len() != dims.iter().product::<usize>() {
+        return Err(Error::ShapeMismatch(format!("{} values for volume dims {dims:?}", data.len())));
+    }
+    let m = &geometry.ijk_to_ras;
+    if m[..3].iter().flatten().any(|v| !v.is_finite()) {
+        return Err(Error::InvalidVolume(format!("IJK->RAS matrix {m:?} is not finite: no NRRD geometry")));
+    }
+    for (k, v) in pairs {
+        let breaks = |s: &str| s.contains(['\n', '\r']);
+        if k.is_empty() || k.contains(":=") || breaks(k) || breaks(v) {
+            return Err(Error::InvalidArgument(format!(
+                "NRRD key/value {k:?}:={v:?}: a key is not empty and holds no ':=', neither holds a line break"
+            )));
+        }
+    }
+    // RAS -> LPS: x and y change sign; `+ 0.0` writes 0 for -0.
+    let lps = |r: usize, v: f64| if r < 2 { -v + 0.0 } else { v + 0.0 };
+    let vector = |c: usize| format!("({},{},{})", lps(0, m[0][c]), lps(1, m[1][c]), lps(2, m[2][c]));
+    let mut h = String::from("NRRD0004\n");
+    h += &format!("type: {}\ndimension: 3\nspace: left-posterior-superior\n", T::NAME);
+    h += &format!("sizes: {} {} {}\n", dims[0], dims[1], dims[2]);
+    h += &format!("space directions: {} {} {}\n", vector(0), vector(1), vector(2));
+    h += "kinds: domain domain domain\n";
+    if std::mem::size_of::<T>() > 1 {
+        h += if cfg!(target_endian = "big") { "endian: big\n" } else { "endian: little\n" };
+    }
+    h += if gz { "encoding: gzip\n" } else { "encoding: raw\n" };
+    h += &format!("space origin: {}\n", vector(3));
+    for (k, v) in pairs {
+        h += &format!("{k}:={v}\n");
+    }
+    h += "\n";
+    let bytes: &[u8] = bytemuck::cast_slice(data);
+    let io = |e: std::io::Error| Error::io("NRRD output", files::plain(&e));
+    w.write_all(h.as_bytes()).map_err(io)?;
+    if gz {
+        let mut enc = GzEncoder::new(w, Compression::fast());
+        enc.write_all(bytes).map_err(io)?;
+        enc.finish().map_err(io)?;
+    } else {
+        w.write_all(bytes).map_err(io)?;
+    }
+    Ok(())
+}
+
 /// A detached data file, confined to the header's folder: relative, with no `..`, and one file (the
 /// numbered-file and `LIST` forms are not supported).
 fn detached_path(header: &Path, f: &str) -> Result<PathBuf> {
@@ -249,5 +335,86 @@ fn read_payload<R: Read + Seek>(
             Ok(data)
         }
         other => Err(bad(format!("NRRD encoding {other:?} is not supported (raw or gzip)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+
+    /// An oblique LPS-stored grid: every matrix entry differs, none is a round number.
+    fn oblique() -> Geometry {
+        let m: [[f64; 4]; 4] =
+            [[-0.6, 0.1, 0.0, 12.5], [0.8, 0.9, -0.3, -7.25], [0.0, 0.2, 2.5, 33.000000001], [0.0, 0.0, 0.0, 1.0]];
+        let norm = |c: usize| (m[0][c] * m[0][c] + m[1][c] * m[1][c] + m[2][c] * m[2][c]).sqrt();
+        Geometry { spacing: [norm(0), norm(1), norm(2)], ijk_to_ras: m }
+    }
+
+    fn read_back(bytes: Vec<u8>) -> Volume {
+        let len = bytes.len() as u64;
+        read_from(Cursor::new(bytes), len, Path::new("mem.nrrd"), &Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn masks_and_maps_round_trip_with_their_geometry_raw_and_gzip() {
+        let g = oblique();
+        let mut mask = U8Volume::zeros([4, 3, 2]);
+        for (i, v) in mask.data.iter_mut().enumerate() {
+            *v = (i * 7 % 5) as u8;
+        }
+        let map: Vec<f32> = (0..24).map(|i| i as f32 / 23.0).collect();
+        for gz in [false, true] {
+            let mut b = Vec::new();
+            write_mask_to(&mut b, gz, &mask, &g).unwrap();
+            let v = read_back(b);
+            assert_eq!((v.dtype, v.dims, &v.data), (DType::U8, [4, 3, 2], &mask.data), "gz {gz}");
+            assert_eq!(v.geometry.ijk_to_ras, g.ijk_to_ras, "gz {gz}: the matrix is written exactly");
+            for a in 0..3 {
+                assert!((v.geometry.spacing[a] - g.spacing[a]).abs() < 1e-12, "gz {gz}: {:?}", v.geometry.spacing);
+            }
+            let mut b = Vec::new();
+            write_f32_to(&mut b, gz, &map, [4, 3, 2], &g).unwrap();
+            let v = read_back(b);
+            assert_eq!((v.dtype, v.dims), (DType::F32, [4, 3, 2]));
+            assert_eq!(bytemuck::cast_slice::<u8, f32>(&v.data), &map[..]);
+            assert_eq!(v.geometry.ijk_to_ras, g.ijk_to_ras);
+        }
+    }
+
+    #[test]
+    fn the_header_is_slicers_lps_form() {
+        let g = Geometry {
+            ijk_to_ras: [[3.0, 0.0, 0.0, -177.5], [0.0, 3.0, 0.0, 11.25], [0.0, 0.0, 3.0, 94.0], [0.0, 0.0, 0.0, 1.0]],
+            ..Geometry::default()
+        };
+        let mut b = Vec::new();
+        let pairs = [("Segment0_Name".to_string(), "left kidney".to_string())];
+        write_to(&mut b, true, &[0u8; 8], [2, 2, 2], &g, &pairs).unwrap();
+        let end = b.windows(2).position(|w| w == b"\n\n").unwrap();
+        let header = std::str::from_utf8(&b[..end]).unwrap();
+        assert_eq!(
+            header,
+            "NRRD0004\ntype: unsigned char\ndimension: 3\nspace: left-posterior-superior\nsizes: 2 2 2\n\
+             space directions: (-3,0,0) (0,-3,0) (0,0,3)\nkinds: domain domain domain\nencoding: gzip\n\
+             space origin: (177.5,-11.25,94)\nSegment0_Name:=left kidney"
+        );
+        assert_eq!(&b[end + 2..end + 4], [0x1f, 0x8b], "gzip data right after the blank line");
+    }
+
+    #[test]
+    fn what_would_not_read_back_is_refused() {
+        let g = Geometry::default();
+        let mut b = Vec::new();
+        let bad = [("Segment0_Name".to_string(), "two\nlines".to_string())];
+        let e = write_to(&mut b, false, &[0u8; 1], [1, 1, 1], &g, &bad).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InvalidArgument, "{e}");
+        assert!(write_mask_to(&mut b, false, &U8Volume::zeros([2, 1, 1]), &g).is_ok());
+        let e = write_f32_to(&mut Vec::new(), false, &[0.0; 3], [2, 1, 1], &g).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::ShapeMismatch, "{e}");
+        let mut nan = g;
+        nan.ijk_to_ras[1][3] = f64::NAN;
+        assert!(write_mask_to(&mut Vec::new(), false, &U8Volume::zeros([1, 1, 1]), &nan).is_err());
     }
 }

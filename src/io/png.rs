@@ -9,17 +9,6 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::volume::{Geometry, U8Volume};
 
-const PALETTE: [[u8; 3]; 8] = [
-    [255, 64, 64],
-    [64, 200, 255],
-    [255, 220, 0],
-    [80, 255, 80],
-    [255, 96, 255],
-    [255, 160, 32],
-    [160, 120, 255],
-    [0, 255, 200],
-];
-
 /// The most pixels a tile side is stretched to for square pixels: a thick-slab axis is not blown up
 /// without bound.
 const MAX_STRETCHED_SIDE: usize = 1024;
@@ -177,7 +166,7 @@ pub fn write_montage_to(
                 let i = base + a * sh + b * sv;
                 let (g, l) = (image.data[i], mask.data[i]);
                 let px = if l > 0 {
-                    let c = PALETTE[(l as usize - 1) % PALETTE.len()];
+                    let c = super::label_color(l);
                     [0, 1, 2].map(|i| ((g as u16 + c[i] as u16) / 2) as u8)
                 } else {
                     [g; 3]
