@@ -158,3 +158,38 @@ fn sides_come_from_the_affine_not_the_array() {
     );
     assert!(right > 0.85, "right kidney on its slab: {right:.3}");
 }
+
+#[test]
+fn the_lungs_are_found_by_their_prior_alone_with_no_model_run() {
+    // LiteMedSAM finds nothing of the lungs under the CT soft-tissue window, from any box: the prior (air
+    // inside the body, split by side) is the result, without a slice encoded. Least Dice: the prior's own,
+    // measured in tests/anatomy_body.rs (0.847 and 0.592), less a margin.
+    let v = volume("tests/fixtures/data/example_ct_sm.nii.gz");
+    let reference = volume("tests/fixtures/data/example_seg.nii.gz").to_f64().unwrap();
+    let mut s = open(&v);
+    for (phrase, labels, least) in [("right lung", &[12u32, 13, 14][..], 0.81), ("left lung", &[10, 11][..], 0.55)] {
+        s.clear();
+        s.add_text(1, phrase).unwrap();
+        let r = s.run(None).unwrap();
+        let mask = s.compose(true);
+        let d = dice(mask.0.data.iter().map(|&m| m == 1), reference.iter().map(|&r| labels.contains(&(r as u32))));
+        println!("A {phrase:<11} prior alone {d:.3}, {} slices encoded", r.slices_encoded);
+        assert!(d >= least, "{phrase}: Dice {d:.3} < {least}");
+        assert_eq!((r.slices_encoded, r.slices_decoded), (0, 0), "{phrase}: the model ran");
+        // No model confirmed it: confidence 0.5 inside.
+        let conf = mask.1.unwrap();
+        let inside: Vec<f32> = conf.iter().zip(&mask.0.data).filter(|(_, &m)| m == 1).map(|(&c, _)| c).collect();
+        assert!(!inside.is_empty() && inside.iter().all(|&c| (c - 0.498).abs() < 0.01), "{:?}", &inside[..3]);
+        let report: serde_json::Value = serde_json::from_str(&s.reports_json()).unwrap();
+        let hints: Vec<&serde_json::Value> =
+            report[0]["prompts"].as_array().unwrap().iter().filter(|p| p["kind"] == "hint").collect();
+        assert_eq!(hints[0]["contribution"]["hint"], "prior only", "{report}");
+        // A click on it refines nothing a model made: the result stays the prior, still without the model.
+        let i = mask.0.data.iter().position(|&m| m == 1).unwrap();
+        let [w, h, _] = v.dims;
+        s.add_point(1, voxprompt::prompt::PointIjk { ijk: [i % w, (i / w) % h, i / (w * h)], positive: true }).unwrap();
+        let r = s.run(None).unwrap();
+        assert_eq!((r.refined.as_slice(), r.slices_encoded, r.slices_decoded), (&[1u8][..], 0, 0));
+        assert_eq!(s.compose(false).0.data, mask.0.data);
+    }
+}

@@ -239,7 +239,9 @@ pub unsafe extern "C" fn vxp_session_set_seed_mask(
 /// anatomical prior is found in this volume from body-relative rules (CT: body, lungs, bones, landmarks, a
 /// cranio-caudal coordinate; left and right from the IJK→RAS matrix), and the object gets the prompts it
 /// derives: a box and a seed mask (unless the object already has the host's own box or seed: then the
-/// host's prompt leads) and the region its result is cut to. A text-only object then runs like any other.
+/// host's prompt leads) and the region its result is cut to. A text-only object then runs like any other,
+/// except the lungs, which the CT soft-tissue window maps to black: their prior is the result (no model runs
+/// for them; confidence 0.5 inside, "prior only" in `vxp_session_report`).
 /// A lesion phrase ("liver tumour", "lung nodule") needs the host's click or box on the lesion first: the
 /// organ of origin is found and becomes the region (holes filled, so a nodule inside the lungs' air is in
 /// it), and a click is grown as a lesion inside it. On MR, which has no body prior yet, a phrase names an

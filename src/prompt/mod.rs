@@ -35,6 +35,9 @@ pub enum Hint {
     /// The object is a lesion inside its organ (`in_air`: an air-filled organ, the lungs): a click on it is
     /// grown as a lesion, not as an organ.
     Lesion { in_air: bool },
+    /// The structure is found by its anatomical prior alone: its seed mask is the result, no model runs
+    /// for it (the lungs, which the CT soft-tissue window maps to black, where LiteMedSAM finds nothing).
+    PriorOnly,
 }
 
 /// What a prompt says.

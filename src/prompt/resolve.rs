@@ -24,6 +24,8 @@ pub struct Spatial {
     pub limit: Option<Arc<Vec<u8>>>,
     /// The text embedding a text-conditioned model takes.
     pub text_embedding: Option<Arc<Vec<f32>>>,
+    /// The seed is the result: no model runs for this object.
+    pub prior_only: bool,
 }
 
 /// The spatial prompts of `o`.
@@ -37,6 +39,7 @@ pub fn spatial(o: &ObjectPrompts) -> Result<Spatial> {
             PromptKind::Seed(m) => s.seed = Some(m.clone()),
             PromptKind::Limit(m) => s.limit = Some(m.clone()),
             PromptKind::TextEmbedding(e) => s.text_embedding = Some(e.clone()),
+            PromptKind::Hint(crate::prompt::Hint::PriorOnly) => s.prior_only = true,
             PromptKind::Text(_) | PromptKind::Hint(crate::prompt::Hint::Lesion { .. }) => {}
             PromptKind::Hint(h) => {
                 return Err(Error::Unsupported(format!(

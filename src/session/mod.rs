@@ -471,6 +471,10 @@ impl Session {
         let full_results = strategy::run_full(&stack, &full_specs, &settings, &mut scratch, &mut tick)?;
         let mut refined_results = Vec::new();
         for &k in &plan.refine {
+            if spatial[k].prior_only {
+                refined_results.push(strategy::prior_slices(&stack, &spatial[k], &settings));
+                continue;
+            }
             let r = self.objects.list[k].result.as_ref().expect("refinements have a result");
             let before = resolve::spatial(&r.prompts)?;
             let slices = &r.stack.slices;

@@ -175,6 +175,7 @@ fn hint_name(h: &Hint) -> String {
         Hint::Side(s) => format!("side {s:?}").to_lowercase(),
         Hint::Lesion { in_air: true } => "lesion in an air-filled organ".into(),
         Hint::Lesion { in_air: false } => "lesion".into(),
+        Hint::PriorOnly => "prior only".into(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! adds the limit: the host's prompt leads, the prior bounds it (on MR, which has no body prior, it only
 //! names the object). A lesion phrase ("liver tumour") needs the host's click or box on the lesion: the
 //! organ of origin is located and becomes the limit, with its holes filled, and a click is grown as a lesion.
+//! The lungs, black under the CT soft-tissue window, are their prior: the object gets the hint `PriorOnly`.
 
 use std::sync::Arc;
 
@@ -145,6 +146,7 @@ pub fn prompts_for(
     let prompted = !o.has_start();
     let lesion = resolution.lesion.is_some();
     let mut in_air = false;
+    let mut prior_only = false;
     for r in &regions {
         if lesion {
             // The lesion is grown from the host's click; the organ only bounds it, holes included.
@@ -153,15 +155,14 @@ pub fn prompts_for(
             continue;
         }
         let d = derive_prompts(r, hu, axis);
+        // Under the CT soft-tissue window air is black and LiteMedSAM finds nothing from any box: the prior
+        // (air inside the body, split by side) is the answer itself.
+        prior_only |= prompted && !d.use_model;
         if prompted && !d.use_model {
-            // Under the CT soft-tissue window air is black and LiteMedSAM finds nothing from any box; the
-            // prior itself would be the answer, and sessions cannot yet hold a result no model made.
-            return Err(Error::Unsupported(format!(
-                "{text:?} names {name}: the lungs are found by the prior alone (anatomy::BodyFrame::locate), \
-                 which sessions cannot return as a result yet"
-            )));
-        }
-        if prompted {
+            if let Some(s) = &d.seed {
+                seed.iter_mut().zip(s).for_each(|(a, &b)| *a |= b);
+            }
+        } else if prompted {
             for b in d.boxes {
                 out.push(Prompt { kind: PromptKind::Box(b), source: from_text.clone(), weight: r.score });
             }
@@ -173,6 +174,9 @@ pub fn prompts_for(
     }
     if prompted {
         out.push(Prompt { kind: PromptKind::Seed(Arc::new(seed)), source: from_anatomy.clone(), weight: 1.0 });
+    }
+    if prior_only {
+        out.push(Prompt { kind: PromptKind::Hint(Hint::PriorOnly), source: from_anatomy.clone(), weight: 1.0 });
     }
     if lesion {
         out.push(Prompt { kind: PromptKind::Hint(Hint::Lesion { in_air }), source: from_anatomy.clone(), weight: 1.0 });

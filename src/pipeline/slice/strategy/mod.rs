@@ -75,8 +75,37 @@ pub fn stack_prompts<M: SliceModel>(stack: &Stack<'_, M>, p: &Spatial) -> StackP
     StackPrompts { boxes: to_stack(&p.boxes), starts: to_stack(&p.starts), points: stack_points(stack, p), seed }
 }
 
+/// The result of an object found by its prior alone: its seed, post-processed as any result. No model
+/// confirmed it, so its probability inside is 0.75 (confidence 0.5) and the reported IoU is 0.
+pub fn prior_slices<M: SliceModel>(
+    stack: &Stack<'_, M>,
+    p: &Spatial,
+    settings: &Settings,
+) -> Vec<Option<Arc<SliceOut>>> {
+    let [w, h, d] = stack.volume.dims;
+    let mut slices = match &p.seed {
+        Some(m) => seed_slices_at(stack, m, PRIOR_PROB),
+        None => vec![None; d],
+    };
+    for s in slices.iter_mut().flatten() {
+        s.iou = 0.0;
+    }
+    if !settings.postprocess.is_noop() {
+        postprocess_slices(&mut slices, w, h, &settings.postprocess);
+    }
+    slices.into_iter().map(|s| s.map(Arc::new)).collect()
+}
+
+/// The probability byte of a voxel inside a prior-only result: 0.75.
+const PRIOR_PROB: u8 = 191;
+
 /// A seed mask on the input grid as coarse slices along the stack: probability 1 inside, 0 outside, IoU 1.
 fn seed_slices<M: SliceModel>(stack: &Stack<'_, M>, m: &[u8]) -> ObjectSlices {
+    seed_slices_at(stack, m, 255)
+}
+
+/// `seed_slices` with probability byte `inside` inside the mask.
+fn seed_slices_at<M: SliceModel>(stack: &Stack<'_, M>, m: &[u8], inside: u8) -> ObjectSlices {
     let [w, h, d] = stack.volume.dims;
     let grid = stack.orientation.grid_dims(stack.volume.dims);
     let mut out: ObjectSlices = vec![None; d];
@@ -85,7 +114,7 @@ fn seed_slices<M: SliceModel>(stack: &Stack<'_, M>, m: &[u8]) -> ObjectSlices {
         stack.orientation.for_each_in_slice(grid, z, |i, g| {
             let on = m[g] != 0;
             s.mask[i] = on as u8;
-            s.prob[i] = if on { 255 } else { 0 };
+            s.prob[i] = if on { inside } else { 0 };
             s.area += on as usize;
         });
         if s.area > 0 {
@@ -138,6 +167,15 @@ pub fn run_full<M: SliceModel>(
 ) -> Result<Vec<Vec<Option<Arc<SliceOut>>>>> {
     if specs.is_empty() {
         return Ok(Vec::new());
+    }
+    if specs.iter().any(|p| p.prior_only) {
+        // Objects found by their prior alone take no part in walks, re-seeding or the model's batches.
+        let modelled: Vec<Spatial> = specs.iter().filter(|p| !p.prior_only).cloned().collect();
+        let mut from_model = run_full(stack, &modelled, settings, scratch, tick)?.into_iter();
+        return Ok(specs
+            .iter()
+            .map(|p| if p.prior_only { prior_slices(stack, p, settings) } else { from_model.next().expect("one each") })
+            .collect());
     }
     let [w, h, _] = stack.volume.dims;
     let sp: Vec<StackPrompts> = specs.iter().map(|p| stack_prompts(stack, p)).collect();
