@@ -52,6 +52,7 @@ fn main() {
         ort_library: Some(ort),
         model_dirs: vec![common::root().join("models/litemedsam")],
         session: SessionConfig { threads: 2, ..Default::default() },
+        brain_atlas: None,
     })
     .expect("engine");
     text_vs_box(&engine);

@@ -29,6 +29,7 @@ fn child() {
         ort_library: Some(common::ort_lib()),
         model_dirs: vec![dir.clone()],
         session: cfg.clone(),
+        brain_atlas: None,
     })
     .expect("engine");
     let t_engine = t.elapsed().as_secs_f64() + t_runtime;

@@ -142,6 +142,7 @@ fn main() {
             ort_library: Some(ort),
             model_dirs: vec![common::root().join("models/litemedsam")],
             session: SessionConfig { threads: 2, ..Default::default() },
+            brain_atlas: None,
         })
         .expect("engine"),
     );

@@ -229,7 +229,7 @@ const char *vxp_result_name(uint32_t result);
  * ABI minor version: bumped when functions or fields are added compatibly (4: `vxp_result_name`,
  * `vxp_options_set_cpu_fallback`; 6: `vxp_engine_lookup_concept`, `vxp_engine_complete_concepts`; 7:
  * `vxp_options_set_max_voxels`, `VXP_RESULT_TOO_LARGE`; 8: `vxp_options_set_spill_budget`; 9:
- * `vxp_session_report`).
+ * `vxp_session_report`, `vxp_options_set_brain_atlas`).
  */
 #define VXP_ABI_VERSION_MINOR 9
 
@@ -385,6 +385,23 @@ void vxp_options_free(struct vxp_options *options);
  */
 vxp_result vxp_options_set_ort_library(struct vxp_options *options,
                                        const char *path);
+
+/**
+ * Sets the brain atlas that text prompts naming brain structures on MR use: `template` a T1 template
+ * (nilearn's MNI ICBM152 2009a, `mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz`) and `labels` a label
+ * volume on the atlas grid (covale's FreeSurfer `aseg-auto.nii.gz`), both NIfTI, read by `vxp_engine_new`.
+ * The template is registered onto a session's volume at its first brain text prompt. Both NULL removes the
+ * atlas (the default: brain structures are then `VXP_RESULT_UNSUPPORTED` by text). The strings are copied.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` (options NULL, or one path NULL and not the other) or
+ * `VXP_RESULT_INVALID_ARGUMENT` (not UTF-8).
+ *
+ * # Safety
+ * `options` must be a live handle; `template` and `labels` NULL or NUL-terminated strings.
+ */
+vxp_result vxp_options_set_brain_atlas(struct vxp_options *options,
+                                       const char *template_,
+                                       const char *labels);
 
 /**
  * Sets the model package directory (the folder holding `manifest.toml`), replacing every package set or
@@ -1028,15 +1045,20 @@ vxp_result vxp_session_set_seed_mask(struct vxp_session *session,
  * A lesion phrase ("liver tumour", "lung nodule") needs the host's click or box on the lesion first: the
  * organ of origin is found and becomes the region (holes filled, so a nodule inside the lungs' air is in
  * it), and a click is grown as a lesion inside it. On MR, which has no body prior yet, a phrase names an
- * object the host has already started (click, box or seed) and bounds nothing. One phrase per object.
+ * object the host has already started (click, box or seed) and bounds nothing, except brain structures
+ * ("left hippocampus", "caudate", "lateral ventricles"): with a brain atlas (`vxp_options_set_brain_atlas`)
+ * its template is registered onto the volume at the first such phrase (about a second) and the
+ * structure's atlas labels, carried through world coordinates, are the result (no model runs for it).
+ * One phrase per object.
  *
  * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (empty or blank text,
  * not UTF-8), `VXP_RESULT_UNKNOWN_CONCEPT` (the phrase names no known structure; the message names the
  * three closest), `VXP_RESULT_INVALID_PROMPT` (label out of range, the object already named by text, or
  * the structure is not in this volume: nothing fits its prior, e.g. "left kidney" on a slab holding only
- * the right one), `VXP_RESULT_UNSUPPORTED` (a structure without a prior in this version: brain structures,
- * lesions with no click or box on them, small structures; or an MR volume for an object not started) or
- * `VXP_RESULT_INVALID_VOLUME` (no body found in the volume). Nothing is added on error.
+ * the right one), `VXP_RESULT_UNSUPPORTED` (a structure without a prior in this version: brain structures
+ * without a brain atlas or on CT, lesions with no click or box on them, small structures; or an MR volume
+ * for an object not started) or `VXP_RESULT_INVALID_VOLUME` (no body found in the volume, or the brain
+ * atlas could not be registered). Nothing is added on error.
  *
  * # Safety
  * `session` a live handle; `text` NULL or a NUL-terminated string.

@@ -1,10 +1,11 @@
 //! The engine: the ONNX Runtime and the loaded model packages with their sessions. Shareable across threads
 //! (ONNX Runtime sessions are locked only around `run`); it opens segmentation sessions over volumes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::anatomy::brain::BrainAtlas;
 use crate::anatomy::grid::HuGrid;
 use crate::concept::{self, Domain, Resolution, Resolver};
 use crate::error::Result;
@@ -23,6 +24,29 @@ pub struct EngineOptions {
     /// Model package folders (each holding a manifest.toml): one spatial model, optionally a text encoder.
     pub model_dirs: Vec<PathBuf>,
     pub session: SessionConfig,
+    /// The brain atlas for text prompts naming brain structures on MR: a T1 template (nilearn's MNI ICBM152
+    /// 2009a) and a label volume on the atlas grid (covale's FreeSurfer aseg), both NIfTI. None: brain
+    /// structures are `Unsupported` by text.
+    pub brain_atlas: Option<BrainAtlasFiles>,
+}
+
+/// The two files of a brain atlas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrainAtlasFiles {
+    pub template: PathBuf,
+    pub labels: PathBuf,
+}
+
+impl BrainAtlasFiles {
+    /// The files as `scripts/setup-data` installs them under `data` (nilearn's template in `mni/`,
+    /// covale's aseg in `covale/`), when both are there.
+    pub fn under(data: &Path) -> Option<BrainAtlasFiles> {
+        let f = BrainAtlasFiles {
+            template: data.join("mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
+            labels: data.join("covale/aseg-auto.nii.gz"),
+        };
+        (f.template.is_file() && f.labels.is_file()).then_some(f)
+    }
 }
 
 pub struct Engine {
@@ -30,6 +54,8 @@ pub struct Engine {
     pub models: Arc<Models>,
     /// Text → concept, over the built-in vocabulary (shared with the sessions).
     pub resolver: Arc<Resolver>,
+    /// The brain atlas, loaded once, shared by every session's brain text prompts.
+    pub brain: Option<Arc<BrainAtlas>>,
     /// Time spent loading the runtime and building sessions.
     pub load_time: Duration,
 }
@@ -40,7 +66,11 @@ impl Engine {
         let runtime = runtime::runtime(opts.ort_library.as_deref())?;
         let models = Arc::new(Models::load(runtime, &opts.model_dirs, &opts.session)?);
         let resolver = Arc::new(concept::resolver_for(models.text.as_ref())?);
-        Ok(Engine { runtime, models, resolver, load_time: t.elapsed() })
+        let brain = match &opts.brain_atlas {
+            Some(f) => Some(Arc::new(BrainAtlas::load(&f.template, &f.labels)?)),
+            None => None,
+        };
+        Ok(Engine { runtime, models, resolver, brain, load_time: t.elapsed() })
     }
 
     /// The execution provider that really runs the spatial model's encoder.
@@ -77,6 +107,6 @@ impl Engine {
             _ => None,
         };
         let session = Session::new(self.models.clone(), image, *volume.geometry(), opts)?;
-        Ok(session.with_text(TextContext::new(self.resolver.clone(), hu)))
+        Ok(session.with_text(TextContext::new(self.resolver.clone(), hu, self.brain.clone())))
     }
 }

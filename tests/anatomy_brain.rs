@@ -400,3 +400,63 @@ fn template_to_covale_offset_is_millimetres() {
     assert!(reg.ncc > 0.7, "the synthetic T1 must resemble the template (NCC {:.3})", reg.ncc);
     assert!(worst < 8.0, "the two MNI releases differ by {worst:.2} mm: more than the mm-level expected");
 }
+
+#[test]
+fn brain_structures_by_text_alone_through_a_session() {
+    use voxprompt::engine::{BrainAtlasFiles, Engine, EngineOptions};
+    use voxprompt::session::SessionOptions;
+    use voxprompt::volume::intensity::IntensityMapping;
+
+    let engine = Engine::new(&EngineOptions {
+        ort_library: Some(common::ort_lib()),
+        model_dirs: vec![common::model_dir()],
+        session: voxprompt::model::SessionConfig { threads: 2, ..Default::default() },
+        brain_atlas: Some(BrainAtlasFiles { template: common::data(TEMPLATE), labels: common::data(ASEG) }),
+    })
+    .unwrap();
+    let (atlas, template) = load();
+    let centre = template.bright_centroid();
+    // Other draws than the registration test's, so the session path sees cases of its own.
+    let mut rng = Rng(0xB4A1_5E55_2026);
+    let cases = 5;
+    let mut all = Vec::new();
+    for n in 0..cases {
+        let case = draw(&mut rng, n, &template, centre);
+        let moved = template.resample(case.dims, case.grid, &case.truth).unwrap();
+        let data = degrade(&mut rng, &moved, case.gamma);
+        let vol = through_nifti(&format!("session-{}", case.name), &data, case.dims, case.grid);
+        let truth = masks(&atlas.fit_with_transform(case.dims, &vol.geometry, case.truth).unwrap(), case.dims);
+        let mut s = engine.open_session(&vol.view().unwrap(), IntensityMapping::MR, SessionOptions::default()).unwrap();
+        let t0 = Instant::now();
+        for (k, (phrase, _)) in STRUCTURES.iter().enumerate() {
+            let o = s.add_text(k as u8 + 1, phrase).unwrap_or_else(|e| panic!("{phrase}: {e}"));
+            assert!(o.prompted && o.regions[0].2 > 0, "{phrase}: {o:?}");
+        }
+        // The first phrase registers the atlas onto this session's image; the others reuse the fit.
+        let texts = t0.elapsed();
+        let r = s.run(None).unwrap();
+        assert_eq!(r.slices_encoded, 0, "the prior is the answer: no model runs");
+        let mask = s.compose(false).0;
+        let d: Vec<f64> = (0..STRUCTURES.len())
+            .map(|k| {
+                let got: Vec<u8> = mask.data.iter().map(|&m| (m == k as u8 + 1) as u8).collect();
+                dice(&got, &truth[k])
+            })
+            .collect();
+        println!(
+            "{}: 10 text prompts {:.2} s (one registration), Dice {}",
+            case.name,
+            texts.as_secs_f64(),
+            d.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(" ")
+        );
+        all.extend(d);
+    }
+    let mean = all.iter().sum::<f64>() / all.len() as f64;
+    println!("mean Dice over {} structures × {cases} cases through sessions: {mean:.3}", STRUCTURES.len());
+    assert!(mean >= 0.70, "mean {mean:.3}");
+    // On a CT session, or without an atlas, a brain structure is refused with the reason.
+    let v = common::volume("tests/fixtures/data/example_ct_sm.nii.gz");
+    let mut ct = engine.open_session(&v.view().unwrap(), IntensityMapping::CT, SessionOptions::default()).unwrap();
+    let e = ct.add_text(1, "left caudate").unwrap_err();
+    assert!(e.to_string().contains("mapped as CT"), "{e}");
+}

@@ -551,3 +551,27 @@ fn other_output_names_are_refused_before_the_input_is_read() {
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "{name}: a file was left");
     }
 }
+
+#[test]
+fn brain_structures_by_text_use_the_atlas_under_data_and_a_missing_one_is_named() {
+    let template = data("data/mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz");
+    let out = tmp("thalamus.nii.gz");
+    let run = |extra: &[&str]| {
+        cli()
+            .args(["segment", template.to_str().unwrap(), "-o", out.to_str().unwrap(), "--modality", "mr"])
+            .args(["--text", "right thalamus", "--no-text-model", "--json"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--brain-atlas", root().join("data").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let voxels = r["objects"][0]["voxels"].as_u64().unwrap();
+    assert!((4000..12000).contains(&voxels), "thalamus of {voxels} voxels at 1 mm");
+    assert_eq!(r["slices_encoded"], 0);
+    let o = run(&["--brain-atlas", "/nonexistent"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--brain-atlas /nonexistent") && err.contains("aseg-auto.nii.gz"), "{err}");
+}

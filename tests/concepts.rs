@@ -111,6 +111,7 @@ fn with_minilm() -> Arc<Resolver> {
         ort_library: Some(common::ort_lib()),
         model_dirs: vec![common::model_dir(), common::root().join("models/minilm")],
         session: voxprompt::model::SessionConfig { threads: 2, ..Default::default() },
+        brain_atlas: None,
     })
     .expect("engine with LiteMedSAM and MiniLM");
     assert!(e.resolver.has_encoder(), "models/minilm ships a concept bank for this vocabulary");

@@ -78,6 +78,7 @@ fn engine_with_model(dir: &Path) -> voxprompt::Result<Engine> {
         ort_library: Some(ort_lib()),
         model_dirs: vec![dir.to_path_buf()],
         session: SessionConfig::default(),
+        brain_atlas: None,
     })
 }
 

@@ -25,6 +25,7 @@ fn engine(dirs: &[PathBuf]) -> voxprompt::Result<Engine> {
         ort_library: Some(ort_lib()),
         model_dirs: dirs.to_vec(),
         session: SessionConfig { threads: 2, ..Default::default() },
+        brain_atlas: None,
     })
 }
 

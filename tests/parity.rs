@@ -134,6 +134,7 @@ fn fused_encoder_is_bit_identical_to_the_export() {
         ort_library: Some(ort_lib()),
         model_dirs: vec![export_graph_package()],
         session: voxprompt::model::SessionConfig { threads: 2, ..Default::default() },
+        brain_atlas: None,
     })
     .unwrap();
     let (fused, export) = (sam2d(&ENGINE), sam2d(&export));

@@ -27,6 +27,7 @@ static ENGINE_ARC: Lazy<Arc<Engine>> = Lazy::new(|| {
             ort_library: Some(ort_lib()),
             model_dirs: vec![model_dir()],
             session: SessionConfig { threads: 2, ..Default::default() },
+            brain_atlas: None,
         })
         .expect("engine"),
     )

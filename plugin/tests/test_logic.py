@@ -306,3 +306,27 @@ def test_background_run_reports_progress_and_cancels_from_another_thread(engine,
 
 def test_slicer_module_compiles():
     py_compile.compile(str(REPO / "plugin/VoxPrompt/VoxPrompt.py"), doraise=True)
+
+
+def test_brain_structures_by_text_through_the_binding():
+    template = REPO / "data/mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+    aseg = REPO / "data/covale/aseg-auto.nii.gz"
+    vol, affine = kji(template)
+    e = Engine(threads=2, brain_atlas=(template, aseg))
+    try:
+        with e.session(vol, affine, intensity="mr") as s:
+            s.add_text(1, "left hippocampus")
+            s.add_text(2, "right hippocampus")
+            mask = s.run()
+            report = s.report()
+    finally:
+        e.close()
+    # The atlas registered onto its own template: each hippocampus on its side of the head in world x
+    # (RAS), about 4 ml at 1 mm, and the prior is the answer ("prior only", no model ran).
+    ijk = {label: np.argwhere(mask == label)[:, ::-1] for label in (1, 2)}  # rows of (i, j, k)
+    for label, side in ((1, -1), (2, 1)):
+        assert 2500 < len(ijk[label]) < 6500, (label, len(ijk[label]))
+        x = (affine[:3, :3] @ ijk[label].mean(axis=0) + affine[:3, 3])[0]
+        assert np.sign(x) == side and abs(x) > 15, (label, x)
+        hints = [p for p in report[label - 1]["prompts"] if p["kind"] == "hint"]
+        assert hints[0]["contribution"]["hint"] == "prior only"

@@ -348,6 +348,11 @@ struct SegmentArgs {
     /// Match --text phrases lexically only (no text encoder is loaded).
     #[arg(long)]
     no_text_model: bool,
+    /// Brain atlas for --text naming brain structures on MR: a folder holding
+    /// mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz and covale/aseg-auto.nii.gz (as `make setup`
+    /// installs them under data/; the default when found there).
+    #[arg(long, value_name = "DIR")]
+    brain_atlas: Option<PathBuf>,
     /// A coarse mask on the input grid (NIfTI/NRRD): each nonzero value becomes one more object, refined by
     /// the policy (reseed keeps its reliable slices and re-propagates from them).
     #[arg(long)]
@@ -448,8 +453,6 @@ fn find_package(name: &str) -> Option<PathBuf> {
         .find(|c| c.join("manifest.toml").exists())
 }
 
-/// The text encoder's package: `--text-model`, else `VXP_TEXT_MODEL_DIR`, else an installed `minilm`; none
-/// with `--no-text-model`.
 /// Whether the spatial package in `dir` (the default one when None) takes text embeddings: the engine then
 /// needs the text encoder even when no --text is given.
 fn takes_text(dir: Option<&Path>) -> bool {
@@ -458,6 +461,29 @@ fn takes_text(dir: Option<&Path>) -> bool {
         .is_ok_and(|p| p.manifest.conditioning.is_some_and(|c| c.text_encoder.is_some()))
 }
 
+/// The brain atlas for --text: `--brain-atlas DIR`, else `VXP_BRAIN_ATLAS_DIR`, else the repository's
+/// `data/` (as `make setup` fills it) next to the executable or in the working folder; none when not there.
+fn brain_atlas(given: &Option<PathBuf>) -> Result<Option<voxprompt::engine::BrainAtlasFiles>> {
+    use voxprompt::engine::BrainAtlasFiles;
+    if let Some(d) = given.clone().or_else(|| std::env::var_os("VXP_BRAIN_ATLAS_DIR").map(PathBuf::from)) {
+        return BrainAtlasFiles::under(&d).map(Some).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "--brain-atlas {}: no mni/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz and \
+                 covale/aseg-auto.nii.gz under it",
+                d.display()
+            ))
+        });
+    }
+    let exe_dir = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    Ok(exe_dir
+        .iter()
+        .map(|d| d.join("../../data"))
+        .chain([PathBuf::from("data")])
+        .find_map(|d| BrainAtlasFiles::under(&d)))
+}
+
+/// The text encoder's package: `--text-model`, else `VXP_TEXT_MODEL_DIR`, else an installed `minilm`; none
+/// with `--no-text-model`.
 fn text_model_dir(given: &Option<PathBuf>, off: bool) -> Option<PathBuf> {
     if off {
         return None;
@@ -730,6 +756,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
             })
             .collect(),
         session: SessionConfig { providers, threads: args.threads, strict: args.no_cpu_fallback },
+        brain_atlas: if args.text.is_empty() { None } else { brain_atlas(&args.brain_atlas)? },
     })?);
     let post = PostprocessOptions::new()
         .with_keep_largest(args.keep_largest)

@@ -59,6 +59,7 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
             ort_library: o.ort_library.clone(),
             model_dirs: o.model_dirs.clone(),
             session: SessionConfig { providers: o.providers.clone(), threads: o.threads, strict: !o.cpu_fallback },
+            brain_atlas: o.brain_atlas.clone(),
         };
         match Engine::new(&opts) {
             Ok(e) => {

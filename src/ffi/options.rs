@@ -20,6 +20,7 @@ pub struct vxp_options {
     pub(crate) spill_budget: usize,
     pub(crate) max_voxels: u64,
     pub(crate) cpu_fallback: bool,
+    pub(crate) brain_atlas: Option<crate::engine::BrainAtlasFiles>,
 }
 
 impl Handle for vxp_options {
@@ -50,6 +51,7 @@ pub unsafe extern "C" fn vxp_options_new(out: *mut *mut vxp_options) -> vxp_resu
             spill_budget: crate::session::SessionOptions::default().spill_budget,
             max_voxels: crate::session::SessionOptions::default().max_voxels,
             cpu_fallback: true,
+            brain_atlas: None,
         });
         // SAFETY: out checked non-null.
         unsafe { *out = register(o) };
@@ -104,6 +106,42 @@ pub unsafe extern "C" fn vxp_options_set_ort_library(options: *mut vxp_options, 
                     vxp_result::Ok
                 }
                 Err(r) => r,
+            }
+        })
+    }
+}
+
+/// Sets the brain atlas that text prompts naming brain structures on MR use: `template` a T1 template
+/// (nilearn's MNI ICBM152 2009a, `mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz`) and `labels` a label
+/// volume on the atlas grid (covale's FreeSurfer `aseg-auto.nii.gz`), both NIfTI, read by `vxp_engine_new`.
+/// The template is registered onto a session's volume at its first brain text prompt. Both NULL removes the
+/// atlas (the default: brain structures are then `VXP_RESULT_UNSUPPORTED` by text). The strings are copied.
+///
+/// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` (options NULL, or one path NULL and not the other) or
+/// `VXP_RESULT_INVALID_ARGUMENT` (not UTF-8).
+///
+/// # Safety
+/// `options` must be a live handle; `template` and `labels` NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_brain_atlas(
+    options: *mut vxp_options,
+    template: *const c_char,
+    labels: *const c_char,
+) -> vxp_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        with_options(options, |o| {
+            if template.is_null() && labels.is_null() {
+                o.brain_atlas = None;
+                return vxp_result::Ok;
+            }
+            match (try_str(template, "template"), try_str(labels, "labels")) {
+                (Ok(t), Ok(l)) => {
+                    o.brain_atlas =
+                        Some(crate::engine::BrainAtlasFiles { template: PathBuf::from(t), labels: PathBuf::from(l) });
+                    vxp_result::Ok
+                }
+                (Err(r), _) | (_, Err(r)) => r,
             }
         })
     }

@@ -245,15 +245,20 @@ pub unsafe extern "C" fn vxp_session_set_seed_mask(
 /// A lesion phrase ("liver tumour", "lung nodule") needs the host's click or box on the lesion first: the
 /// organ of origin is found and becomes the region (holes filled, so a nodule inside the lungs' air is in
 /// it), and a click is grown as a lesion inside it. On MR, which has no body prior yet, a phrase names an
-/// object the host has already started (click, box or seed) and bounds nothing. One phrase per object.
+/// object the host has already started (click, box or seed) and bounds nothing, except brain structures
+/// ("left hippocampus", "caudate", "lateral ventricles"): with a brain atlas (`vxp_options_set_brain_atlas`)
+/// its template is registered onto the volume at the first such phrase (about a second) and the
+/// structure's atlas labels, carried through world coordinates, are the result (no model runs for it).
+/// One phrase per object.
 ///
 /// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT`, `VXP_RESULT_INVALID_ARGUMENT` (empty or blank text,
 /// not UTF-8), `VXP_RESULT_UNKNOWN_CONCEPT` (the phrase names no known structure; the message names the
 /// three closest), `VXP_RESULT_INVALID_PROMPT` (label out of range, the object already named by text, or
 /// the structure is not in this volume: nothing fits its prior, e.g. "left kidney" on a slab holding only
-/// the right one), `VXP_RESULT_UNSUPPORTED` (a structure without a prior in this version: brain structures,
-/// lesions with no click or box on them, small structures; or an MR volume for an object not started) or
-/// `VXP_RESULT_INVALID_VOLUME` (no body found in the volume). Nothing is added on error.
+/// the right one), `VXP_RESULT_UNSUPPORTED` (a structure without a prior in this version: brain structures
+/// without a brain atlas or on CT, lesions with no click or box on them, small structures; or an MR volume
+/// for an object not started) or `VXP_RESULT_INVALID_VOLUME` (no body found in the volume, or the brain
+/// atlas could not be registered). Nothing is added on error.
 ///
 /// # Safety
 /// `session` a live handle; `text` NULL or a NUL-terminated string.

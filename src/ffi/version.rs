@@ -9,7 +9,7 @@ pub const VXP_ABI_VERSION_MAJOR: u32 = 0;
 /// ABI minor version: bumped when functions or fields are added compatibly (4: `vxp_result_name`,
 /// `vxp_options_set_cpu_fallback`; 6: `vxp_engine_lookup_concept`, `vxp_engine_complete_concepts`; 7:
 /// `vxp_options_set_max_voxels`, `VXP_RESULT_TOO_LARGE`; 8: `vxp_options_set_spill_budget`; 9:
-/// `vxp_session_report`).
+/// `vxp_session_report`, `vxp_options_set_brain_atlas`).
 pub const VXP_ABI_VERSION_MINOR: u32 = 9;
 
 /// Returns the library version and what it was built against, e.g.

@@ -253,7 +253,7 @@ impl Session {
             )));
         }
         let (mut prompts, outcome) =
-            text::prompts_for(ctx, &current, phrase, self.image.dims, self.opts.axis as usize)?;
+            text::prompts_for(ctx, &current, phrase, &self.image, &self.geometry, self.opts.axis as usize)?;
         // A text-conditioned model takes the concept's name as its text encoder embeds it: the name, not the
         // phrase, so "livr" and "the liver" condition it alike.
         let name = outcome.resolution.name(&ctx.resolver.vocab);

@@ -12,12 +12,15 @@ use std::sync::Arc;
 use once_cell::sync::OnceCell;
 
 use crate::anatomy::body::BodyFrame;
+use crate::anatomy::brain::{BrainAtlas, Fit};
 use crate::anatomy::grid::HuGrid;
 use crate::anatomy::organs::Region;
 use crate::anatomy::prompts::{derive_prompts, lesion_limit};
 use crate::concept::{Domain, Region as ConceptRegion, Resolution, Resolver};
 use crate::error::{Error, Result};
+use crate::ops::mask::dilate_box;
 use crate::prompt::{Hint, ObjectPrompts, Prompt, PromptKind, Source};
+use crate::volume::{DType, Geometry, U8Volume, VolumeView};
 
 /// The coarse voxel size of the HU copy a session keeps for the body prior (mm).
 pub const COARSE_MM: f64 = 3.0;
@@ -29,11 +32,36 @@ pub struct TextContext {
     hu: Option<HuGrid>,
     /// The body frame, computed on the first text prompt and kept (an error is kept too: it will not change).
     frame: OnceCell<std::result::Result<BodyFrame, String>>,
+    brain: Option<Arc<BrainAtlas>>,
+    /// The atlas registered onto this volume, on the first brain text prompt (an error is kept too).
+    fit: OnceCell<std::result::Result<Fit, String>>,
 }
 
+/// How far a brain structure's limit reaches beyond its carried atlas region (mm): about the registration's
+/// error at the brain's centre and more (tests/anatomy_brain.rs).
+const BRAIN_LIMIT_MM: f64 = 4.0;
+
 impl TextContext {
-    pub fn new(resolver: Arc<Resolver>, hu: Option<HuGrid>) -> TextContext {
-        TextContext { resolver, hu, frame: OnceCell::new() }
+    pub fn new(resolver: Arc<Resolver>, hu: Option<HuGrid>, brain: Option<Arc<BrainAtlas>>) -> TextContext {
+        TextContext { resolver, hu, frame: OnceCell::new(), brain, fit: OnceCell::new() }
+    }
+
+    /// The atlas registered onto the session's image (its 8-bit MR mapping: the registration's
+    /// normalised cross-correlation does not mind the window).
+    fn fit(&self, image: &U8Volume, geometry: &Geometry) -> Result<&Fit> {
+        let atlas = self.brain.as_ref().ok_or_else(|| {
+            Error::Unsupported(
+                "brain structures by text need a brain atlas: give the engine one (EngineOptions::brain_atlas, \
+                 vxp_options_set_brain_atlas, voxprompt --brain-atlas DIR)"
+                    .into(),
+            )
+        })?;
+        let fit = self.fit.get_or_init(|| {
+            VolumeView::contiguous(&image.data, DType::U8, image.dims, *geometry)
+                .and_then(|v| atlas.register(&v))
+                .map_err(|e| e.to_string())
+        });
+        fit.as_ref().map_err(|e| Error::InvalidVolume(format!("the brain atlas could not be registered: {e}")))
     }
 
     fn frame(&self) -> Result<(&HuGrid, &BodyFrame)> {
@@ -71,23 +99,23 @@ fn structures(vocab: &crate::concept::Vocabulary, id: &str) -> Vec<String> {
     }
 }
 
-/// Resolves `text` and derives the prompts `o` gets from it, on a volume of `dims` propagated along `axis`.
+/// Resolves `text` and derives the prompts `o` gets from it, on the session's `image` propagated along
+/// `axis`.
 pub fn prompts_for(
     ctx: &TextContext,
     o: &ObjectPrompts,
     text: &str,
-    dims: [usize; 3],
+    image: &U8Volume,
+    geometry: &Geometry,
     axis: usize,
 ) -> Result<(Vec<Prompt>, TextOutcome)> {
+    let dims = image.dims;
     let resolution = ctx.resolver.resolve(text, Domain::Any)?;
     let vocab = &ctx.resolver.vocab;
     let name = resolution.name(vocab);
     let first = vocab.get(&resolution.concepts[0]).expect("resolved concepts exist");
     if first.region == ConceptRegion::Brain {
-        return Err(Error::Unsupported(format!(
-            "{text:?} names {name}, a brain structure: sessions do not register the brain atlas yet \
-             (anatomy::brain does; see the issue notes)"
-        )));
+        return brain_prompts(ctx, o, text, resolution, image, geometry);
     }
     if let Some(k) = resolution.lesion {
         if !o.has_start() {
@@ -183,5 +211,68 @@ pub fn prompts_for(
     }
     out.push(Prompt { kind: PromptKind::Limit(Arc::new(limit)), source: from_anatomy, weight: 1.0 });
     let regions = regions.iter().map(|r| (r.structure.clone(), r.score, r.voxels)).collect();
+    Ok((out, TextOutcome { resolution, regions, prompted }))
+}
+
+/// A brain structure named by text: the atlas registered onto this MR carries the structure's labels onto
+/// the volume; that region is the object's seed and, as the prior alone gives the answer the model was
+/// never trained for, its result (`PriorOnly`), unless the host started the object: then the host's prompt
+/// leads and the region, widened by `BRAIN_LIMIT_MM`, bounds it.
+fn brain_prompts(
+    ctx: &TextContext,
+    o: &ObjectPrompts,
+    text: &str,
+    resolution: Resolution,
+    image: &U8Volume,
+    geometry: &Geometry,
+) -> Result<(Vec<Prompt>, TextOutcome)> {
+    let vocab = &ctx.resolver.vocab;
+    let name = resolution.name(vocab);
+    if resolution.lesion.is_some() {
+        return Err(Error::Unsupported(format!(
+            "{text:?} names a lesion of {name}: lesions inside brain structures are not searched in this version"
+        )));
+    }
+    if ctx.hu.is_some() {
+        return Err(Error::Unsupported(format!(
+            "{text:?} names {name}, a brain structure: the brain atlas is registered to T1 MR, and this volume \
+             was mapped as CT"
+        )));
+    }
+    let mut labels = Vec::new();
+    for id in &resolution.concepts {
+        let c = vocab.get(id).expect("resolved concepts exist");
+        match c.atlas.as_deref() {
+            Some("aseg-auto") if !c.labels.is_empty() => labels.extend(c.labels.iter().copied()),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "{text:?} names {}, which lies in covale's {} atlas; the brain atlas loaded is aseg-auto",
+                    c.name,
+                    other.unwrap_or("(no)")
+                )))
+            }
+        }
+    }
+    let fit = ctx.fit(image, geometry)?;
+    let region = fit.region_mask(&labels, image.dims)?;
+    let voxels = region.iter().filter(|&&v| v != 0).count();
+    if voxels == 0 {
+        return Err(Error::InvalidPrompt(format!(
+            "{text:?} names {name}, which is not in this volume: the registered atlas puts it outside the scan"
+        )));
+    }
+    let mut limit = region.clone();
+    let radius = geometry.spacing.map(|s| (BRAIN_LIMIT_MM / s).ceil() as usize);
+    dilate_box(&mut limit, image.dims, radius);
+    let concept = resolution.concepts.join("+");
+    let from_anatomy = Source::Anatomy { concept: concept.clone() };
+    let prompted = !o.has_start();
+    let mut out = vec![Prompt { kind: PromptKind::Text(text.to_string()), source: Source::User, weight: 1.0 }];
+    if prompted {
+        out.push(Prompt { kind: PromptKind::Seed(Arc::new(region)), source: from_anatomy.clone(), weight: 1.0 });
+        out.push(Prompt { kind: PromptKind::Hint(Hint::PriorOnly), source: from_anatomy.clone(), weight: 1.0 });
+    }
+    out.push(Prompt { kind: PromptKind::Limit(Arc::new(limit)), source: from_anatomy, weight: 1.0 });
+    let regions = vec![(concept, 1.0, voxels)];
     Ok((out, TextOutcome { resolution, regions, prompted }))
 }

@@ -63,6 +63,7 @@ pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
         ort_library: Some(ort_lib()),
         model_dirs: vec![model_dir()],
         session: SessionConfig { threads: 2, ..Default::default() },
+        brain_atlas: None,
     })
     .expect("engine over the real ONNX Runtime and the LiteMedSAM package")
 });

@@ -134,6 +134,7 @@ _SIGNATURES = {
     "vxp_options_set_providers": (c_uint32, [c_void_p, c_char_p]),
     "vxp_options_set_threads": (c_uint32, [c_void_p, c_uint32]),
     "vxp_options_set_cache_budget": (c_uint32, [c_void_p, c_size_t]),
+    "vxp_options_set_brain_atlas": (c_uint32, [c_void_p, c_char_p, c_char_p]),
     "vxp_engine_new": (c_uint32, [c_void_p, POINTER(c_void_p)]),
     "vxp_engine_free": (None, [c_void_p]),
     "vxp_engine_provider": (c_uint32, [c_void_p, c_char_p, c_size_t, POINTER(c_size_t)]),

@@ -52,7 +52,9 @@ class Engine:
 
     def __init__(self, model_dir: Optional[str] = None, ort_library: Optional[str] = None,
                  providers: str = "cpu", threads: int = 0, cache_mb: Optional[int] = None,
-                 library_path: Optional[str] = None):
+                 library_path: Optional[str] = None, brain_atlas: Optional[tuple[str, str]] = None):
+        """brain_atlas: (T1 template, aseg label volume) NIfTI paths for brain structures named by text on
+        MR (nilearn's MNI ICBM152 2009a T1 and covale's aseg-auto, as `make setup` installs them)."""
         self.lib = library(library_path)
         dll = self.lib.dll
         opts = c_void_p()
@@ -70,6 +72,9 @@ class Engine:
             self.lib.check(dll.vxp_options_set_threads(opts, int(threads)))
             if cache_mb is not None:
                 self.lib.check(dll.vxp_options_set_cache_budget(opts, int(cache_mb) << 20))
+            if brain_atlas is not None:
+                template, labels = (str(p).encode() for p in brain_atlas)
+                self.lib.check(dll.vxp_options_set_brain_atlas(opts, template, labels))
             handle = c_void_p()
             self.lib.check(dll.vxp_engine_new(opts, byref(handle)))
         finally:
