@@ -5,7 +5,7 @@ export VXP_ORT_LIB := $(ORT_LIB)
 CARGO ?= cargo
 OUT ?= out/demo
 
-.PHONY: all setup build demo install test test-header test-symbols test-plugin test-hosts test-c test-install test-itk fuzz test-fuzz clean-out
+.PHONY: all setup build demo install slicer-package test-slicer-package test test-header test-symbols test-plugin test-hosts test-c test-install test-itk fuzz test-fuzz clean-out
 
 all: build
 
@@ -80,7 +80,7 @@ install: $(ORT_LIB) build
 # C and C++ hosts (Debian packages: cmake pkg-config zlib1g-dev valgrind libc6-dbg libinsighttoolkit5-dev; .ci/run
 # installs them): a C99 program under valgrind and ASan/UBSan, the installed copy through pkg-config and
 # CMake, and the ITK example, which must produce the CLI's mask exactly.
-test-hosts: test-c test-install test-itk
+test-hosts: test-c test-install test-itk test-slicer-package
 
 test-c: $(ORT_LIB)
 	$(CARGO) build --locked
@@ -91,6 +91,14 @@ test-install: $(ORT_LIB)
 
 test-itk: $(ORT_LIB) build
 	scripts/test-itk
+
+# The self-contained 3D Slicer module folder (module, libvoxprompt, ONNX Runtime, models, licences) and its
+# .tar.gz under target/slicer-package; the test unpacks it in a clean folder and segments from there.
+slicer-package: $(ORT_LIB) build
+	scripts/slicer-package
+
+test-slicer-package: slicer-package $(PLUGIN_VENV)/.installed
+	scripts/test-slicer-package $(PLUGIN_VENV)/bin/python
 
 # The fuzzing harness (fuzz/, cargo-fuzz on the stable toolchain) under AddressSanitizer, FUZZ_SECONDS per
 # target (the longer run), then the concurrency stress run in the same sanitizer build. test-fuzz is CI's

@@ -18,7 +18,8 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from VoxPromptLib import BackgroundRun, Engine, PromptSync, VoxPromptError, dice
+from VoxPromptLib import (PINNED_ONNXRUNTIME, BackgroundRun, Engine, PromptSync, RuntimeMissing, VoxPromptError,  # noqa: F401
+                          dice, open_engine)
 from VoxPromptLib.logic import segment_identity
 
 SETTINGS_LIBRARY = "VoxPrompt/LibraryPath"
@@ -286,7 +287,14 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
     def engine(self, library=None, model=None) -> Engine:
         key = (library, model) if (library or model) else self._engine_key
         if key not in VoxPromptLogic._engines:
-            VoxPromptLogic._engines[key] = Engine(model_dir=model, library_path=library)
+            try:
+                VoxPromptLogic._engines[key] = open_engine(model_dir=model, library_path=library)
+            except RuntimeMissing as e:
+                # Offered on the main thread (this runs from Apply): pip_install blocks with its own progress.
+                if not slicer.util.confirmOkCancelDisplay(e.message + "\n\nInstall it now?", "VoxPrompt"):
+                    raise
+                slicer.util.pip_install(PINNED_ONNXRUNTIME)
+                VoxPromptLogic._engines[key] = open_engine(model_dir=model, library_path=library)
         self._engine_key = key
         return VoxPromptLogic._engines[key]
 

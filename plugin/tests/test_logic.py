@@ -330,3 +330,16 @@ def test_brain_structures_by_text_through_the_binding():
         assert np.sign(x) == side and abs(x) > 15, (label, x)
         hints = [p for p in report[label - 1]["prompts"] if p["kind"] == "hint"]
         assert hints[0]["contribution"]["hint"] == "prior only"
+
+
+def test_an_installed_onnxruntime_wheel_is_found_on_disk_without_importing_it(tmp_path):
+    from VoxPromptLib import locate_onnxruntime
+
+    for site, version in (("a", "1.31.0"), ("b", "1.32.0"), ("c", "1.9.0")):
+        capi = tmp_path / site / "onnxruntime" / "capi"
+        capi.mkdir(parents=True)
+        (capi / f"libonnxruntime.so.{version}").write_bytes(b"")
+    found = locate_onnxruntime([str(tmp_path / s) for s in "abc"] + [str(tmp_path / "missing")])
+    assert found == tmp_path / "b" / "onnxruntime" / "capi" / "libonnxruntime.so.1.32.0"  # 1.32 > 1.31 > 1.9
+    assert locate_onnxruntime([str(tmp_path / "missing")]) is None
+    assert "onnxruntime" not in sys.modules

@@ -205,12 +205,22 @@ class Library:
             raise VoxPromptError(code, self.last_error() or self.dll.vxp_result_str(code).decode())
 
 
+def packaged_library() -> Path | None:
+    """The library `make slicer-package` put beside this package (VoxPrompt/lib/libvoxprompt.so.0), if any."""
+    p = Path(__file__).resolve().parents[1] / "lib" / LIBRARY_NAME
+    return p if p.is_file() else None
+
+
 def find_library(path: str | os.PathLike | None = None) -> Path:
-    """The explicit path, else $VXP_LIB, else a build of this checkout, else the loader's search path."""
-    if path:
-        return Path(path)
+    """The library of this self-contained package first, then $VXP_LIB, then the explicit path (the module's
+    setting), then a build of this checkout, then the loader's search path."""
+    packaged = packaged_library()
+    if packaged is not None:
+        return packaged
     if os.environ.get(LIBRARY_ENV):
         return Path(os.environ[LIBRARY_ENV])
+    if path:
+        return Path(path)
     repo = checkout()
     for build in ("release", "debug"):
         p = repo / "target" / build / "libvoxprompt.so" if repo else None
@@ -225,3 +235,21 @@ def checkout() -> Path | None:
     if len(here.parents) > 3 and (here.parents[3] / "Cargo.toml").exists():
         return here.parents[3]
     return None
+
+
+def locate_onnxruntime(search: list[str] | None = None) -> Path | None:
+    """The ONNX Runtime library of an installed `onnxruntime` wheel (`onnxruntime/capi/libonnxruntime.so.*`),
+    found on disk along `search` (default: sys.path) without importing the package: importing it would load a
+    second ONNX Runtime into the host. The newest version when several are found."""
+    import sys
+
+    found = []
+    for entry in (sys.path if search is None else search):
+        capi = Path(entry or ".") / "onnxruntime" / "capi"
+        if capi.is_dir():
+            found.extend(p for p in capi.glob("libonnxruntime.so.*") if p.is_file())
+
+    def version(p: Path) -> tuple:
+        return tuple(int(x) if x.isdigit() else 0 for x in p.name.split(".so.", 1)[1].split("."))
+
+    return max(found, key=version) if found else None

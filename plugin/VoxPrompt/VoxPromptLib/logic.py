@@ -17,7 +17,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from .binding import (BUFFER_TOO_SMALL, CANCELLED, DTYPES, INTENSITY, OVERLAP, POLICIES, PROGRESS_FN, Library, VoxPromptError,
-                      VxpRunStats, VxpVolume, checkout, find_library)
+                      VxpRunStats, VxpVolume, checkout, find_library, locate_onnxruntime)
 
 _LIBRARIES: dict[str, Library] = {}
 _LOCK = threading.Lock()
@@ -43,6 +43,41 @@ def default_model_dir(lib: Library) -> Path:
         raise VoxPromptError(200, f"no model package next to {lib.path} ({installed}) and no checkout: "
                                   "set the model directory")
     return repo / "models" / "litemedsam"
+
+
+# The ONNX Runtime this build was tested with (scripts/setup-onnxruntime); the library needs 1.31 or newer.
+PINNED_ONNXRUNTIME = "onnxruntime==1.32.0"
+_RUNTIME_CODES = (300, 301)  # VXP_RESULT_RUNTIME_LOAD, VXP_RESULT_RUNTIME_VERSION
+
+
+class RuntimeMissing(VoxPromptError):
+    """ONNX Runtime is missing or too old, and no installed `onnxruntime` wheel has a usable one: `message` says
+    so in plain words, with what to install (`PINNED_ONNXRUNTIME`)."""
+
+
+def runtime_problem(e: VoxPromptError) -> Optional[str]:
+    """Plain words for a missing or too old ONNX Runtime, None for any other error."""
+    if e.code not in _RUNTIME_CODES:
+        return None
+    what = "is too old" if e.code == 301 else "was not found"
+    return (f"ONNX Runtime, which VoxPrompt runs its models with, {what} ({e.message}). Install the tested "
+            f"version into this Python ({PINNED_ONNXRUNTIME}); VoxPrompt then loads its library from disk and "
+            "never imports the onnxruntime package.")
+
+
+def open_engine(**kw) -> "Engine":
+    """`Engine(**kw)`, falling back to the library of an installed `onnxruntime` wheel (found on disk, never
+    imported) when ONNX Runtime is missing or too old; `RuntimeMissing` when there is none either."""
+    try:
+        return Engine(**kw)
+    except VoxPromptError as e:
+        problem = runtime_problem(e)
+        if problem is None or kw.get("ort_library"):
+            raise
+        wheel = locate_onnxruntime()
+        if wheel is None:
+            raise RuntimeMissing(e.code, problem) from e
+        return Engine(**{**kw, "ort_library": str(wheel)})
 
 
 class Engine:
