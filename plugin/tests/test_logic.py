@@ -151,6 +151,23 @@ def test_default_policy_gives_mask_and_confidence(engine, ct, liver):
     assert conf.dtype == np.float32 and conf.shape == vol.shape
     assert 0.0 <= conf.min() and conf.max() <= 1.0
     assert conf[mask == 3].mean() > 0.5
+    # A look at it: the liver's widest slice with the mask outlined, beside the confidence.
+    from VoxPromptLib.render import COLORS, render_slice
+
+    out = REPO / "target" / "plugin-test"
+    out.mkdir(parents=True, exist_ok=True)
+    k = render_slice(out / "liver.png", vol, mask, conf)
+    png = (out / "liver.png").read_bytes()
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and (width, height) == (2 * vol.shape[2], vol.shape[1])
+    import zlib
+    rows = zlib.decompress(png[png.index(b"IDAT") + 4:png.index(b"IEND") - 8])
+    pixels = np.frombuffer(rows, np.uint8).reshape(height, 1 + 3 * width)[:, 1:].reshape(height, width, 3)
+    assert k == int(np.argmax((mask == 3).reshape(mask.shape[0], -1).sum(axis=1)))
+    # Label 3's colour is drawn on its edge, and the confidence panel is white where the liver is sure.
+    assert (pixels[:, :vol.shape[2]] == COLORS[2]).all(axis=2).sum() > 20
+    sure = conf[k] > 0.99
+    assert (pixels[:, vol.shape[2]:][sure] >= 252).all()
 
 
 def test_any_strides_give_the_same_mask(engine, ct, liver):
@@ -343,3 +360,90 @@ def test_an_installed_onnxruntime_wheel_is_found_on_disk_without_importing_it(tm
     assert found == tmp_path / "b" / "onnxruntime" / "capi" / "libonnxruntime.so.1.32.0"  # 1.32 > 1.31 > 1.9
     assert locate_onnxruntime([str(tmp_path / "missing")]) is None
     assert "onnxruntime" not in sys.modules
+
+
+
+def _header():
+    """include/voxprompt.h without comments: its prototypes (name -> (return type, [argument types])) and its
+    struct definitions (name -> [(field, type, array length)]). Types are (base, pointer depth), const dropped."""
+    import re
+
+    text = (REPO / "include" / "voxprompt.h").read_text()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    text = re.sub(r"//[^\n]*", "", text)
+
+    def typ(t: str) -> tuple[str, int]:
+        t = t.replace("const ", "")
+        return t.replace("*", "").strip(), t.count("*")
+
+    def arg_type(a: str) -> tuple[str, int]:
+        a = re.sub(r"\s+", " ", a.strip())
+        return typ(re.sub(r"\b\w+$", "", a) if not a.endswith("*") else a)
+
+    protos = {}
+    for ret, name, args in re.findall(r"^([A-Za-z_][\w *]*?)\s*\b(vxp_\w+)\(([^)]*)\);", text, flags=re.M):
+        protos[name] = (typ(ret), [] if args.strip() == "void" else [arg_type(a) for a in args.split(",")])
+    structs = {}
+    for name, body in re.findall(r"typedef struct (vxp_\w+) \{(.*?)\}", text, flags=re.S):
+        structs[name] = [(f, typ(t), int(n) if n else 1)
+                         for t, f, n in re.findall(r"([\w ]+?[\s*]+)(\w+)(?:\[(\d+)\])?;", body)]
+    return protos, structs
+
+
+def _ctype(base: str, depth: int):
+    """How the binding must declare a header type to ctypes."""
+    from ctypes import (POINTER, c_bool, c_char_p, c_double, c_float, c_int64, c_size_t, c_uint8, c_uint32, c_uint64,
+                        c_void_p)
+
+    from VoxPromptLib.binding import LOG_FN, PROGRESS_FN, VxpRunStats, VxpVolume
+    enums = ("vxp_result", "vxp_policy", "vxp_overlap", "vxp_log_level", "vxp_stage", "vxp_dtype", "vxp_intensity")
+    scalars = {"uint8_t": c_uint8, "uint32_t": c_uint32, "uint64_t": c_uint64, "int64_t": c_int64, "size_t": c_size_t,
+               "double": c_double, "float": c_float, "bool": c_bool, "vxp_progress_fn": PROGRESS_FN,
+               "vxp_log_fn": LOG_FN, **{e: c_uint32 for e in enums}}
+    if depth == 0:
+        return None if base == "void" else scalars[base]
+    if depth == 1:
+        special = {"char": c_char_p, "void": c_void_p, "struct vxp_volume": POINTER(VxpVolume),
+                   "struct vxp_run_stats": POINTER(VxpRunStats)}
+        if base in special:
+            return special[base]
+        if base.startswith("struct vxp_"):
+            return c_void_p  # an opaque handle
+        return POINTER(scalars[base])
+    assert depth == 2 and base.startswith("struct vxp_"), (base, depth)
+    return POINTER(c_void_p)  # where a new handle is written
+
+
+def test_the_binding_declares_every_function_and_struct_as_the_header_does():
+    import ctypes
+
+    from VoxPromptLib import binding
+
+    def same(a, b) -> bool:
+        if a == b:
+            return True
+        if isinstance(a, type) and isinstance(b, type):
+            if issubclass(a, ctypes._Pointer) and issubclass(b, ctypes._Pointer):
+                return a._type_ == b._type_
+            if issubclass(a, ctypes.Array) and issubclass(b, ctypes.Array):
+                return (a._length_, a._type_) == (b._length_, b._type_)
+        return False
+
+    protos, structs = _header()
+    assert len(protos) > 40 and "vxp_session_report" in protos, sorted(protos)
+    for name, (restype, argtypes) in binding._SIGNATURES.items():
+        assert name in protos, f"{name} is declared by the binding but not in include/voxprompt.h"
+        ret, args = protos[name]
+        assert same(restype, _ctype(*ret)), (name, "returns", ret, restype)
+        assert len(args) == len(argtypes), f"{name}: the binding has {len(argtypes)} arguments, the header {args}"
+        for i, (c, py) in enumerate(zip(args, argtypes)):
+            # A voxel buffer (uint8_t *, float *) may be passed as a numpy array's address.
+            buffer = c[1] == 1 and c[0] in ("uint8_t", "float") and py is ctypes.c_void_p
+            assert buffer or same(py, _ctype(*c)), (name, f"argument {i}", c, py, _ctype(*c))
+    # Struct layouts: the same fields in the same order and types, so the same offsets and size.
+    for py, c in ((binding.VxpVolume, "vxp_volume"), (binding.VxpRunStats, "vxp_run_stats")):
+        fields = structs[c]
+        assert [f for f, _, _ in fields] == [f for f, _ in py._fields_], (c, fields)
+        for (fname, t, n), (_, pytype) in zip(fields, py._fields_):
+            want = _ctype(*t) * n if n > 1 else _ctype(*t)
+            assert same(pytype, want), (c, fname, t, n, pytype)
