@@ -6,7 +6,7 @@
 //!   its label (the name), `SegmentAlgorithmType` SEMIAUTOMATIC (the mask is computed from prompts a user
 //!   gave: PS3.3 C.8.20.2.3 keeps AUTOMATIC for masks computed without user input) named "VoxPrompt", the
 //!   terminology's category, type (+ its modifier, the side) and anatomic region codes, and
-//!   `RecommendedDisplayCIELabValue` from the sRGB colour (`cielab`).
+//!   `RecommendedDisplayCIELabValue` from the sRGB colour (`cielab`, as highdicom and dcmqi convert).
 //! - Frames: one per segment and source slice holding that segment's voxels (slices without them are not
 //!   written, as highdicom writes by default), segment by segment, each slice in source position order. A
 //!   mask with no voxels at all gets the first slice of segment 1 (empty), as the object needs a frame.
@@ -106,10 +106,12 @@ fn utc(secs: u64) -> (String, String) {
     (format!("{year:04}{month:02}{day:02}"), format!("{:02}{:02}{:02}", rest / 3600, rest / 60 % 60, rest % 60))
 }
 
-/// An sRGB colour as DICOM's CIELab PCS value (PS3.3 C.10.7.1.1): L* in 0..=100 scaled to 0..=65535, a* and
-/// b* in −128..=127 scaled to 0..=65535, relative to the D50 white of the ICC profile connection space. The
-/// sRGB values are linearised (IEC 61966-2-1), taken to XYZ with the Bradford-adapted D50 sRGB matrix, then to
-/// CIELab.
+/// An sRGB colour as DICOM's CIELab value (PS3.3 C.10.7.1.1): L* in 0..=100 scaled to 0..=65535, a* and b* in
+/// −128..=127 scaled to 0..=65535. The sRGB values are linearised (IEC 61966-2-1), taken to XYZ with the sRGB
+/// (D65) matrix, then to CIELab relative to the D65 white, with no chromatic adaptation: the conversion
+/// pixelmed, highdicom and dcmqi (3D Slicer's DICOM SEG reader) make, so their CIELab → RGB gives the colour
+/// back. (PS3.3 speaks of ICC PCS values, whose white is D50; a D50-adapted value would come back shifted
+/// in those readers.)
 pub fn cielab(rgb: [u8; 3]) -> [u16; 3] {
     let lin = rgb.map(|c| {
         let v = f64::from(c) / 255.0;
@@ -120,11 +122,11 @@ pub fn cielab(rgb: [u8; 3]) -> [u16; 3] {
         }
     });
     const M: [[f64; 3]; 3] = [
-        [0.436_074_7, 0.385_064_9, 0.143_080_4],
-        [0.222_504_5, 0.716_878_6, 0.060_616_9],
-        [0.013_932_2, 0.097_104_5, 0.714_173_3],
+        [0.412_456_4, 0.357_576_1, 0.180_437_5],
+        [0.212_672_9, 0.715_152_2, 0.072_175_0],
+        [0.019_333_9, 0.119_192_0, 0.950_304_1],
     ];
-    const WHITE: [f64; 3] = [0.964_22, 1.0, 0.825_21];
+    const WHITE: [f64; 3] = [0.950_47, 1.0, 1.088_83];
     let xyz: [f64; 3] = std::array::from_fn(|r| (0..3).map(|c| M[r][c] * lin[c]).sum::<f64>() / WHITE[r]);
     let f = |t: f64| {
         let e: f64 = 216.0 / 24_389.0;
@@ -722,11 +724,11 @@ mod tests {
     }
 
     #[test]
-    fn colours_become_d50_cielab_and_uids_are_random_uuids_under_2_25() {
-        // sRGB red is L* 54.29, a* 80.80, b* 69.89 relative to D50 (Bradford-adapted sRGB).
+    fn colours_become_d65_cielab_and_uids_are_random_uuids_under_2_25() {
+        // sRGB red is L* 53.24, a* 80.09, b* 67.20 relative to D65.
         let [l, a, b] = cielab([255, 0, 0]).map(f64::from);
         let (l, a, b) = (l / 65535.0 * 100.0, a / 65535.0 * 255.0 - 128.0, b / 65535.0 * 255.0 - 128.0);
-        assert!((l - 54.29).abs() < 0.05 && (a - 80.80).abs() < 0.05 && (b - 69.89).abs() < 0.05, "{l} {a} {b}");
+        assert!((l - 53.24).abs() < 0.05 && (a - 80.09).abs() < 0.05 && (b - 67.20).abs() < 0.05, "{l} {a} {b}");
         // All bits set but those the version (0100) and variant (10) clear.
         assert_eq!(uuid_uid([0xFF; 16]), format!("2.25.{}", u128::MAX & !(0xB << 76) & !(0x1 << 62)));
         let (u, v) = (new_uid().unwrap(), new_uid().unwrap());
