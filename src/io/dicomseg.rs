@@ -730,7 +730,7 @@ mod tests {
         let (l, a, b) = (l / 65535.0 * 100.0, a / 65535.0 * 255.0 - 128.0, b / 65535.0 * 255.0 - 128.0);
         assert!((l - 53.24).abs() < 0.05 && (a - 80.09).abs() < 0.05 && (b - 67.20).abs() < 0.05, "{l} {a} {b}");
         // All bits set but those the version (0100) and variant (10) clear.
-        assert_eq!(uuid_uid([0xFF; 16]), format!("2.25.{}", u128::MAX & !(0xB << 76) & !(0x1 << 62)));
+        assert_eq!(uuid_uid([0xFF; 16]), format!("2.25.{}", !(0xB_u128 << 76) & !(1 << 62)));
         let (u, v) = (new_uid().unwrap(), new_uid().unwrap());
         assert_ne!(u, v);
         for x in [&u, &v] {
