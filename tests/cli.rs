@@ -528,7 +528,6 @@ fn other_output_names_are_refused_before_the_input_is_read() {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     for (flag, name, needle) in [
-        ("-o", "m.dcm", "-o"),
         ("-o", "m.nhdr", "-o"),
         ("--confidence", "c.seg.nrrd", "--confidence"),
         ("--confidence", "c.png", "--confidence"),
@@ -544,7 +543,7 @@ fn other_output_names_are_refused_before_the_input_is_read() {
         assert_eq!(o.status.code(), Some(2), "{name}: {err}");
         assert!(err.contains(needle) && err.contains(name) && err.trim_end().lines().count() == 1, "{name}: {err}");
         if flag == "-o" {
-            assert!(err.contains(".nii, .nii.gz, .nrrd or .seg.nrrd (.dcm DICOM SEG is not written yet)"), "{err}");
+            assert!(err.contains(".nii, .nii.gz, .nrrd, .seg.nrrd or .dcm (a DICOM SEG of a DICOM series)"), "{err}");
         } else {
             assert!(err.contains(".nii, .nii.gz or .nrrd"), "{err}");
         }
@@ -574,4 +573,101 @@ fn brain_structures_by_text_use_the_atlas_under_data_and_a_missing_one_is_named(
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--brain-atlas /nonexistent") && err.contains("aseg-auto.nii.gz"), "{err}");
+}
+
+#[test]
+fn a_dicom_series_is_written_as_a_dicom_seg_that_references_its_instances() {
+    use dicom_dictionary_std::tags;
+    // Case B's liver from its reference box, one object with the reference policy (cheap).
+    let series = data("data/totalsegmentator/example_ct_dicom");
+    let out = tmp("case_b.dcm");
+    let o = cli()
+        .arg("segment")
+        .arg(&series)
+        .arg("-o")
+        .arg(&out)
+        .arg("--reference")
+        .arg(data("data/totalsegmentator/example_seg_dicom.nii.gz"))
+        .args(["--reference-label", "5", "--box-from-reference", "--policy", "reference", "--json"])
+        .args(["--modality", "ct", "--threads", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let voxels = r["objects"][0]["voxels"].as_u64().unwrap();
+    assert!(voxels > 300_000, "{voxels} voxels of liver");
+
+    let text = |o: &dicom_object::InMemDicomObject, tag| {
+        o.element(tag).unwrap().to_str().unwrap().trim_end_matches(['\0', ' ']).to_string()
+    };
+    let seg = dicom_object::open_file(&out).unwrap();
+    assert_eq!(seg.meta().transfer_syntax().trim_end_matches('\0'), "1.2.840.10008.1.2.1");
+    assert_eq!(text(&seg, tags::SOP_CLASS_UID), "1.2.840.10008.5.1.4.1.1.66.4");
+    assert_eq!((text(&seg, tags::MODALITY), text(&seg, tags::SEGMENTATION_TYPE)), ("SEG".into(), "BINARY".into()));
+    let segments = seg.element(tags::SEGMENT_SEQUENCE).unwrap().items().unwrap();
+    assert_eq!(segments.len(), 1);
+    assert_eq!(text(&segments[0], tags::SEGMENT_LABEL), "reference label 5");
+    // The source: each file's SOP Instance UID (case B is anonymised: its file meta group names it) and IPP.
+    let mut source = std::collections::BTreeMap::new();
+    for f in std::fs::read_dir(&series).unwrap() {
+        let d = dicom_object::open_file(f.unwrap().path()).unwrap();
+        let ipp = d.element(tags::IMAGE_POSITION_PATIENT).unwrap().to_multi_float64().unwrap();
+        source.insert(d.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string(), ipp);
+        assert_eq!(text(&seg, tags::FRAME_OF_REFERENCE_UID), text(&d, tags::FRAME_OF_REFERENCE_UID));
+    }
+    assert_eq!(source.len(), 20);
+    let referenced: std::collections::BTreeSet<String> =
+        seg.element(tags::REFERENCED_SERIES_SEQUENCE).unwrap().items().unwrap()[0]
+            .element(tags::REFERENCED_INSTANCE_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()
+            .iter()
+            .map(|i| text(i, tags::REFERENCED_SOP_INSTANCE_UID))
+            .collect();
+    assert!(referenced.iter().eq(source.keys()), "every source instance is referenced, and only those");
+    // One frame per slice holding liver, each on its source slice's position; the set bits are the voxels.
+    let frames: usize = text(&seg, tags::NUMBER_OF_FRAMES).parse().unwrap();
+    assert_eq!(frames as u64, r["objects"][0]["slices"].as_u64().unwrap());
+    let per_frame = seg.element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).unwrap().items().unwrap();
+    assert_eq!(per_frame.len(), frames);
+    let mut seen = std::collections::BTreeSet::new();
+    for f in per_frame {
+        let derivation = &f.element(tags::DERIVATION_IMAGE_SEQUENCE).unwrap().items().unwrap()[0];
+        let uid = text(
+            &derivation.element(tags::SOURCE_IMAGE_SEQUENCE).unwrap().items().unwrap()[0],
+            tags::REFERENCED_SOP_INSTANCE_UID,
+        );
+        let position = &f.element(tags::PLANE_POSITION_SEQUENCE).unwrap().items().unwrap()[0];
+        let ipp = position.element(tags::IMAGE_POSITION_PATIENT).unwrap().to_multi_float64().unwrap();
+        assert_eq!(Some(&ipp), source.get(&uid), "frame of {uid}: the source slice's position");
+        assert!(seen.insert(uid), "one frame per slice");
+    }
+    let pixels = seg.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+    assert_eq!(pixels.len(), (512 * 512 * frames).div_ceil(8).next_multiple_of(2));
+    assert_eq!(pixels.iter().map(|b| u64::from(b.count_ones())).sum::<u64>(), voxels);
+}
+
+#[test]
+fn a_dicom_seg_of_a_volume_that_is_not_a_dicom_series_is_refused_with_nothing_left() {
+    let d = tmp("seg-of-nifti");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let o = cli()
+        .args([
+            "segment",
+            data("tests/fixtures/data/example_ct_sm.nii.gz").to_str().unwrap(),
+            "--box-ijk",
+            "1,1,1,9,9,9",
+        ])
+        .arg("-o")
+        .arg(d.join("m.dcm"))
+        .arg("--confidence")
+        .arg(d.join("c.nii.gz"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("a DICOM SEG needs a DICOM source series") && err.trim_end().lines().count() == 1, "{err}");
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "a file was left");
 }

@@ -286,7 +286,8 @@ struct SegmentArgs {
     #[arg(long, value_name = "UID")]
     series: Option<String>,
     /// Output label mask on the input grid with its geometry, in the format its name ends in: .nii, .nii.gz,
-    /// .nrrd (gzip) or .seg.nrrd (a 3D Slicer segmentation: names, colours and terminology per object).
+    /// .nrrd (gzip), .seg.nrrd (a 3D Slicer segmentation: names, colours and terminology per object) or .dcm
+    /// (a DICOM SEG referencing the input series' instances, with the same descriptions; DICOM input only).
     #[arg(short, long)]
     output: PathBuf,
     /// A box as inclusive voxel indices x0,y0,z0,x1,y1,z1 (x = i, the fastest axis). Repeat for several
@@ -526,7 +527,7 @@ struct Outputs {
 fn reserve_outputs(args: &SegmentArgs) -> Result<Outputs> {
     let mask_format = OutputFormat::of(&args.output).ok_or_else(|| {
         Error::InvalidArgument(format!(
-            "-o {}: the name must end in .nii, .nii.gz, .nrrd or .seg.nrrd (.dcm DICOM SEG is not written yet)",
+            "-o {}: the name must end in .nii, .nii.gz, .nrrd, .seg.nrrd or .dcm (a DICOM SEG of a DICOM series)",
             args.output.display()
         ))
     })?;
@@ -655,6 +656,15 @@ fn segment(args: SegmentArgs) -> Result<()> {
     }
     let t = Instant::now();
     let loaded = io::read_input(&args.input, args.series.as_deref(), &limits)?;
+    // A DICOM SEG references the instances it was derived from: only a DICOM series has them.
+    if outputs.mask.1 == OutputFormat::DicomSeg && loaded.dicom.is_none() {
+        return Err(Error::InvalidArgument(format!(
+            "-o {}: a DICOM SEG needs a DICOM source series, and {} is not one; write .nii.gz, .nrrd or .seg.nrrd",
+            args.output.display(),
+            args.input.display()
+        )));
+    }
+    let source = loaded.dicom;
     let volume = loaded.volume;
     let dims = volume.dims;
     let reference = match &args.reference {
@@ -825,6 +835,13 @@ fn segment(args: SegmentArgs) -> Result<()> {
             let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
             let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
             outputs.set.write(slot, |w| io::segnrrd::write_to(w, &mask, g, &segments))?
+        }
+        OutputFormat::DicomSeg => {
+            let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
+            let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
+            let source = source.as_ref().expect("checked after reading: the input is a DICOM series");
+            let created = io::dicomseg::Created::now()?;
+            outputs.set.write(slot, |w| io::dicomseg::write_to(w, &mask, source, &segments, &created))?
         }
     }
     if let (Some((slot, format)), Some(c)) = (outputs.confidence, &confidence) {

@@ -36,9 +36,62 @@ pub struct SeriesInfo {
     pub files: usize,
 }
 
+/// One source instance as an object derived from the series (a DICOM SEG) references it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    /// ImagePositionPatient (LPS, mm) as the file states it.
+    pub position: [f64; 3],
+}
+
+/// What a series was beyond its voxels: what an object derived from it must reference and copy. Read from
+/// the headers the series was read from (never a second time); the series-level values from its first
+/// slice. A UID the data set leaves empty (an anonymised series) is the empty string, except an instance's
+/// SOP Class and Instance UIDs, which then come from the file meta group's Media Storage UIDs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourceSeries {
+    pub study_instance_uid: String,
+    pub series_instance_uid: String,
+    pub frame_of_reference_uid: String,
+    /// ImageOrientationPatient: the row direction, then the column direction (LPS).
+    pub orientation: [f64; 6],
+    /// PixelSpacing: between rows, then between columns (mm).
+    pub pixel_spacing: [f64; 2],
+    /// The step between slices along the normal (mm).
+    pub spacing_between_slices: f64,
+    /// SliceThickness, where the series states it.
+    pub slice_thickness: Option<f64>,
+    pub rows: usize,
+    pub columns: usize,
+    /// The Patient and General Study modules' attributes, as text, empty where absent: `COPIED` in order.
+    pub copied: Vec<(dicom_core::Tag, dicom_core::VR, String)>,
+    /// The instances in the volume's slice order (k).
+    pub instances: Vec<Instance>,
+}
+
+/// The Patient and General Study attributes a derived object copies from its source (PS3.3 C.7.1.1,
+/// C.7.2.1; the type 2 ones, written empty where the source has none).
+pub const COPIED: [(dicom_core::Tag, dicom_core::VR); 9] = {
+    use dicom_core::VR;
+    [
+        (tags::PATIENT_NAME, VR::PN),
+        (tags::PATIENT_ID, VR::LO),
+        (tags::PATIENT_BIRTH_DATE, VR::DA),
+        (tags::PATIENT_SEX, VR::CS),
+        (tags::STUDY_DATE, VR::DA),
+        (tags::STUDY_TIME, VR::TM),
+        (tags::REFERRING_PHYSICIAN_NAME, VR::PN),
+        (tags::STUDY_ID, VR::SH),
+        (tags::ACCESSION_NUMBER, VR::SH),
+    ]
+};
+
 /// One instance's header: what sorting and geometry need.
 struct Slice {
     path: PathBuf,
+    sop_class_uid: String,
+    sop_instance_uid: String,
     position: [f64; 3],
     orientation: [f64; 6],
     spacing: [f64; 2],
@@ -343,6 +396,15 @@ pub fn list_series(inputs: &[PathBuf]) -> Result<Vec<SeriesInfo>> {
 /// the image), j down the columns, k along the slice normal in the order of increasing position.
 /// `series` picks a SeriesInstanceUID; without it the inputs must hold exactly one series.
 pub fn read_series(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) -> Result<Volume> {
+    read_series_with_source(inputs, series, limits).map(|(v, _)| v)
+}
+
+/// `read_series`, with what the series was (`SourceSeries`) from the same headers.
+pub fn read_series_with_source(
+    inputs: &[PathBuf],
+    series: Option<&str>,
+    limits: &Limits,
+) -> Result<(Volume, SourceSeries)> {
     let name = inputs.first().map_or_else(PathBuf::new, PathBuf::clone);
     // Pass 1: headers only, grouped by series.
     let mut by_series = headers(inputs)?;
@@ -389,9 +451,37 @@ pub fn read_series(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) ->
     for (path, obj) in &instances {
         slices.push(slice_of(path, obj)?);
     }
-    drop(instances);
     let (step, normal) = sort_slices(&mut slices)?;
     let first = &slices[0];
+    // The series-level values from the first slice by position, whose header is among those read.
+    let head = &instances.iter().find(|(p, _)| *p == first.path).expect("every slice has its header").1;
+    let uid = |tag| text(head, tag).unwrap_or_default();
+    let source = SourceSeries {
+        study_instance_uid: uid(tags::STUDY_INSTANCE_UID),
+        series_instance_uid: uid(tags::SERIES_INSTANCE_UID),
+        frame_of_reference_uid: uid(tags::FRAME_OF_REFERENCE_UID),
+        orientation: first.orientation,
+        pixel_spacing: first.spacing,
+        spacing_between_slices: step,
+        slice_thickness: head
+            .element_opt(tags::SLICE_THICKNESS)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_float64().ok())
+            .filter(|t| t.is_finite() && *t > 0.0),
+        rows: first.rows,
+        columns: first.columns,
+        copied: COPIED.iter().map(|&(tag, vr)| (tag, vr, uid(tag))).collect(),
+        instances: slices
+            .iter()
+            .map(|s| Instance {
+                sop_class_uid: s.sop_class_uid.clone(),
+                sop_instance_uid: s.sop_instance_uid.clone(),
+                position: s.position,
+            })
+            .collect(),
+    };
+    drop(instances);
     let dims = [first.columns, first.rows, slices.len()];
     limits.check(&name.display().to_string(), &dims.map(|d| d as u64), 4)?;
 
@@ -403,7 +493,7 @@ pub fn read_series(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) ->
         integral &= read_pixels(&s.path, n_slice, limits, &mut values)?;
     }
     let geometry = geometry(first, step, normal);
-    Ok(pack(values, integral, dims, geometry))
+    Ok((pack(values, integral, dims, geometry), source))
 }
 
 /// What one instance says of its place in the volume; refuses what a volume cannot hold (several frames,
@@ -435,8 +525,14 @@ fn slice_of(path: &Path, obj: &DefaultDicomObject) -> Result<Slice> {
     if rows == 0 || columns == 0 {
         return Err(Error::io(path, format!("{columns}×{rows} pixels")));
     }
+    // An anonymised instance may leave its SOP UIDs empty in the data set; its file meta group still names it.
+    let or_meta = |tag, meta: &str| {
+        text(obj, tag).filter(|v| !v.is_empty()).unwrap_or_else(|| meta.trim_end_matches(['\0', ' ']).to_owned())
+    };
     Ok(Slice {
         path: path.to_path_buf(),
+        sop_class_uid: or_meta(tags::SOP_CLASS_UID, obj.meta().media_storage_sop_class_uid()),
+        sop_instance_uid: or_meta(tags::SOP_INSTANCE_UID, obj.meta().media_storage_sop_instance_uid()),
         position: [p[0], p[1], p[2]],
         orientation: [o[0], o[1], o[2], o[3], o[4], o[5]],
         spacing: [s[0], s[1]],
@@ -696,6 +792,8 @@ mod tests {
     fn slice(name: &str, z: f64, x: f64) -> Slice {
         Slice {
             path: PathBuf::from(name),
+            sop_class_uid: String::new(),
+            sop_instance_uid: String::new(),
             position: [x, 0.0, z],
             orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
             spacing: [0.5, 0.5],

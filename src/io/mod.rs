@@ -1,7 +1,8 @@
 //! File formats for the CLI and tests: NIfTI-1, NRRD and DICOM series in; NIfTI, NRRD and Slicer
-//! segmentation (.seg.nrrd) masks and PNG montages out; read under size limits and written as atomic sets.
+//! segmentation (.seg.nrrd) masks, DICOM SEG (.dcm) and PNG montages out; read under size limits and written as atomic sets.
 
 pub mod dicom;
+pub mod dicomseg;
 pub mod files;
 pub mod nifti;
 pub mod nrrd;
@@ -43,6 +44,8 @@ pub enum OutputFormat {
     Nrrd,
     /// `.seg.nrrd`: a 3D Slicer segmentation (a label mask only).
     SegNrrd,
+    /// `.dcm`: a DICOM Segmentation object (a label mask of a DICOM series only).
+    DicomSeg,
 }
 
 impl OutputFormat {
@@ -57,6 +60,8 @@ impl OutputFormat {
             OutputFormat::Nifti { gz: false }
         } else if n.ends_with(".nii.gz") {
             OutputFormat::Nifti { gz: true }
+        } else if n.ends_with(".dcm") {
+            OutputFormat::DicomSeg
         } else {
             return None;
         })
@@ -67,6 +72,8 @@ impl OutputFormat {
 pub struct Loaded {
     pub volume: Volume,
     pub nifti_header: Option<::nifti::NiftiHeader>,
+    /// What a DICOM series was (its UIDs, instances, patient and study); None for NIfTI and NRRD.
+    pub dicom: Option<dicom::SourceSeries>,
 }
 
 /// Reads a NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr) file by its extension (any case), under the
@@ -91,19 +98,21 @@ pub fn read_input(path: &Path, series: Option<&str>, limits: &Limits) -> Result<
         return Err(Error::InvalidArgument(format!("{}: --series is for a DICOM folder", path.display())));
     }
     let loaded = if is_dir {
-        Loaded { volume: dicom::read_series(&[path.to_path_buf()], series, limits)?, nifti_header: None }
+        let (volume, source) = dicom::read_series_with_source(&[path.to_path_buf()], series, limits)?;
+        Loaded { volume, nifti_header: None, dicom: Some(source) }
     } else if is_file_of_series {
         let uid = match series {
             Some(s) => s.to_owned(),
             None => dicom::series_of(path)?,
         };
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        Loaded { volume: dicom::read_series(&[dir.to_path_buf()], Some(&uid), limits)?, nifti_header: None }
+        let (volume, source) = dicom::read_series_with_source(&[dir.to_path_buf()], Some(&uid), limits)?;
+        Loaded { volume, nifti_header: None, dicom: Some(source) }
     } else if name.ends_with(".nii") || name.ends_with(".nii.gz") {
         let (volume, header) = nifti::read_with(path, limits)?;
-        Loaded { volume, nifti_header: Some(header) }
+        Loaded { volume, nifti_header: Some(header), dicom: None }
     } else if name.ends_with(".nrrd") || name.ends_with(".nhdr") {
-        Loaded { volume: nrrd::read_with(path, limits)?, nifti_header: None }
+        Loaded { volume: nrrd::read_with(path, limits)?, nifti_header: None, dicom: None }
     } else {
         return Err(Error::io(
             path,
@@ -129,7 +138,8 @@ mod tests {
         assert_eq!(of("M.NII.GZ"), Some(OutputFormat::Nifti { gz: true }));
         assert_eq!(of("m.nrrd"), Some(OutputFormat::Nrrd));
         assert_eq!(of("m.Seg.Nrrd"), Some(OutputFormat::SegNrrd));
-        for n in ["m.nhdr", "m.dcm", "m.seg", "m.nii.gz.tmp", "mask"] {
+        assert_eq!(of("seg.DCM"), Some(OutputFormat::DicomSeg));
+        for n in ["m.nhdr", "m.seg", "m.nii.gz.tmp", "mask"] {
             assert_eq!(of(n), None, "{n}");
         }
         assert_eq!(
