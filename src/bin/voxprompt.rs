@@ -1,6 +1,10 @@
 //! `voxprompt`: the command-line host of the engine (DESIGN §6).
 #![allow(clippy::needless_range_loop)]
 
+// The crate root looks for modules beside itself (src/bin/batch.rs would be a binary of its own).
+#[path = "voxprompt/batch.rs"]
+mod batch;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +41,9 @@ struct Cli {
 enum Command {
     /// Segment objects in a volume from box prompts and write a label mask on the input grid.
     Segment(Box<SegmentArgs>),
+    /// Segment every case of a folder, CSV or JSON list with one engine, resumably and in shards (several
+    /// processes may share a list): `<id>.nii.gz` and `<id>.json` per case, `batch-report.json`.
+    Batch(Box<batch::BatchArgs>),
     /// Say what each phrase names (one JSON object per line), or list concepts for completion.
     Concept(ConceptArgs),
     /// What this installation has: library and ABI version, the ONNX Runtime found, its execution providers
@@ -277,7 +284,7 @@ fn concept(a: ConceptArgs) -> Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct SegmentArgs {
     /// Input volume: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), or a DICOM series (a folder, or one of
     /// its .dcm files).
@@ -988,6 +995,13 @@ fn main() -> ExitCode {
         Command::Segment(a) => {
             let input = a.input.clone();
             (segment(*a), input)
+        }
+        Command::Batch(a) => {
+            let list = a.list_path().to_path_buf();
+            match batch::batch(*a) {
+                Ok(code) => return code,
+                Err(e) => (Err(e), list),
+            }
         }
         Command::Concept(a) => (concept(a), PathBuf::from("concept")),
         Command::Info(a) => (info(a), PathBuf::from("info")),
