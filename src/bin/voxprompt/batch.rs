@@ -357,7 +357,7 @@ fn object_name(report: &serde_json::Value, o: &serde_json::Value) -> String {
     }
 }
 
-/// `liver 0.943 (Dice), label 3 1234 voxels; 38 slices 12.1 s`.
+/// `liver 0.943 (Dice), label 3 1234 voxels 38 slices 12.1 s`.
 fn case_line(report: &serde_json::Value) -> String {
     let objects: Vec<String> = report["objects"]
         .as_array()
@@ -368,10 +368,18 @@ fn case_line(report: &serde_json::Value) -> String {
             None => format!("{} {} voxels", object_name(report, o), o["voxels"]),
         })
         .collect();
+    // A text prompt encodes its slices before the run, which then counts none: the objects' slices show.
+    let slices = report["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["slices"].as_u64())
+        .chain(report["slices_encoded"].as_u64())
+        .max()
+        .unwrap_or(0);
     format!(
-        "{} {} slices {:.1} s",
+        "{} {slices} slices {:.1} s",
         objects.join(", "),
-        report["slices_encoded"],
         report["timings_ms"]["total"].as_f64().unwrap_or(0.0) / 1e3
     )
 }
@@ -447,7 +455,13 @@ fn claim(outdir: &Path, id: &str, timeout: u64, is_done: &dyn Fn() -> bool) -> R
         }
         let Ok(held) = std::fs::read_to_string(&path) else { continue };
         let v: serde_json::Value = serde_json::from_str(&held).unwrap_or_default();
-        let (pid, their_host, started) = (v["pid"].as_u64(), v["host"].as_str().unwrap_or(""), v["started"].as_u64());
+        // A claim being written is still empty: its age is its file's.
+        let mtime = || {
+            let m = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+            m.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+        };
+        let (pid, their_host) = (v["pid"].as_u64(), v["host"].as_str().unwrap_or(""));
+        let started = v["started"].as_u64().or_else(mtime);
         let gone = their_host == host() && pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
         let old = started.is_none_or(|s| now_s().saturating_sub(s) > timeout);
         if !(gone || old) {
