@@ -671,3 +671,216 @@ fn a_dicom_seg_of_a_volume_that_is_not_a_dicom_series_is_refused_with_nothing_le
     assert!(err.contains("a DICOM SEG needs a DICOM source series") && err.trim_end().lines().count() == 1, "{err}");
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0, "a file was left");
 }
+
+/// A fresh folder holding the small CT under each of `names` and its reference as seg.nii.gz.
+fn batch_dir(test: &str, names: &[&str]) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vxp-batch-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    for n in names {
+        std::fs::copy(data("tests/fixtures/data/example_ct_sm.nii.gz"), d.join(n)).unwrap();
+    }
+    std::fs::copy(data("tests/fixtures/data/example_seg.nii.gz"), d.join("seg.nii.gz")).unwrap();
+    d
+}
+
+fn batch(list: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    cli()
+        .args(["batch", list.to_str().unwrap(), "-o", out.to_str().unwrap(), "--policy", "reference"])
+        .args(["--threads", "2"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn json_file(p: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+/// The report's cases with this status, by id.
+fn with_status(report: &serde_json::Value, status: &str) -> Vec<String> {
+    let cases = report["cases"].as_array().unwrap();
+    cases.iter().filter(|c| c["status"] == status).map(|c| c["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Two small boxes' worth of slices per case keeps a case at a few seconds.
+const SMALL_BOX: &str = "70,29,8,92,51,9";
+
+#[test]
+fn batch_runs_a_csv_list_on_one_engine_with_the_masks_segment_writes() {
+    let d = batch_dir("csv", &["k2.nii.gz", "k3.nii.gz", "liver.nii.gz"]);
+    std::fs::write(
+        d.join("list.csv"),
+        "id,input,text,reference,reference_label\n\
+         kidney_r,k2.nii.gz,,seg.nii.gz,2\n\
+         kidney_l,k3.nii.gz,,seg.nii.gz,3\n\
+         liver,liver.nii.gz,liver,seg.nii.gz,5\n",
+    )
+    .unwrap();
+    let out = d.join("out");
+    let o = batch(&d.join("list.csv"), &out, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("[3/3] liver: liver 0.9"), "{stderr}");
+    assert!(stderr.contains("[2/3] kidney_l: label 3 0.9"), "{stderr}");
+    let r = json_file(&out.join("batch-report.json"));
+    assert_eq!(with_status(&r, "ok"), ["kidney_r", "kidney_l", "liver"]);
+    assert_eq!((r["done"].as_u64(), r["skipped"].as_u64(), r["failed"].as_u64()), (Some(3), Some(0), Some(0)));
+    for (case, id) in r["cases"].as_array().unwrap().iter().zip(["kidney_r", "kidney_l", "liver"]) {
+        // Each case's report is segment's --json report; the batch report carries its Dice.
+        let own = json_file(&out.join(format!("{id}.json")));
+        let d = case["objects"][0]["dice"].as_f64().unwrap();
+        assert_eq!(own["objects"][0]["dice"].as_f64(), Some(d), "{id}");
+        assert!(d > 0.8, "{id}: Dice {d}");
+        assert!(own["objects"][0]["slices"].as_u64().unwrap() > 10, "{id}");
+    }
+    let mean = r["mean_dice"].as_f64().unwrap();
+    assert!(stderr.contains(&format!("mean Dice {mean:.4} over 3 objects")), "{stderr}");
+    // Voxel for voxel what segment writes for the same arguments (one kidney by its reference box, the
+    // liver by text).
+    let seg = d.join("seg.nii.gz");
+    for (id, extra) in [
+        ("kidney_r", vec!["--reference-label", "2", "--box-from-reference"]),
+        ("liver", vec!["--text", "liver", "--reference-label", "5"]),
+    ] {
+        let single = d.join(format!("{id}-segment.nii.gz"));
+        let o = cli()
+            .args([
+                "segment",
+                d.join(format!("{}.nii.gz", if id == "liver" { "liver" } else { "k2" })).to_str().unwrap(),
+            ])
+            .args(["-o", single.to_str().unwrap(), "--reference", seg.to_str().unwrap(), "--policy", "reference"])
+            .args(["--threads", "2"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let (a, b) = (read_volume(&out.join(format!("{id}.nii.gz"))).unwrap(), read_volume(&single).unwrap());
+        assert_eq!(a.volume.data, b.volume.data, "{id}: batch and segment masks differ");
+        assert_eq!(a.volume.geometry, b.volume.geometry);
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn batch_resumes_skipping_finished_cases_and_reruns_one_whose_report_is_gone() {
+    let d = batch_dir("resume", &["a.nii.gz", "b.nii.gz"]);
+    let list = d.join("list.json");
+    std::fs::write(
+        &list,
+        format!(r#"[{{"id": "a", "input": "a.nii.gz", "box_ijk": "{SMALL_BOX}"}}, {{"input": "b.nii.gz", "box_ijk": [[70, 29, 8, 92, 51, 9]]}}]"#),
+    )
+    .unwrap();
+    let out = d.join("out");
+    let o = batch(&list, &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(with_status(&json_file(&out.join("batch-report.json")), "ok"), ["a", "b"]);
+    let files = ["a.nii.gz", "a.json", "b.nii.gz", "b.json"];
+    let mtimes = || files.map(|f| std::fs::metadata(out.join(f)).unwrap().modified().unwrap());
+    let before = mtimes();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    let o = batch(&list, &out, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{stderr}");
+    let r = json_file(&out.join("batch-report.json"));
+    assert_eq!(with_status(&r, "skipped"), ["a", "b"], "{stderr}");
+    assert!(stderr.contains("[1/2] a: skipped (done before)"), "{stderr}");
+    assert_eq!(mtimes(), before, "a skipped case is not rewritten");
+
+    std::fs::remove_file(out.join("b.json")).unwrap();
+    let o = batch(&list, &out, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = json_file(&out.join("batch-report.json"));
+    assert_eq!((with_status(&r, "skipped"), with_status(&r, "ok")), (vec!["a".to_owned()], vec!["b".to_owned()]));
+    let after = mtimes();
+    assert_eq!(after[..2], before[..2], "a untouched");
+    assert!(after[2] > before[2] && after[3] > before[3], "b ran again");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn batch_shards_of_a_folder_run_at_once_cover_each_case_exactly_once() {
+    let names = ["c0.nii.gz", "c1.nii.gz", "c2.nrrd.missing", "c3.nii.gz", "c4.nii.gz"];
+    let d = batch_dir("shards", &names);
+    std::fs::remove_file(d.join("seg.nii.gz")).unwrap();
+    let out = d.join("out");
+    let spawn = |shard: &str| {
+        cli()
+            .args(["batch", d.to_str().unwrap(), "-o", out.to_str().unwrap(), "--policy", "reference"])
+            .args(["--threads", "1", "--box-ijk", SMALL_BOX, "--shard", shard])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (p0, p1) = (spawn("0/2"), spawn("1/2"));
+    let pids = [p0.id(), p1.id()];
+    for p in [p0, p1] {
+        let o = p.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The folder's volumes in name order (not the file of another extension) are split by index modulo 2.
+    let mut all = Vec::new();
+    for (i, want) in [(0, ["c0", "c3"]), (1, ["c1", "c4"])] {
+        let r = json_file(&out.join(format!("batch-report-{i}-of-2.json")));
+        assert_eq!(with_status(&r, "ok"), want);
+        assert_eq!(r["cases"].as_array().unwrap().len(), 2);
+        for id in want {
+            let claim = json_file(&out.join(".claims").join(id));
+            assert_eq!(claim["pid"].as_u64(), Some(pids[i] as u64), "{id} was claimed by shard {i}'s process");
+            assert!(out.join(format!("{id}.nii.gz")).exists() && out.join(format!("{id}.json")).exists());
+            all.push(id);
+        }
+    }
+    all.sort();
+    assert_eq!(all, ["c0", "c1", "c3", "c4"], "each case once");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn batch_reports_a_failing_case_by_its_code_and_runs_the_others() {
+    let d = batch_dir("fail", &["good.nii.gz", "bad.nii.gz"]);
+    let list = d.join("list.csv");
+    std::fs::write(
+        &list,
+        format!("id,input,box_ijk\ngood,good.nii.gz,\"{SMALL_BOX}\"\nbad,bad.nii.gz,\"0,0,0,500,9,9\"\n"),
+    )
+    .unwrap();
+    let out = d.join("out");
+    let o = batch(&list, &out, &[]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("[2/2] bad: failed: InvalidPrompt: "), "{stderr}");
+    let r = json_file(&out.join("batch-report.json"));
+    assert_eq!((with_status(&r, "ok"), with_status(&r, "failed")), (vec!["good".to_owned()], vec!["bad".to_owned()]));
+    let bad = &r["cases"][1];
+    assert_eq!(bad["error"], "InvalidPrompt");
+    assert!(bad["message"].as_str().unwrap().contains("outside the volume"), "{bad}");
+    assert!(!out.join("bad.nii.gz").exists() && !out.join("bad.json").exists());
+    assert!(!out.join(".claims/bad").exists(), "a failed case's claim is released for the next run");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn batch_refuses_a_bad_list_naming_its_line_before_running_anything() {
+    let d = batch_dir("badlist", &["a.nii.gz"]);
+    let out = d.join("out");
+    for (name, text, says) in [
+        ("cols.csv", "id,input,box\na,a.nii.gz,1\n", "cols.csv:1: unknown column \"box\""),
+        (
+            "dup.csv",
+            "id,input,box_ijk\n# a comment\na,a.nii.gz,\"1,1,1,2,2,2\"\na,a.nii.gz,\"1,1,1,3,3,3\"\n",
+            "dup.csv:4: duplicate id \"a\" (first at ",
+        ),
+        ("missing.csv", "input,text\na.nii.gz,liver\nnone.nii.gz,liver\n", "missing.csv:3: "),
+        ("keys.json", r#"[{"input": "a.nii.gz", "txt": "liver"}]"#, "keys.json: entry 1: unknown key \"txt\""),
+    ] {
+        std::fs::write(d.join(name), text).unwrap();
+        let o = batch(&d.join(name), &out, &[]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {stderr}");
+        assert!(stderr.contains(says) && stderr.lines().count() == 1, "{name}: {stderr}");
+        assert!(!out.exists(), "{name}: nothing is run or written");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -1,6 +1,10 @@
 //! `voxprompt`: the command-line host of the engine (DESIGN §6).
 #![allow(clippy::needless_range_loop)]
 
+// The crate root looks for modules beside itself (src/bin/batch.rs would be a binary of its own).
+#[path = "voxprompt/batch.rs"]
+mod batch;
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +41,9 @@ struct Cli {
 enum Command {
     /// Segment objects in a volume from box prompts and write a label mask on the input grid.
     Segment(Box<SegmentArgs>),
+    /// Segment every case of a folder, CSV or JSON list with one engine, resumably and in shards (several
+    /// processes may share a list): `<id>.nii.gz` and `<id>.json` per case, `batch-report.json`.
+    Batch(Box<batch::BatchArgs>),
     /// Say what each phrase names (one JSON object per line), or list concepts for completion.
     Concept(ConceptArgs),
     /// What this installation has: library and ABI version, the ONNX Runtime found, its execution providers
@@ -277,7 +284,7 @@ fn concept(a: ConceptArgs) -> Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct SegmentArgs {
     /// Input volume: NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), or a DICOM series (a folder, or one of
     /// its .dcm files).
@@ -645,8 +652,49 @@ fn seed_objects(values: &[f64], path: &Path) -> Result<Vec<Vec<u8>>> {
 }
 
 fn segment(args: SegmentArgs) -> Result<()> {
+    let case = prepare(&args)?;
+    let engine = Engine::new(&engine_options(&args, !args.text.is_empty())?)?;
+    let report = run_case(&args, case, &engine, std::io::stderr().is_terminal() && !args.json)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
+    } else {
+        for o in report["objects"].as_array().unwrap() {
+            let d = o["dice"].as_f64().map(|d| format!(", Dice {d:.4}")).unwrap_or_default();
+            eprintln!("label {}: {} voxels on {} slices{d}", o["label"], o["voxels"], o["slices"]);
+        }
+        eprintln!(
+            "{} slices encoded, {:.0} ms per slice ({}), total {:.1} s; wrote {}",
+            report["slices_encoded"],
+            report["ms_per_slice"].as_f64().unwrap_or(0.0),
+            engine.provider(),
+            report["timings_ms"]["total"].as_f64().unwrap_or(0.0) / 1e3,
+            args.output.display()
+        );
+    }
+    Ok(())
+}
+
+/// One case read and checked against its prompts: all `run_case` needs but the engine, so that a bad
+/// input, reference or prompt fails before any model is loaded, and its outputs are reserved.
+struct Prepared {
+    t_all: Instant,
+    outputs: Outputs,
+    limits: io::Limits,
+    loaded: io::Loaded,
+    reference: Option<Vec<f64>>,
+    read_time: std::time::Duration,
+    boxes: Vec<BoxIjk>,
+    points: Vec<(u8, PointIjk)>,
+    seed_objects: Vec<Vec<u8>>,
+    policy: Policy,
+    axis: u8,
+    mapping: IntensityMapping,
+}
+
+/// Reserves a case's outputs, reads its input, reference and seed mask, and parses and checks its prompts.
+fn prepare(args: &SegmentArgs) -> Result<Prepared> {
     let t_all = Instant::now();
-    let mut outputs = reserve_outputs(&args)?;
+    let outputs = reserve_outputs(args)?;
     let mut limits = io::Limits::default();
     if let Some(v) = args.max_voxels {
         limits.max_voxels = v;
@@ -664,8 +712,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
             args.input.display()
         )));
     }
-    let source = loaded.dicom;
-    let volume = loaded.volume;
+    let volume = &loaded.volume;
     let dims = volume.dims;
     let reference = match &args.reference {
         Some(r) => {
@@ -752,22 +799,61 @@ fn segment(args: SegmentArgs) -> Result<()> {
         "k" | "2" => 2,
         other => return Err(Error::InvalidArgument(format!("--axis {other:?}: expected i, j or k"))),
     };
-    let mapping = choose_mapping(&args)?;
+    let mapping = choose_mapping(args)?;
+    Ok(Prepared {
+        t_all,
+        outputs,
+        limits,
+        loaded,
+        reference,
+        read_time,
+        boxes,
+        points,
+        seed_objects,
+        policy,
+        axis,
+        mapping,
+    })
+}
 
+/// The engine `args` ask for; `text` loads the text encoder and the brain atlas (some case names an object
+/// in words).
+fn engine_options(args: &SegmentArgs, text: bool) -> Result<EngineOptions> {
     let providers = args.providers.split(',').map(Provider::parse).collect::<Result<Vec<_>>>()?;
-    let engine = Arc::new(Engine::new(&EngineOptions {
+    Ok(EngineOptions {
         ort_library: args.ort_lib.clone(),
         model_dirs: [args.model.clone().unwrap_or_else(default_model_dir)]
             .into_iter()
-            .chain(if args.text.is_empty() && !takes_text(args.model.as_deref()) {
+            .chain(if !text && !takes_text(args.model.as_deref()) {
                 None
             } else {
                 text_model_dir(&args.text_model, args.no_text_model)
             })
             .collect(),
         session: SessionConfig { providers, threads: args.threads, strict: args.no_cpu_fallback },
-        brain_atlas: if args.text.is_empty() { None } else { brain_atlas(&args.brain_atlas)? },
-    })?);
+        brain_atlas: if text { brain_atlas(&args.brain_atlas)? } else { None },
+    })
+}
+
+/// Runs a prepared case on `engine`, writes its outputs (all or none) and returns the report `segment
+/// --json` prints. `bar` shows a progress bar on stderr.
+fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> Result<serde_json::Value> {
+    let Prepared {
+        t_all,
+        mut outputs,
+        limits,
+        loaded,
+        reference,
+        read_time,
+        boxes,
+        points,
+        seed_objects,
+        policy,
+        axis,
+        mapping,
+    } = case;
+    let volume = &loaded.volume;
+    let dims = volume.dims;
     let post = PostprocessOptions::new()
         .with_keep_largest(args.keep_largest)
         .with_fill_holes(args.fill_holes)
@@ -805,7 +891,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         session.add_point(*label, *p)?;
     }
 
-    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
+    let bar = bar.then(|| {
         let b = indicatif::ProgressBar::new(1000);
         b.set_style(
             indicatif::ProgressStyle::with_template("{spinner} segmenting [{bar:40}] {percent}% {elapsed}").unwrap(),
@@ -839,7 +925,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         OutputFormat::DicomSeg => {
             let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
             let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
-            let source = source.as_ref().expect("checked after reading: the input is a DICOM series");
+            let source = loaded.dicom.as_ref().expect("checked after reading: the input is a DICOM series");
             let created = io::dicomseg::Created::now()?;
             outputs.set.write(slot, |w| io::dicomseg::write_to(w, &mask, source, &segments, &created))?
         }
@@ -915,23 +1001,7 @@ fn segment(args: SegmentArgs) -> Result<()> {
         "objects": objs,
         "text_prompts": texts,
     });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
-    } else {
-        for o in report["objects"].as_array().unwrap() {
-            let d = o["dice"].as_f64().map(|d| format!(", Dice {d:.4}")).unwrap_or_default();
-            eprintln!("label {}: {} voxels on {} slices{d}", o["label"], o["voxels"], o["slices"]);
-        }
-        eprintln!(
-            "{} slices encoded, {:.0} ms per slice ({}), total {:.1} s; wrote {}",
-            run.slices_encoded,
-            report["ms_per_slice"].as_f64().unwrap_or(0.0),
-            engine.provider(),
-            total.as_secs_f64(),
-            args.output.display()
-        );
-    }
-    Ok(())
+    Ok(report)
 }
 
 fn main() -> ExitCode {
@@ -941,6 +1011,13 @@ fn main() -> ExitCode {
         Command::Segment(a) => {
             let input = a.input.clone();
             (segment(*a), input)
+        }
+        Command::Batch(a) => {
+            let list = a.list_path().to_path_buf();
+            match batch::batch(*a) {
+                Ok(code) => return code,
+                Err(e) => (Err(e), list),
+            }
         }
         Command::Concept(a) => (concept(a), PathBuf::from("concept")),
         Command::Info(a) => (info(a), PathBuf::from("info")),
