@@ -5,7 +5,7 @@ export VXP_ORT_LIB := $(ORT_LIB)
 CARGO ?= cargo
 OUT ?= out/demo
 
-.PHONY: all setup build demo install slicer-package test-slicer-package test test-header test-symbols test-plugin test-hosts test-c test-install test-itk fuzz test-fuzz clean-out
+.PHONY: all setup build demo install slicer-package test-slicer-package wheel test-wheel test test-header test-symbols test-plugin test-hosts test-c test-install test-itk fuzz test-fuzz clean-out
 
 all: build
 
@@ -80,7 +80,7 @@ install: $(ORT_LIB) build
 # C and C++ hosts (Debian packages: cmake pkg-config zlib1g-dev valgrind libc6-dbg libinsighttoolkit5-dev; .ci/run
 # installs them): a C99 program under valgrind and ASan/UBSan, the installed copy through pkg-config and
 # CMake, and the ITK example, which must produce the CLI's mask exactly.
-test-hosts: test-c test-install test-itk test-slicer-package
+test-hosts: test-c test-install test-itk test-slicer-package test-wheel
 
 test-c: $(ORT_LIB)
 	$(CARGO) build --locked
@@ -99,6 +99,14 @@ slicer-package: $(ORT_LIB) build
 
 test-slicer-package: slicer-package $(PLUGIN_VENV)/.installed
 	scripts/test-slicer-package $(PLUGIN_VENV)/bin/python
+
+# The Python package `voxprompt` as a platform wheel bundling the library, ONNX Runtime and the models
+# (target/wheel); the test pip-installs it into a fresh venv and runs cases serially and on a local Dask cluster.
+wheel: slicer-package
+	scripts/make-wheel
+
+test-wheel: wheel
+	scripts/test-wheel
 
 # The fuzzing harness (fuzz/, cargo-fuzz on the stable toolchain) under AddressSanitizer, FUZZ_SECONDS per
 # target (the longer run), then the concurrency stress run in the same sanitizer build. test-fuzz is CI's

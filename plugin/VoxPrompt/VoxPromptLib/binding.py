@@ -206,9 +206,14 @@ class Library:
 
 
 def packaged_library() -> Path | None:
-    """The library `make slicer-package` put beside this package (VoxPrompt/lib/libvoxprompt.so.0), if any."""
-    p = Path(__file__).resolve().parents[1] / "lib" / LIBRARY_NAME
-    return p if p.is_file() else None
+    """The library bundled with this package, if any: inside it (the `voxprompt` wheel of `make wheel`:
+    voxprompt/lib/libvoxprompt.so.0) or beside it (the Slicer module folder of `make slicer-package`:
+    VoxPrompt/lib/libvoxprompt.so.0 next to VoxPromptLib/)."""
+    here = Path(__file__).resolve().parent
+    for p in (here / "lib" / LIBRARY_NAME, here.parent / "lib" / LIBRARY_NAME):
+        if p.is_file():
+            return p
+    return None
 
 
 def find_library(path: str | os.PathLike | None = None) -> Path:
