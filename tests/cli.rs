@@ -884,3 +884,56 @@ fn batch_refuses_a_bad_list_naming_its_line_before_running_anything() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn batch_pseudo_labels_ignore_unsure_slices_and_reject_unsure_cases() {
+    // Measured here: the right kidney's reference-box case averages |2p-1| 0.889 (Dice 0.82), the left one's
+    // 0.899 (Dice 0.94), whose last slice is its only one below 0.8 (0.758). The rule's thresholds are set
+    // between those values to see it act; its defaults (0.7, 0.8) are our own choice.
+    let d = batch_dir("pseudo", &["k2.nii.gz", "k3.nii.gz"]);
+    std::fs::write(
+        d.join("list.csv"),
+        "id,input,reference,reference_label\nkidney_r,k2.nii.gz,seg.nii.gz,2\nkidney_l,k3.nii.gz,seg.nii.gz,3\n",
+    )
+    .unwrap();
+    let out = d.join("out");
+    let args = ["--pseudo-labels", "--ignore-slices-below", "0.8", "--reject-case-below", "0.8935"];
+    let o = batch(&d.join("list.csv"), &out, &args);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "a rejection is a decision, not a failure: {stderr}");
+    let r = json_file(&out.join("batch-report.json"));
+    assert_eq!(
+        (with_status(&r, "rejected"), with_status(&r, "ok")),
+        (vec!["kidney_r".into()], vec!["kidney_l".into()])
+    );
+    assert!(
+        stderr.contains("kidney_r: rejected: case confidence 0.88") && stderr.contains("rejected      1"),
+        "{stderr}"
+    );
+    assert!(!out.join("kidney_r.nii.gz").exists(), "a rejected case writes no label");
+
+    // The accepted case: exactly its slices below 0.8 are 255 across the whole slice; the rest is its mask.
+    let own = json_file(&out.join("kidney_l.json"));
+    let unsure: Vec<u64> = own["objects"][0]["per_slice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["area"].as_u64() > Some(0) && p["confidence"].as_f64().unwrap() < 0.8)
+        .map(|p| p["slice"].as_u64().unwrap())
+        .collect();
+    assert!(!unsure.is_empty(), "the test needs an unsure slice");
+    assert_eq!(own["pseudo_labels"]["ignored_slices"], serde_json::json!(unsure));
+    let mask = read_volume(&out.join("kidney_l.nii.gz")).unwrap().volume.to_f64().unwrap();
+    let plain = batch(&d.join("list.csv"), &d.join("plain"), &[]);
+    assert!(plain.status.success());
+    let plain = read_volume(&d.join("plain/kidney_l.nii.gz")).unwrap().volume.to_f64().unwrap();
+    let [w, h, _] = read_volume(&out.join("kidney_l.nii.gz")).unwrap().volume.dims;
+    for (i, (&m, &p)) in mask.iter().zip(&plain).enumerate() {
+        let k = (i / (w * h)) as u64;
+        assert_eq!(m, if unsure.contains(&k) { 255.0 } else { p }, "voxel {i} (slice {k})");
+    }
+    // Resumed, neither case runs again: the rejected one's report is its done mark.
+    let again = batch(&d.join("list.csv"), &out, &args);
+    assert!(again.status.success());
+    assert_eq!(with_status(&json_file(&out.join("batch-report.json")), "skipped"), ["kidney_r", "kidney_l"]);
+}

@@ -365,6 +365,17 @@ struct SegmentArgs {
     /// the policy (reseed keeps its reliable slices and re-propagates from them).
     #[arg(long)]
     seed_mask: Option<PathBuf>,
+    /// Write pseudo-labels for training: slices where an object's mask is unsure (--ignore-slices-below) are
+    /// labelled 255 ("ignore") whole, and a case whose mean confidence is below --reject-case-below is
+    /// rejected: nothing is written, the report says why (exit 1; batch: status "rejected").
+    #[arg(long)]
+    pseudo_labels: bool,
+    /// With --pseudo-labels: a slice whose object mask averages |2p-1| below this is ignored (our default).
+    #[arg(long, value_name = "CONFIDENCE", default_value_t = voxprompt::pipeline::pseudo::Rule::default().min_slice)]
+    ignore_slices_below: f32,
+    /// With --pseudo-labels: a case whose voxel-weighted mean |2p-1| is below this is rejected (our default).
+    #[arg(long, value_name = "CONFIDENCE", default_value_t = voxprompt::pipeline::pseudo::Rule::default().min_case)]
+    reject_case_below: f32,
     /// Propagation policy: reseed (reliable-slice re-seeding + confidence fusion, the default), reseed-in-box
     /// (the same, never past the boxes' slice range: for a box known to span the object) or reference (the
     /// CVPR24 LiteMedSAM pipeline, voxel for voxel).
@@ -657,7 +668,18 @@ fn segment(args: SegmentArgs) -> Result<()> {
     let report = run_case(&args, case, &engine, std::io::stderr().is_terminal() && !args.json)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
-    } else {
+    }
+    let p = &report["pseudo_labels"];
+    if p["accepted"] == false {
+        eprintln!(
+            "voxprompt: {}: rejected as a pseudo-label: case confidence {:.3} < {}; nothing written",
+            args.input.display(),
+            p["case_confidence"].as_f64().unwrap_or(0.0),
+            p["min_case"]
+        );
+        std::process::exit(1);
+    }
+    if !args.json {
         for o in report["objects"].as_array().unwrap() {
             let d = o["dice"].as_f64().map(|d| format!(", Dice {d:.4}")).unwrap_or_default();
             eprintln!("label {}: {} voxels on {} slices{d}", o["label"], o["voxels"], o["slices"]);
@@ -787,6 +809,16 @@ fn prepare(args: &SegmentArgs) -> Result<Prepared> {
     if n_objects > 255 {
         return Err(Error::InvalidPrompt(format!("{n_objects} objects; at most 255 fit a u8 label mask")));
     }
+    if args.pseudo_labels && n_objects > 254 {
+        return Err(Error::InvalidPrompt(format!("{n_objects} objects; with --pseudo-labels 255 means ignore")));
+    }
+    for (name, v) in
+        [("--ignore-slices-below", args.ignore_slices_below), ("--reject-case-below", args.reject_case_below)]
+    {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(Error::InvalidArgument(format!("{name} {v}: a confidence in [0, 1]")));
+        }
+    }
     for b in &boxes {
         b.validate(dims)?;
     }
@@ -908,43 +940,60 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let (mask, confidence) = session.compose(args.confidence.is_some() || args.png.is_some());
+    let (mut mask, confidence) = session.compose(args.confidence.is_some() || args.png.is_some());
+    let pseudo = args.pseudo_labels.then(|| {
+        let rule = voxprompt::pipeline::pseudo::Rule {
+            min_slice: args.ignore_slices_below,
+            min_case: args.reject_case_below,
+        };
+        let d = voxprompt::pipeline::pseudo::apply(&mut mask, &session.summaries(), axis as usize, &rule);
+        serde_json::json!({
+            "accepted": d.accepted, "case_confidence": d.case_confidence, "ignore_label": voxprompt::pipeline::pseudo::IGNORE,
+            "ignored_slices": d.ignored_slices, "min_slice": rule.min_slice, "min_case": rule.min_case,
+        })
+    });
+    let rejected = pseudo.as_ref().is_some_and(|p| p["accepted"] == false);
 
     let t = Instant::now();
-    let header = loaded.nifti_header.as_ref();
-    let g = &volume.geometry;
-    let (slot, format) = outputs.mask;
-    match format {
-        OutputFormat::Nifti { gz } => outputs.set.write(slot, |w| io::nifti::write_mask_to(w, gz, &mask, header, g))?,
-        OutputFormat::Nrrd => outputs.set.write(slot, |w| io::nrrd::write_mask_to(w, true, &mask, g))?,
-        OutputFormat::SegNrrd => {
-            let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
-            let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
-            outputs.set.write(slot, |w| io::segnrrd::write_to(w, &mask, g, &segments))?
-        }
-        OutputFormat::DicomSeg => {
-            let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
-            let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
-            let source = loaded.dicom.as_ref().expect("checked after reading: the input is a DICOM series");
-            let created = io::dicomseg::Created::now()?;
-            outputs.set.write(slot, |w| io::dicomseg::write_to(w, &mask, source, &segments, &created))?
-        }
-    }
-    if let (Some((slot, format)), Some(c)) = (outputs.confidence, &confidence) {
+    // A rejected case leaves no label for a training set: nothing is written, the reserved outputs go.
+    if !rejected {
+        let header = loaded.nifti_header.as_ref();
+        let g = &volume.geometry;
+        let (slot, format) = outputs.mask;
         match format {
             OutputFormat::Nifti { gz } => {
-                outputs.set.write(slot, |w| io::nifti::write_f32_to(w, gz, c, dims, header, g))?
+                outputs.set.write(slot, |w| io::nifti::write_mask_to(w, gz, &mask, header, g))?
             }
-            _ => outputs.set.write(slot, |w| io::nrrd::write_f32_to(w, true, c, dims, g))?,
+            OutputFormat::Nrrd => outputs.set.write(slot, |w| io::nrrd::write_mask_to(w, true, &mask, g))?,
+            OutputFormat::SegNrrd => {
+                let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
+                let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
+                outputs.set.write(slot, |w| io::segnrrd::write_to(w, &mask, g, &segments))?
+            }
+            OutputFormat::DicomSeg => {
+                let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
+                let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
+                let source = loaded.dicom.as_ref().expect("checked after reading: the input is a DICOM series");
+                let created = io::dicomseg::Created::now()?;
+                outputs.set.write(slot, |w| io::dicomseg::write_to(w, &mask, source, &segments, &created))?
+            }
         }
+        if let (Some((slot, format)), Some(c)) = (outputs.confidence, &confidence) {
+            match format {
+                OutputFormat::Nifti { gz } => {
+                    outputs.set.write(slot, |w| io::nifti::write_f32_to(w, gz, c, dims, header, g))?
+                }
+                _ => outputs.set.write(slot, |w| io::nrrd::write_f32_to(w, true, c, dims, g))?,
+            }
+        }
+        if let Some(slot) = outputs.png {
+            let g = &volume.geometry;
+            let slices = io::png::pick_slices(&mask, &io::png::ScreenAxes::radiological(g), 16);
+            let conf = confidence.as_deref();
+            outputs.set.write(slot, |w| io::png::write_montage_to(w, session.image(), g, &mask, conf, &slices))?;
+        }
+        outputs.set.commit()?;
     }
-    if let Some(slot) = outputs.png {
-        let g = &volume.geometry;
-        let slices = io::png::pick_slices(&mask, &io::png::ScreenAxes::radiological(g), 16);
-        let conf = confidence.as_deref();
-        outputs.set.write(slot, |w| io::png::write_montage_to(w, session.image(), g, &mask, conf, &slices))?;
-    }
-    outputs.set.commit()?;
     let write_time = t.elapsed();
 
     let st = &run.stats;
@@ -1000,6 +1049,7 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
         "peak_rss_mb": peak_rss_mb(),
         "objects": objs,
         "text_prompts": texts,
+        "pseudo_labels": pseudo,
     });
     Ok(report)
 }

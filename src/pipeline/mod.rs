@@ -8,5 +8,6 @@
 pub mod compose;
 pub mod policy;
 pub mod postprocess;
+pub mod pseudo;
 pub mod result;
 pub mod slice;

@@ -105,6 +105,16 @@ pub(crate) struct BatchArgs {
     /// As for segment.
     #[arg(long, value_name = "DIR")]
     brain_atlas: Option<PathBuf>,
+    /// As for segment: unsure slices labelled 255 (ignore), unsure cases rejected (status "rejected", no mask
+    /// written, their report kept so a resumed run does not try again).
+    #[arg(long)]
+    pseudo_labels: bool,
+    /// As for segment.
+    #[arg(long, value_name = "CONFIDENCE", default_value_t = voxprompt::pipeline::pseudo::Rule::default().min_slice)]
+    ignore_slices_below: f32,
+    /// As for segment.
+    #[arg(long, value_name = "CONFIDENCE", default_value_t = voxprompt::pipeline::pseudo::Rule::default().min_case)]
+    reject_case_below: f32,
     /// As for segment.
     #[arg(long, default_value_t = voxprompt::session::DEFAULT_CACHE_BUDGET >> 20)]
     cache_mb: usize,
@@ -180,7 +190,7 @@ pub(crate) fn batch(a: BatchArgs) -> Result<ExitCode> {
         None => eprintln!("{line}"),
     };
     let mut entries: Vec<serde_json::Value> = Vec::new();
-    let (mut done, mut skipped, mut failed) = (0usize, 0usize, 0usize);
+    let (mut done, mut skipped, mut failed, mut rejected) = (0usize, 0usize, 0usize, 0usize);
     let mut dice: Vec<f64> = Vec::new();
     for (k, case) in mine.iter().enumerate() {
         let head = format!("[{}/{}] {}", k + 1, mine.len(), case.id);
@@ -190,7 +200,8 @@ pub(crate) fn batch(a: BatchArgs) -> Result<ExitCode> {
         let confidence = a.confidence.then(|| a.output.join(format!("{}.confidence.{conf_ext}", case.id)));
         let png = a.png.then(|| a.output.join(format!("{}.png", case.id)));
         wanted.extend(confidence.iter().chain(&png).cloned());
-        let is_done = || json.exists() && wanted.iter().all(|p| p.exists());
+        // Done: its report is there with its outputs, or it says the case was rejected (no outputs).
+        let is_done = || json.exists() && (wanted.iter().all(|p| p.exists()) || was_rejected(&json));
         let t = Instant::now();
         let mut entry = serde_json::json!({ "id": case.id, "input": case.input });
         let claim = if is_done() { Claim::Done } else { claim(&a.output, &case.id, a.claim_timeout, &is_done)? };
@@ -233,11 +244,24 @@ pub(crate) fn batch(a: BatchArgs) -> Result<ExitCode> {
                     Ok(report)
                 });
                 match run {
+                    Ok(report) if report["pseudo_labels"]["accepted"] == false => {
+                        // Decided, not failed: the report is the done mark, so a resumed run skips it.
+                        let p = &report["pseudo_labels"];
+                        say(format!(
+                            "{head}: rejected: case confidence {:.3} < {}",
+                            p["case_confidence"].as_f64().unwrap_or(0.0),
+                            p["min_case"]
+                        ));
+                        entry["status"] = "rejected".into();
+                        entry["pseudo_labels"] = p.clone();
+                        rejected += 1;
+                    }
                     Ok(report) => {
                         let objects = objects_of(&report);
                         dice.extend(objects.iter().filter_map(|o| o["dice"].as_f64()));
                         say(format!("{head}: {}", case_line(&report)));
                         entry["status"] = "ok".into();
+                        entry["pseudo_labels"] = report["pseudo_labels"].clone();
                         entry["timings_ms"] = report["timings_ms"].clone();
                         entry["slices_encoded"] = report["slices_encoded"].clone();
                         entry["objects"] = objects.into();
@@ -274,6 +298,9 @@ pub(crate) fn batch(a: BatchArgs) -> Result<ExitCode> {
     eprintln!("  done     {done:>6}");
     eprintln!("  skipped  {skipped:>6}");
     eprintln!("  failed   {failed:>6}");
+    if a.pseudo_labels {
+        eprintln!("  rejected {rejected:>6}");
+    }
     eprintln!("  time     {:>8.1} s", t_all.elapsed().as_secs_f64());
     if !dice.is_empty() {
         let mean = dice.iter().sum::<f64>() / dice.len() as f64;
@@ -315,11 +342,22 @@ fn template(a: &BatchArgs) -> Result<SegmentArgs> {
     t.text_model = a.text_model.clone();
     t.no_text_model = a.no_text_model;
     t.brain_atlas = a.brain_atlas.clone();
+    t.pseudo_labels = a.pseudo_labels;
+    t.ignore_slices_below = a.ignore_slices_below;
+    t.reject_case_below = a.reject_case_below;
     t.cache_mb = a.cache_mb;
     t.spill_mb = a.spill_mb;
     t.max_voxels = a.max_voxels;
     t.max_volume_mb = a.max_volume_mb;
     Ok(*t)
+}
+
+/// Whether the case report `json` says the pseudo-label rule rejected the case.
+fn was_rejected(json: &std::path::Path) -> bool {
+    std::fs::read(json)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|r| r["pseudo_labels"]["accepted"] == false)
 }
 
 /// The per-object fields the batch report keeps of a case's report.
@@ -402,7 +440,7 @@ fn write_report(
         "list": a.list, "output": a.output,
         "shard": shard.map(|(i, n)| serde_json::json!({"index": i, "count": n})),
         "cases_in_list": total,
-        "done": count("ok"), "skipped": count("skipped"), "failed": count("failed"),
+        "done": count("ok"), "skipped": count("skipped"), "failed": count("failed"), "rejected": count("rejected"),
         "mean_dice": (!dice.is_empty()).then(|| dice.iter().sum::<f64>() / dice.len() as f64),
         "total_ms": ms(t_all.elapsed()),
         "cases": entries,
