@@ -937,3 +937,57 @@ fn batch_pseudo_labels_ignore_unsure_slices_and_reject_unsure_cases() {
     assert!(again.status.success());
     assert_eq!(with_status(&json_file(&out.join("batch-report.json")), "skipped"), ["kidney_r", "kidney_l"]);
 }
+
+#[test]
+fn batch_killed_mid_run_and_restarted_ends_as_one_clean_run() {
+    let names = ["a.nii.gz", "b.nii.gz", "c.nii.gz"];
+    let d = batch_dir("kill", &names);
+    std::fs::remove_file(d.join("seg.nii.gz")).unwrap();
+    let out = d.join("out");
+    let start = || {
+        cli()
+            .args(["batch", d.to_str().unwrap(), "-o", out.to_str().unwrap(), "--policy", "reference"])
+            .args(["--threads", "2", "--box-ijk", SMALL_BOX])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // SIGKILL once the first case is done (its report is the done mark), while the second runs.
+    let mut child = start();
+    let t = std::time::Instant::now();
+    while !out.join("a.json").exists() {
+        assert!(t.elapsed().as_secs() < 300, "the first case never finished");
+        assert!(child.try_wait().unwrap().is_none(), "the batch ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("c.json").exists(), "killed too late to test anything");
+    // Nothing half-written is left as an output: only complete masks under their final names.
+    for e in std::fs::read_dir(&out).unwrap() {
+        let n = e.unwrap().file_name().into_string().unwrap();
+        assert!(n.starts_with('.') || n.ends_with(".nii.gz") || n.ends_with(".json"), "left behind: {n}");
+    }
+    let o = start().wait_with_output().unwrap();
+    assert!(o.status.success());
+    let r = json_file(&out.join("batch-report.json"));
+    assert_eq!(with_status(&r, "skipped"), ["a"]);
+    assert_eq!(with_status(&r, "ok"), ["b", "c"], "the case in flight and the one after it ran");
+
+    // The same as one clean run: the same masks and the same per-case reports' objects.
+    let clean = d.join("clean");
+    let o = cli()
+        .args(["batch", d.to_str().unwrap(), "-o", clean.to_str().unwrap(), "--policy", "reference"])
+        .args(["--threads", "2", "--box-ijk", SMALL_BOX])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(with_status(&json_file(&clean.join("batch-report.json")), "ok"), ["a", "b", "c"]);
+    for id in ["a", "b", "c"] {
+        let (x, y) = (out.join(format!("{id}.nii.gz")), clean.join(format!("{id}.nii.gz")));
+        assert_eq!(read_volume(&x).unwrap().volume.data, read_volume(&y).unwrap().volume.data, "{id}");
+        let (rx, ry) = (json_file(&out.join(format!("{id}.json"))), json_file(&clean.join(format!("{id}.json"))));
+        assert_eq!(rx["objects"], ry["objects"], "{id}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
