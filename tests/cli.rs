@@ -889,7 +889,7 @@ fn batch_refuses_a_bad_list_naming_its_line_before_running_anything() {
 fn batch_pseudo_labels_ignore_unsure_slices_and_reject_unsure_cases() {
     // Measured here: the right kidney's reference-box case averages |2p-1| 0.889 (Dice 0.82), the left one's
     // 0.899 (Dice 0.94), whose last slice is its only one below 0.8 (0.758). The rule's thresholds are set
-    // between those values to see it act; its defaults (0.7, 0.8) are our own choice.
+    // between those values to see it act; its defaults (0.8, 0.8) are our own choice.
     let d = batch_dir("pseudo", &["k2.nii.gz", "k3.nii.gz"]);
     std::fs::write(
         d.join("list.csv"),

@@ -336,3 +336,46 @@ fn bad_prompts_and_budgets_are_typed_errors() {
     );
     assert_eq!(tiny.err().unwrap().code(), ErrorCode::BudgetTooSmall);
 }
+
+/// Pseudo-labels (SFR+): the per-slice confidence the rule ignores slices by, against the per-slice Dice of the
+/// same slices, on case A's four organs from their reference boxes (BENCHMARKS.md, "Pseudo-labels").
+#[test]
+fn slices_the_pseudo_label_rule_keeps_are_better_than_those_it_ignores() {
+    let organs = [(1u8, 5.0), (2, 1.0), (3, 2.0), (4, 3.0)]; // liver, spleen, right and left kidney
+    let mut s = session(SessionOptions::default());
+    for (label, value) in organs {
+        s.add_box(label, label_box(value)).unwrap();
+    }
+    s.run(None).unwrap();
+    let mask = s.compose(false).0;
+    let [w, h, _] = mask.dims;
+    // (confidence, Dice) of every labelled slice of every object (propagation along k).
+    let mut slices = Vec::new();
+    for sum in s.summaries() {
+        let value = organs.iter().find(|o| o.0 == sum.label).unwrap().1;
+        for p in sum.per_slice.iter().filter(|p| p.area > 0) {
+            let range = p.slice * w * h..(p.slice + 1) * w * h;
+            let got = mask.data[range.clone()].iter().map(|&m| m == sum.label);
+            let truth = TSA.labels[range].iter().map(|&l| l == value);
+            slices.push((p.confidence, dice(got, truth)));
+        }
+    }
+    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+    println!("{:>9} {:>8} {:>13} {:>8} {:>12}", "threshold", "kept", "Dice kept", "ignored", "Dice ignored");
+    let mut at_default = (0.0, 0.0, 0);
+    for t in [0.5f32, 0.6, 0.7, 0.8, 0.9] {
+        let (kept, ignored): (Vec<&(f32, f64)>, Vec<&(f32, f64)>) = slices.iter().partition(|(c, _)| *c >= t);
+        let (dk, di) = (
+            mean(&kept.iter().map(|x| x.1).collect::<Vec<_>>()),
+            mean(&ignored.iter().map(|x| x.1).collect::<Vec<_>>()),
+        );
+        println!("{t:>9.1} {:>8} {dk:>13.3} {:>8} {di:>12.3}", kept.len(), ignored.len());
+        if t == voxprompt::pipeline::pseudo::Rule::default().min_slice {
+            at_default = (dk, di, ignored.len());
+        }
+        assert!(ignored.is_empty() || dk > di, "threshold {t}: kept {dk:.3} vs ignored {di:.3}");
+    }
+    let (dk, di, n) = at_default;
+    assert!(n > 0, "no slice below the default threshold on these cases: the comparison says nothing");
+    assert!(dk > di + 0.1, "kept slices' Dice {dk:.3} is not clearly above the ignored ones' {di:.3}");
+}
