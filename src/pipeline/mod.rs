@@ -6,6 +6,7 @@
 //!   confidence map (`compose`). What a driver hands back is in `result`.
 
 pub mod compose;
+pub mod mosaic;
 pub mod policy;
 pub mod postprocess;
 pub mod pseudo;
