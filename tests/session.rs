@@ -364,7 +364,8 @@ fn slices_the_pseudo_label_rule_keeps_are_better_than_those_it_ignores() {
     println!("{:>9} {:>8} {:>13} {:>8} {:>12}", "threshold", "kept", "Dice kept", "ignored", "Dice ignored");
     let mut at_default = (0.0, 0.0, 0);
     for t in [0.5f32, 0.6, 0.7, 0.8, 0.9] {
-        let (kept, ignored): (Vec<&(f32, f64)>, Vec<&(f32, f64)>) = slices.iter().partition(|(c, _)| *c >= t);
+        type Slices<'a> = Vec<&'a (f32, f64)>;
+        let (kept, ignored): (Slices, Slices) = slices.iter().partition(|(c, _)| *c >= t);
         let (dk, di) = (
             mean(&kept.iter().map(|x| x.1).collect::<Vec<_>>()),
             mean(&ignored.iter().map(|x| x.1).collect::<Vec<_>>()),
