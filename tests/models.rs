@@ -537,3 +537,85 @@ fn a_conditioning_input_that_disagrees_with_the_manifest_is_refused() {
         assert!(msg.contains(want), "{name}: {msg}");
     }
 }
+
+fn tiny_mosaic() -> PathBuf {
+    root().join("tests/fixtures/models/tiny-mosaic")
+}
+
+#[test]
+fn a_mosaic_package_sees_every_slice_in_its_tile_once_and_prompts_pick_from_what_it_found() {
+    use voxprompt::prompt::PointIjk;
+    use voxprompt::session::SessionOptions;
+    use voxprompt::volume::intensity::IntensityMapping;
+    use voxprompt::volume::BoxIjk;
+
+    let e = engine(&[tiny_mosaic()]).unwrap();
+    assert_eq!(e.models.segmenter.kind(), ModelKind::Mosaic);
+    let v = volume("tests/fixtures/data/example_ct_sm.nii.gz");
+    let [w, h, d] = v.dims;
+    let whole = BoxIjk { min: [0, 0, 0], max: [w - 1, h - 1, d - 1] };
+    // Along k a 256 canvas holds 2×2 slices of 122×101 (8 canvases); along i 8×2 slices of 101×30.
+    for axis in [2u8, 0] {
+        let mut s = e
+            .open_session(&v.view().unwrap(), IntensityMapping::CT, SessionOptions::default().with_axis(axis))
+            .unwrap();
+        // What the generated model answers, from the volume alone: foreground where the z-score of the 8-bit
+        // image exceeds 0.5, with probability sigmoid(4 (z − 0.5)).
+        let img = s.image().data.clone();
+        let n = img.len() as f64;
+        let mean = img.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let std = (img.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let z: Vec<f32> = img.iter().map(|&x| ((x as f64 - mean) / std) as f32).collect();
+        let want: Vec<bool> = z.iter().map(|&z| z > 0.5).collect();
+        let fg = want.iter().filter(|&&b| b).count();
+        assert!(fg > 1000 && fg < img.len() / 2, "{fg} foreground voxels: the test would prove little");
+
+        s.add_box(1, whole).unwrap();
+        let r = s.run(None).unwrap();
+        assert_eq!(r.slices_encoded, v.dims[axis as usize], "axis {axis}: every slice of the stack, once");
+        let (mask, conf) = s.compose(true);
+        let conf = conf.unwrap();
+        let wrong = mask.data.iter().zip(&want).filter(|(&m, &w)| (m == 1) != w).count();
+        assert_eq!(wrong, 0, "axis {axis}: {wrong} voxels differ from the model's own answer");
+        let mut worst = 0f32;
+        for (i, &z) in z.iter().enumerate() {
+            let p = 1.0 / (1.0 + (-4.0 * (z - 0.5)).exp());
+            worst = worst.max(((2.0 * p - 1.0).abs() - conf[i]).abs());
+        }
+        assert!(worst <= 2.5 / 255.0, "axis {axis}: confidence off by {worst}");
+
+        // A click keeps only the component it lies in; the model does not run again for it.
+        s.remove_object(1).unwrap();
+        let at = (0..img.len()).find(|&i| want[i] && i / (w * h) == d / 2).unwrap();
+        let ijk = [at % w, (at / w) % h, at / (w * h)];
+        s.add_point(2, PointIjk { ijk, positive: true }).unwrap();
+        let r = s.run(None).unwrap();
+        assert_eq!(r.slices_encoded, 0, "axis {axis}: the mosaic was kept");
+        let mask = s.compose(false).0;
+        let picked = mask.data.iter().filter(|&&m| m == 2).count();
+        assert_eq!(mask.data[at], 2);
+        assert!(mask.data.iter().zip(&want).all(|(&m, &w)| m == 0 || w), "axis {axis}: a voxel outside");
+        assert!(picked < fg, "axis {axis}: the click took all {fg} voxels");
+        eprintln!("mosaic axis {axis}: {fg} voxels found; a click picks {picked}; confidence within {worst:.4}");
+    }
+
+    // The [mosaic] section must agree with the graph; 2 classes only.
+    let copy = |name: &str, from: &str, to: &str| {
+        let dir = std::env::temp_dir().join(format!("vxp-models-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(tiny_mosaic().join("model.onnx"), dir.join("model.onnx")).unwrap();
+        let m = std::fs::read_to_string(tiny_mosaic().join("manifest.toml")).unwrap();
+        assert!(m.contains(from));
+        std::fs::write(dir.join("manifest.toml"), m.replace(from, to)).unwrap();
+        dir
+    };
+    let (code, msg) = refused(&[copy("mosaic-size", "output_size = 256", "output_size = 64")]);
+    assert_eq!(code, ErrorCode::ModelContract);
+    assert!(msg.contains("\"logits\"") && msg.contains("[1, 2, 64, 64]"), "{msg}");
+    let (code, msg) = refused(&[copy("mosaic-classes", "classes = 2", "classes = 3")]);
+    assert_eq!(code, ErrorCode::ModelContract);
+    assert!(msg.contains("classes = 3"), "{msg}");
+    let (_, msg) = refused(&[tiny_mosaic(), root().join("models/litemedsam")]);
+    assert!(msg.contains("second spatial model"), "{msg}");
+}

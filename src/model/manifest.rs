@@ -2,7 +2,7 @@
 //! graphs expect, and the sha256 of every file, checked before anything is loaded.
 //!
 //! The manifest is tagged by `kind`; each kind has its own section (`[preprocess]` for `sam2d`, `[text]`
-//! for `text_encoder`) and a package may hold only its own kind's section. Unknown fields are refused, so a
+//! for `text_encoder`, `[mosaic]` for `mosaic`) and a package may hold only its own kind's section. Unknown fields are refused, so a
 //! manifest field is either used by the engine or the package does not load.
 
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ pub enum ModelKind {
     Sam2Memory,
     /// A native 3D promptable model on patches (declared; not run by this build).
     Volumetric,
-    /// A prompt-free 2D model over slice mosaics (declared; not run by this build).
+    /// A prompt-free 2D model over slice mosaics with 2-class logits (SFR, METHODS §4.3).
     Mosaic,
 }
 
@@ -68,6 +68,9 @@ pub struct Manifest {
     /// `text_encoder` only.
     #[serde(default)]
     pub text: Option<TextSection>,
+    /// `mosaic` only.
+    #[serde(default)]
+    pub mosaic: Option<MosaicSection>,
     /// `sam2d` only: decoder inputs beyond the prompt encoder's that the engine feeds per prompt.
     #[serde(default)]
     pub conditioning: Option<Conditioning>,
@@ -94,6 +97,38 @@ pub struct Preprocess {
 
 fn default_box_shift() -> i64 {
     3
+}
+
+/// How a `mosaic` model takes its canvases and what its output means (SFR's contract, METHODS §4.2–4.3):
+/// one graph `model`, input `image` [1, channels, S, S] (the stack's slices tiled onto the canvas, z-scored
+/// over the whole volume, 0 outside the slices, the grey canvas repeated), output `logits`
+/// [1, classes, O, O], upsampled bilinearly to S and softmaxed over the classes; a pixel is foreground where
+/// class `foreground` has the highest probability.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MosaicSection {
+    /// The canvas side S (1024 for SAM ViT-B).
+    pub input_size: usize,
+    /// The side O of the logits (256 for SAM's mask decoder).
+    pub output_size: usize,
+    pub channels: usize,
+    /// Logit channels: SFR's decoder gives 2 (background, foreground).
+    pub classes: usize,
+    #[serde(default = "default_foreground")]
+    pub foreground: usize,
+    /// How the volume's intensities become the canvas's: only SFR's `zscore` (`dataset.py`:
+    /// (x − mean) / std over the whole volume).
+    pub normalize: Normalize,
+}
+
+fn default_foreground() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    Zscore,
 }
 
 /// Extra decoder inputs of a text- or anatomy-conditioned `sam2d` model (TAGS-style, METHODS §3), fed for
@@ -327,6 +362,7 @@ impl Manifest {
         let sections = [
             ("preprocess", m.preprocess.is_some(), ModelKind::Sam2d),
             ("text", m.text.is_some(), ModelKind::TextEncoder),
+            ("mosaic", m.mosaic.is_some(), ModelKind::Mosaic),
         ];
         for (section, present, owner) in sections {
             if present && m.kind != owner {
@@ -373,6 +409,11 @@ impl Manifest {
         self.preprocess
             .as_ref()
             .ok_or_else(|| Error::ModelContract(format!("package {} has no [preprocess]", self.name)))
+    }
+
+    /// The `[mosaic]` section of a `mosaic` package.
+    pub fn mosaic(&self) -> Result<&MosaicSection> {
+        self.mosaic.as_ref().ok_or_else(|| Error::ModelContract(format!("package {} has no [mosaic]", self.name)))
     }
 
     /// The `[text]` section of a `text_encoder` package.
@@ -509,16 +550,34 @@ outputs = [ { name = "image_embeddings", dtype = "f32", shape = [1, 256, 64, 64]
 
     #[test]
     fn declared_kinds_parse() {
-        for (k, kind) in [
-            ("sam2_memory", ModelKind::Sam2Memory),
-            ("volumetric", ModelKind::Volumetric),
-            ("mosaic", ModelKind::Mosaic),
-        ] {
+        for (k, kind) in [("sam2_memory", ModelKind::Sam2Memory), ("volumetric", ModelKind::Volumetric)] {
             let text = SAM
                 .replace("kind = \"sam2d\"", &format!("kind = \"{k}\""))
                 .replace("[preprocess]\ninput_size = 256\nembedding_size = 64\nchannels = 3\n", "");
             assert_eq!(Manifest::parse(&text).unwrap().kind, kind);
             assert_eq!(kind.name(), k);
         }
+    }
+
+    #[test]
+    fn a_mosaic_package_needs_its_own_section() {
+        let bare = SAM
+            .replace("kind = \"sam2d\"", "kind = \"mosaic\"")
+            .replace("[preprocess]\ninput_size = 256\nembedding_size = 64\nchannels = 3\n", "");
+        assert!(err(&bare).contains("needs a [mosaic] section"), "{}", err(&bare));
+        let section =
+            "[mosaic]\ninput_size = 1024\noutput_size = 256\nchannels = 3\nclasses = 2\nnormalize = \"zscore\"\n";
+        let m = Manifest::parse(&bare.replace("[graphs.encoder]", &format!("{section}[graphs.encoder]"))).unwrap();
+        assert_eq!(m.kind, ModelKind::Mosaic);
+        let s = m.mosaic().unwrap();
+        assert_eq!(
+            (s.input_size, s.output_size, s.classes, s.foreground, s.normalize),
+            (1024, 256, 2, 1, Normalize::Zscore)
+        );
+        let other =
+            bare.replace("[graphs.encoder]", &format!("{}[graphs.encoder]", section.replace("zscore", "minmax")));
+        assert!(err(&other).contains("minmax"), "{}", err(&other));
+        let in_sam = SAM.replace("[graphs.encoder]", &format!("{section}[graphs.encoder]"));
+        assert!(err(&in_sam).contains("no [mosaic] section"), "{}", err(&in_sam));
     }
 }

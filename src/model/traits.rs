@@ -113,6 +113,24 @@ pub trait SliceModel: Send + Sync {
     fn decode(&self, worker: Worker, embedding: &Embedding, prompts: &[Prompt2d]) -> Result<Vec<Decoded>>;
 }
 
+/// A prompt-free 2D model over canvases of tiled slices (SFR's mosaics, METHODS §4.2–4.3): one run per
+/// canvas gives 2-class logits at its output side, which the mosaic pipeline upsamples, softmaxes and
+/// un-tiles.
+pub trait CanvasModel: Send + Sync {
+    /// The canvas side S.
+    fn input_size(&self) -> usize;
+    /// The logits' side O (upsampled bilinearly to S).
+    fn output_size(&self) -> usize;
+    /// Image channels (the grey canvas repeated).
+    fn channels(&self) -> usize;
+    /// Which of the 2 logit channels is the object.
+    fn foreground(&self) -> usize;
+    /// How many canvases can run concurrently.
+    fn workers(&self) -> usize;
+    /// Runs one canvas (channels×S×S, CHW) and writes its logits (2×O×O) into `logits`.
+    fn segment(&self, worker: Worker, image: &[f32], logits: &mut [f32]) -> Result<()>;
+}
+
 /// A 3D prompt for a patch model, in patch voxel coordinates.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Prompt3d {

@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 
 use crate::anatomy::click::{self, GrowOptions, Target};
 use crate::error::{Error, Result};
-use crate::model::{Models, Segmenter, SliceModel};
+use crate::model::{CanvasModel, Models, Segmenter, SliceModel};
 use crate::pipeline::compose::{self, ObjectSummary, Overlap};
+use crate::pipeline::mosaic;
 use crate::pipeline::policy::Policy;
 use crate::pipeline::postprocess::{self, PostprocessOptions};
 use crate::pipeline::result::{StackResult, Stats};
@@ -171,6 +172,8 @@ pub struct Session {
     cancel: Arc<AtomicBool>,
     /// Text prompts: the resolver and the volume's coarse HU copy (set by the engine).
     text: Option<text::TextContext>,
+    /// What a mosaic model found along each axis, computed once: its prompts only choose from it.
+    mosaic: [Option<Arc<mosaic::run::StackOut>>; 3],
 }
 
 impl Session {
@@ -179,6 +182,8 @@ impl Session {
         Orientation::new(opts.axis)?;
         let layout = match &models.segmenter {
             Segmenter::Slice(m) => m.embedding_layout().clone(),
+            // A mosaic model keeps no per-slice embeddings (an empty layout makes no spill file).
+            Segmenter::Mosaic(_) => crate::model::EmbeddingLayout { tensors: Vec::new() },
         };
         let cache = embedding_cache(&opts, layout)?;
         Ok(Session {
@@ -192,6 +197,7 @@ impl Session {
             history: History::default(),
             cancel: Arc::new(AtomicBool::new(false)),
             text: None,
+            mosaic: [None, None, None],
         })
     }
 
@@ -356,7 +362,8 @@ impl Session {
                 )));
             }
         }
-        if self.opts.click_growth {
+        // A mosaic model's clicks pick components of what it found; no box is grown for them.
+        if self.opts.click_growth && matches!(self.models.segmenter, Segmenter::Slice(_)) {
             self.grow_clicks()?;
         }
         let r = self.run_inner(progress);
@@ -411,7 +418,85 @@ impl Session {
         let models = self.models.clone();
         match &models.segmenter {
             Segmenter::Slice(m) => self.run_slices(m, progress),
+            Segmenter::Mosaic(m) => self.run_mosaic(m, progress),
         }
+    }
+
+    /// The mosaic-model driver: the model runs once per axis over the whole stack (SFR's prompt-free
+    /// segmentation); every object whose prompts changed takes its share of it (`mosaic::select`).
+    fn run_mosaic<M: CanvasModel>(
+        &mut self,
+        model: &M,
+        progress: Option<&mut dyn FnMut(f32) -> bool>,
+    ) -> Result<RunReport> {
+        let t0 = Instant::now();
+        let orientation = Orientation::new(self.opts.axis)?;
+        let spatial: Vec<Spatial> =
+            self.objects.list.iter().map(|o| resolve::spatial(&o.prompts)).collect::<Result<_>>()?;
+        let plan = Plan::of(&self.objects.list, orientation.axis(), self.opts.policy, self.opts.postprocess);
+        let mut report = RunReport { unchanged: plan.unchanged.clone(), ..Default::default() };
+        let mut todo: Vec<usize> = plan.full.iter().chain(&plan.refine).copied().collect();
+        todo.sort_unstable();
+        let cancel = self.cancel.clone();
+        let mut user_progress = progress;
+        let axis = orientation.axis() as usize;
+        if !todo.is_empty() && self.mosaic[axis].is_none() {
+            let volume = stack_of(&self.image, &mut self.stacks, orientation);
+            let mut tick = |done: usize, total: usize| {
+                !cancel.load(Ordering::Relaxed)
+                    && user_progress.as_mut().is_none_or(|p| p((done as f32 / total.max(1) as f32).min(0.99)))
+            };
+            let found = mosaic::run::segment_stack(model, volume, &mut tick)?;
+            report.slices_encoded = found.dims[2];
+            report.stats.slices_encoded = found.dims[2];
+            report.stats.encode = found.model;
+            report.stats.postprocess = found.other;
+            self.mosaic[axis] = Some(Arc::new(found));
+        }
+        if let Some(p) = user_progress.as_mut() {
+            if cancel.load(Ordering::Relaxed) || !p(1.0) {
+                return Err(Error::Cancelled);
+            }
+        }
+        if todo.is_empty() {
+            report.time = t0.elapsed();
+            return Ok(report);
+        }
+        let found = self.mosaic[axis].clone().expect("computed above");
+        let [w, h, _] = found.dims;
+        let grid = self.image.dims;
+        let mut results = Vec::with_capacity(todo.len());
+        for &k in &todo {
+            let p = &spatial[k];
+            let mut slices = if p.prior_only {
+                mosaic::select::seed_slices(p.seed.as_deref().map(|s| s.as_slice()), orientation, grid)
+            } else {
+                mosaic::select::object_slices(&found, p, orientation)
+            };
+            if !self.opts.postprocess.is_noop() {
+                postprocess::postprocess_slices(&mut slices, w, h, &self.opts.postprocess);
+            }
+            let mut slices: Vec<_> = slices.into_iter().map(|s| s.map(Arc::new)).collect();
+            if let Some(limit) = &p.limit {
+                postprocess::cut_to_limit(&mut slices, limit, orientation, grid);
+            }
+            report.slices_decoded += slices.iter().flatten().count();
+            results.push(slices);
+        }
+        for (&k, slices) in todo.iter().zip(results) {
+            let o = &mut self.objects.list[k];
+            o.result = Some(ObjectResult {
+                policy: self.opts.policy,
+                postprocess: self.opts.postprocess,
+                prompts: o.prompts.clone(),
+                stack: StackResult { orientation, slices },
+            });
+            report.full.push(o.prompts.label);
+        }
+        self.history.checkpoint(self.objects.clone(), self.opts.history);
+        report.cache = self.cache.stats();
+        report.time = t0.elapsed();
+        Ok(report)
     }
 
     /// The slice-model driver: resolve the prompts, plan, run the strategies, install and checkpoint.

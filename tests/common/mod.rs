@@ -72,6 +72,7 @@ pub static ENGINE: Lazy<Engine> = Lazy::new(|| {
 pub fn sam2d(engine: &Engine) -> &Sam2d {
     match &engine.models.segmenter {
         Segmenter::Slice(m) => m,
+        Segmenter::Mosaic(_) => panic!("the shared engine holds LiteMedSAM"),
     }
 }
 
