@@ -1,0 +1,148 @@
+//! Slice mosaics against per-slice mode for LiteMedSAM (`cargo bench --bench mosaic`, needs `make setup`):
+//! our own box-per-tile mode (`pipeline::mosaic::boxes`), g×g slices per 256 canvas, one encoder run per
+//! canvas, against g = 1, which is the per-slice frame exactly. Every slice of a structure gets the tight
+//! box of its reference label on that slice (the 2D MedSAM evaluation), so the modes differ only in how
+//! many pixels a slice gets: Dice in 3D against the reference, and time per slice, in one invocation.
+//! Each structure is run on its own in both modes (no embedding shared between structures).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use voxprompt::engine::{Engine, EngineOptions};
+use voxprompt::io::read_volume;
+use voxprompt::model::{Segmenter, SessionConfig};
+use voxprompt::pipeline::mosaic::boxes::segment_boxes;
+use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};
+
+struct Case {
+    id: &'static str,
+    image: &'static str,
+    labels: &'static str,
+    mapping: IntensityMapping,
+    /// The structures measured: (label, name).
+    structures: &'static [(u8, &'static str)],
+}
+
+const ORGANS_A: &[(u8, &str)] = &[(5, "liver"), (1, "spleen"), (2, "kidney R"), (3, "kidney L"), (6, "stomach")];
+const ORGANS_B: &[(u8, &str)] = &[(5, "liver"), (1, "spleen"), (6, "stomach"), (52, "aorta")];
+const LESION: &[(u8, &str)] = &[(1, "lesion")];
+
+const CASES: &[Case] = &[
+    Case {
+        id: "tsA-full",
+        image: "data/totalsegmentator/example_ct.nii.gz",
+        labels: "data/totalsegmentator/example_seg_fast_force_split.nii.gz",
+        mapping: IntensityMapping::CT,
+        structures: ORGANS_A,
+    },
+    Case {
+        id: "tsB",
+        image: "data/totalsegmentator/example_ct_dicom",
+        labels: "data/totalsegmentator/example_seg_dicom.nii.gz",
+        mapping: IntensityMapping::CT,
+        structures: ORGANS_B,
+    },
+    Case {
+        id: "lung1",
+        image: "data/pyradiomics/lung1_image.nrrd",
+        labels: "data/pyradiomics/lung1_label.nrrd",
+        mapping: IntensityMapping::CT,
+        structures: LESION,
+    },
+    Case {
+        id: "brain1",
+        image: "data/pyradiomics/brain1_image.nrrd",
+        labels: "data/pyradiomics/brain1_label.nrrd",
+        mapping: IntensityMapping::MR,
+        structures: LESION,
+    },
+    Case {
+        id: "breast1",
+        image: "data/pyradiomics/breast1_image.nrrd",
+        labels: "data/pyradiomics/breast1_label.nrrd",
+        mapping: IntensityMapping::MR,
+        structures: LESION,
+    },
+];
+
+const GRIDS: [usize; 3] = [1, 2, 3];
+
+fn main() {
+    let engine = Engine::new(&EngineOptions {
+        ort_library: Some(common::ort_lib()),
+        model_dirs: vec![common::root().join("models/litemedsam")],
+        session: SessionConfig { threads: 2, ..Default::default() },
+        brain_atlas: None,
+    })
+    .expect("engine");
+    let Segmenter::Slice(model) = &engine.models.segmenter else { unreachable!("litemedsam is a sam2d package") };
+    println!("# slice mosaics vs per-slice, LiteMedSAM, per-slice reference boxes ({})", common::machine());
+    println!(
+        "{:<9} {:<9} {:>6} | {}",
+        "case",
+        "structure",
+        "slices",
+        GRIDS.map(|g| format!("{:>6} {:>5} {:>7}", format!("Dice{g}"), "canv", "ms/sl")).join(" | ")
+    );
+    let mut dice_sum = [0f64; GRIDS.len()];
+    let mut time = [Duration::ZERO; GRIDS.len()];
+    let (mut rows, mut slices_total) = (0usize, 0usize);
+    for case in CASES {
+        let img = read_volume(&common::root().join(case.image)).expect("image").volume;
+        let lab = read_volume(&common::root().join(case.labels)).expect("labels").volume;
+        // Case B's mask is stored with its rows reversed: moved onto the series' grid exactly.
+        let lab = voxprompt::volume::regrid::onto_grid(&lab, img.dims, &img.geometry).expect("label grid");
+        let labels = lab.to_f64().unwrap();
+        let image = map_to_u8(&img.view().unwrap(), case.mapping).unwrap();
+        let [w, h, d] = image.dims;
+        for &(value, name) in case.structures {
+            let truth: Vec<bool> = labels.iter().map(|&l| l == value as f64).collect();
+            let boxes: Vec<Option<[i64; 4]>> = (0..d)
+                .map(|z| {
+                    let s = &truth[z * w * h..(z + 1) * w * h];
+                    voxprompt::ops::mask::bbox_2d(&s.iter().map(|&b| b as u8).collect::<Vec<_>>(), w, h)
+                        .map(|[x0, y0, x1, y1]| [x0 as i64, y0 as i64, x1 as i64, y1 as i64])
+                })
+                .collect();
+            let n = boxes.iter().flatten().count();
+            if n == 0 {
+                continue;
+            }
+            let mut cells = Vec::new();
+            for (gi, &g) in GRIDS.iter().enumerate() {
+                let t = Instant::now();
+                let (slices, run) = segment_boxes(model, &image, &boxes, g).expect("segment");
+                time[gi] += t.elapsed();
+                let mut got = vec![false; w * h * d];
+                for (z, s) in slices.iter().enumerate() {
+                    if let Some(s) = s {
+                        for (i, &m) in s.mask.iter().enumerate() {
+                            got[z * w * h + i] = m == 1;
+                        }
+                    }
+                }
+                let dice = voxprompt::ops::mask::dice(got.into_iter(), truth.iter().copied());
+                dice_sum[gi] += dice;
+                cells.push(format!(
+                    "{dice:>6.3} {:>5} {:>7.0}",
+                    run.canvases,
+                    t.elapsed().as_secs_f64() * 1e3 / n as f64
+                ));
+            }
+            rows += 1;
+            slices_total += n;
+            println!("{:<9} {:<9} {:>6} | {}", case.id, name, n, cells.join(" | "));
+        }
+    }
+    println!("\n{rows} structures, {slices_total} slices");
+    for (gi, g) in GRIDS.iter().enumerate() {
+        println!(
+            "grid {g}×{g}: mean Dice {:.3}, {:.1} s in all, {:.0} ms per slice, {:.2}x the per-slice mode's speed",
+            dice_sum[gi] / rows as f64,
+            time[gi].as_secs_f64(),
+            time[gi].as_secs_f64() * 1e3 / slices_total as f64,
+            time[0].as_secs_f64() / time[gi].as_secs_f64()
+        );
+    }
+}
