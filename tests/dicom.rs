@@ -145,6 +145,16 @@ fn broken_series_are_refused_with_the_file_and_the_problem() {
     assert_eq!(digest, CASE_B_SHA256);
     let e = err_of(&two, Some("1.2.3"));
     assert!(e.to_string().contains("no series \"1.2.3\""), "{e}");
+    // A file of the other series cut in its pixel data: each file is read once, whole, yet one whose series
+    // is not wanted counts by its header only, as before; its own series is refused naming it.
+    let other = two.join(format!("1-{}", case_b_files()[5].file_name().unwrap().to_string_lossy()));
+    let bytes = std::fs::read(&other).unwrap();
+    std::fs::write(&other, &bytes[..bytes.len() - 1000]).unwrap();
+    let v = dicom::read_series(std::slice::from_ref(&two), Some(uids[0]), &Limits::default()).unwrap();
+    let digest: String = Sha256::digest(&v.data).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(digest, CASE_B_SHA256);
+    let e = err_of(&two, Some(uids[1]));
+    assert!(e.to_string().contains(&other.display().to_string()), "{e}");
 
     // Too large for the limits: refused from the headers, before any pixel is decoded.
     let small = Limits { max_voxels: 1 << 20, max_bytes: 1 << 30 };

@@ -33,7 +33,8 @@ use crate::volume::{DType, Geometry, Volume};
 
 /// Most files one series may gather from a folder: enough for any CT, bounded for a folder of junk.
 const MAX_FILES: usize = 100_000;
-/// The part of a file read to learn its series and geometry (the header stops before the pixels).
+/// The part of a file read to learn its series and geometry (the header stops before the pixels); a file
+/// no longer than this is read whole at once.
 const MAX_HEADER_BYTES: u64 = 16 << 20;
 /// Most slices one volume may have, the frames of multi-frame instances included: a file declaring millions
 /// of one-pixel frames must not make millions of headers.
@@ -168,21 +169,21 @@ fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Opens a DICOM Part 10 file read up to `until` (or to its end), at most `max` bytes. `Ok(None)` when the
-/// file is not DICOM (no "DICM" after the 128-byte preamble).
-fn open(path: &Path, until: Option<dicom_core::Tag>, max: u64) -> Result<Option<DefaultDicomObject>> {
+/// A DICOM Part 10 file's header: its first `MAX_HEADER_BYTES` read, parsed up to the pixel data. `Ok(None)`
+/// when the file is not DICOM (no "DICM" after the 128-byte preamble).
+fn open_header(path: &Path) -> Result<Option<DefaultDicomObject>> {
     let (file, len) = open_regular(path)?;
-    if until.is_none() && len > max {
-        return Err(Error::TooLarge(format!("{}: {len} bytes, more than the {max} allowed", path.display())));
-    }
-    let mut bytes = Vec::with_capacity(len.min(max) as usize);
-    BufReader::new(file.take(max)).read_to_end(&mut bytes).map_err(|e| Error::io(path, super::files::plain(&e)))?;
-    parse(&bytes, path, until)
+    let mut bytes = Vec::with_capacity(len.min(MAX_HEADER_BYTES) as usize);
+    BufReader::new(file.take(MAX_HEADER_BYTES))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, super::files::plain(&e)))?;
+    parse(&bytes, path, Some(tags::PIXEL_DATA))
 }
 
-/// `open` over bytes in memory (`path` names them in messages). Every declared length is checked against
-/// the bytes that are there first (`check_lengths`): dicom-parser reserves and zeroes what an element
-/// declares before it reads, so a 5 kB file declaring a 4 GB element would take 4 GB of the host's memory.
+/// A Part 10 stream in memory, parsed up to `until` or to its end (`path` names it in messages). Every
+/// declared length is checked against the bytes that are there first (`check_lengths`): dicom-parser
+/// reserves and zeroes what an element declares before it reads, so a 5 kB file declaring a 4 GB element
+/// would take 4 GB of the host's memory.
 fn parse(bytes: &[u8], path: &Path, until: Option<dicom_core::Tag>) -> Result<Option<DefaultDicomObject>> {
     if !has_magic(bytes) {
         return Ok(None);
@@ -433,7 +434,7 @@ fn has_magic(bytes: &[u8]) -> bool {
 
 /// The SeriesInstanceUID of one DICOM file.
 pub fn series_of(path: &Path) -> Result<String> {
-    let obj = open(path, Some(tags::PIXEL_DATA), MAX_HEADER_BYTES)?
+    let obj = open_header(path)?
         .ok_or_else(|| Error::io(path, "not a DICOM file (no \"DICM\" after the 128-byte preamble)"))?;
     // An anonymised series may have none: its files are then grouped under the empty UID.
     Ok(text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default())
@@ -442,12 +443,90 @@ pub fn series_of(path: &Path) -> Result<String> {
 /// Files and their headers by SeriesInstanceUID (empty where a file has none).
 type BySeries = BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>>;
 
+/// Each file among `inputs` read once and grouped by series; files that are not DICOM are skipped. The files
+/// of the series to be read (`series`, or without one the first met) keep their pixel data, still encoded,
+/// for decoding without reading the file again; the others keep their header only. What is kept is
+/// bounded as it is read: the files' bytes by `limits.max_bytes`, the voxels they declare by the limits.
+fn read_inputs(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) -> Result<BySeries> {
+    let name = inputs.first().map_or_else(String::new, |p| p.display().to_string());
+    let mut wanted: Option<String> = series.map(|s| s.trim().to_owned());
+    let (mut bytes, mut voxels) = (0u64, 0u64);
+    let mut by_series = BySeries::new();
+    for path in list_inputs(inputs)? {
+        let mut keep = |uid: &str| wanted.get_or_insert_with(|| uid.to_owned()) == uid;
+        let Some((obj, kept)) = open_once(&path, limits.max_bytes, &mut keep)? else { continue };
+        if let Some(len) = kept {
+            bytes += len;
+            if bytes > limits.max_bytes {
+                return Err(Error::TooLarge(format!(
+                    "{name}: the series' files hold more than the limit of {} MiB",
+                    limits.max_bytes >> 20
+                )));
+            }
+            let size = [tags::ROWS, tags::COLUMNS].map(|t| uint(&obj, t, "Rows and Columns", &path).unwrap_or(0));
+            voxels = voxels.saturating_add((size[0] * size[1]) as u64 * number_of_frames(&obj, &path)? as u64);
+            limits.check(&name, &[voxels], 4)?;
+        }
+        let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+        by_series.entry(uid).or_default().push((path, obj));
+    }
+    Ok(by_series)
+}
+
+/// One file, read once: whole when it is at most `MAX_HEADER_BYTES` long (most are), else its first
+/// `MAX_HEADER_BYTES` and, if `keep` wants its series, the rest (at most `max` bytes in all). Returns the
+/// object, with its pixel data if `keep` wanted it (and then the file's size), else without; `Ok(None)`
+/// when the file is not DICOM. A file whose pixel data is broken but whose series is not wanted is kept by
+/// its header, as a header-only read would have.
+fn open_once(
+    path: &Path,
+    max: u64,
+    keep: &mut dyn FnMut(&str) -> bool,
+) -> Result<Option<(DefaultDicomObject, Option<u64>)>> {
+    let (file, len) = open_regular(path)?;
+    let mut reader = BufReader::new(file);
+    let mut bytes = Vec::with_capacity(len.min(MAX_HEADER_BYTES) as usize);
+    let read = |r: &mut BufReader<std::fs::File>, n: u64, b: &mut Vec<u8>| {
+        r.take(n).read_to_end(b).map_err(|e| Error::io(path, super::files::plain(&e)))
+    };
+    read(&mut reader, MAX_HEADER_BYTES, &mut bytes)?;
+    if !has_magic(&bytes) {
+        return Ok(None);
+    }
+    let uid = |obj: &DefaultDicomObject| text(obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+    if (bytes.len() as u64) < MAX_HEADER_BYTES {
+        // The whole file is here: parsed once, to its end.
+        return match parse(&bytes, path, None) {
+            Ok(None) => Ok(None),
+            Ok(Some(obj)) if keep(&uid(&obj)) => Ok(Some((obj, Some(bytes.len() as u64)))),
+            Ok(Some(mut obj)) => {
+                obj.remove_element(tags::PIXEL_DATA);
+                Ok(Some((obj, None)))
+            }
+            // Broken after its header (in the pixels, say): refused only where its series is wanted.
+            Err(e) => match parse(&bytes, path, Some(tags::PIXEL_DATA)) {
+                Ok(Some(header)) if !keep(&uid(&header)) => Ok(Some((header, None))),
+                _ => Err(e),
+            },
+        };
+    }
+    let Some(header) = parse(&bytes, path, Some(tags::PIXEL_DATA))? else { return Ok(None) };
+    if !keep(&uid(&header)) {
+        return Ok(Some((header, None)));
+    }
+    if len > max {
+        return Err(Error::TooLarge(format!("{}: {len} bytes, more than the {max} allowed", path.display())));
+    }
+    read(&mut reader, max - bytes.len() as u64, &mut bytes)?;
+    Ok(parse(&bytes, path, None)?.map(|obj| (obj, Some(bytes.len() as u64))))
+}
+
 /// Each file's header (read up to the pixels) among `inputs` (folders and files), grouped by series; files
 /// that are not DICOM are skipped.
 fn headers(inputs: &[PathBuf]) -> Result<BySeries> {
     let mut by_series = BySeries::new();
     for path in list_inputs(inputs)? {
-        let Some(obj) = open(&path, Some(tags::PIXEL_DATA), MAX_HEADER_BYTES)? else { continue };
+        let Some(obj) = open_header(&path)? else { continue };
         let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
         by_series.entry(uid).or_default().push((path, obj));
     }
@@ -483,8 +562,8 @@ pub fn read_series_with_source(
     limits: &Limits,
 ) -> Result<(Volume, SourceSeries)> {
     let name = inputs.first().map_or_else(PathBuf::new, PathBuf::clone);
-    // Pass 1: headers only, grouped by series.
-    let mut by_series = headers(inputs)?;
+    // Each file read once, grouped by series; the wanted series' files with their encoded pixels.
+    let mut by_series = read_inputs(inputs, series, limits)?;
     if by_series.is_empty() {
         return Err(Error::io(&name, "no DICOM files found"));
     }
@@ -559,18 +638,18 @@ pub fn read_series_with_source(
             })
             .collect(),
     };
-    drop(instances);
     let dims = [first.columns, first.rows, slices.len()];
     limits.check(&name.display().to_string(), &dims.map(|d| d as u64), 4)?;
 
-    // Pass 2: the pixels, file by file, each frame into its slot, rescaled.
+    // The pixels, from the objects already read: file by file, each frame into its slot, rescaled.
     let n_slice = dims[0] * dims[1];
     let mut values = vec![0f32; n_slice * dims[2]];
-    let mut integral = true;
-    for (path, frames) in by_file(&slices, &mut values, n_slice) {
-        let obj = open(path, None, limits.max_bytes)?.ok_or_else(|| Error::io(path, "not a DICOM file"))?;
-        integral &= decode(&obj, path, frames)?;
-    }
+    let objects: HashMap<&Path, &DefaultDicomObject> = instances.iter().map(|(p, o)| (p.as_path(), o)).collect();
+    let jobs = by_file(&slices, &mut values, n_slice)
+        .into_iter()
+        .map(|(path, frames)| (objects[path], path, frames))
+        .collect();
+    let integral = decode_all(jobs)?;
     let geometry = geometry(first, step, normal);
     Ok((pack(values, integral, dims, geometry), source))
 }
@@ -589,6 +668,66 @@ fn by_file<'a>(slices: &'a [Slice], values: &'a mut [f32], n: usize) -> FileSlot
         files[i].1.push((s, slot));
     }
     files
+}
+
+/// One file's frames to decode: its object, its path, and each frame's slice with its slot.
+type Job<'a> = (&'a DefaultDicomObject, &'a Path, Vec<(&'a Slice, &'a mut [f32])>);
+
+/// `decode` of every job, on two threads where the machine has them: jobs alternate between the threads,
+/// and a file with many frames (a multi-frame instance) is split between them. Each slot is written by one
+/// job, so the values do not depend on the threads; the error returned is the first job's that failed, in
+/// the jobs' order.
+fn decode_all(jobs: Vec<Job<'_>>) -> Result<bool> {
+    // Two at most: decoding a slice is one single-threaded OpenJPEG call (jpeg2k is built without its
+    // threads feature), and a second thread halves case B's time where a core is free (BENCHMARKS.md);
+    // more would take cores from a host running other work.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
+    let mut split: Vec<Job<'_>> = Vec::with_capacity(jobs.len());
+    for (obj, path, mut frames) in jobs {
+        if threads > 1 && frames.len() > 1 {
+            let rest = frames.split_off(frames.len() / 2);
+            split.push((obj, path, frames));
+            split.push((obj, path, rest));
+        } else {
+            split.push((obj, path, frames));
+        }
+    }
+    if threads == 1 || split.len() == 1 {
+        return split.into_iter().try_fold(true, |all, (obj, path, frames)| Ok(all & decode(obj, path, frames)?));
+    }
+    let mut lanes: Vec<Vec<(usize, Job<'_>)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, job) in split.into_iter().enumerate() {
+        lanes[i % threads].push((i, job));
+    }
+    // Each lane stops at its first failure, and returns it with its job's index.
+    let ends: Vec<(bool, Option<(usize, Error)>)> = std::thread::scope(|scope| {
+        let lanes: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| {
+                scope.spawn(move || {
+                    let mut all = true;
+                    for (i, (obj, path, frames)) in lane {
+                        match decode(obj, path, frames) {
+                            Ok(integral) => all &= integral,
+                            Err(e) => return (all, Some((i, e))),
+                        }
+                    }
+                    (all, None)
+                })
+            })
+            .collect();
+        lanes.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut failures: Vec<(usize, Error)> = Vec::new();
+    let mut integral = true;
+    for (all, failure) in ends {
+        integral &= all;
+        failures.extend(failure);
+    }
+    match failures.into_iter().min_by_key(|(i, _)| *i) {
+        Some((_, e)) => Err(e),
+        None => Ok(integral),
+    }
 }
 
 /// What one instance says of its frames' places in the volume: one slice for a single-frame instance, one
@@ -1045,6 +1184,20 @@ mod tests {
         assert_eq!(stored_value(0xF800, 20, true), -2048.0);
         assert_eq!(stored_value(0xF001, 20, false), 1.0);
         assert_eq!(stored_value(0x8000, 16, true), -32768.0);
+    }
+
+    #[test]
+    fn frames_are_found_among_fragments_one_each_or_by_the_offset_table() {
+        let f = |lens: &[usize]| lens.iter().map(|&n| vec![0u8; n]).collect::<Vec<_>>();
+        assert_eq!(frame_starts(&f(&[10, 20, 30]), &[], 3).unwrap(), [0, 1, 2]);
+        assert_eq!(frame_starts(&f(&[10, 20, 30]), &[], 1).unwrap(), [0]);
+        // Two frames of two fragments each: offsets count each fragment's 8-byte item header.
+        assert_eq!(frame_starts(&f(&[10, 20, 30, 40]), &[0, 46], 2).unwrap(), [0, 2]);
+        let m = frame_starts(&f(&[10, 20, 30, 40]), &[0, 40], 2).unwrap_err();
+        assert!(m.contains("offset 40 is not where a fragment starts"), "{m}");
+        let m = frame_starts(&f(&[10, 20]), &[], 3).unwrap_err();
+        assert!(m.contains("3 frame(s) in 2 fragment(s)"), "{m}");
+        assert!(frame_starts(&[], &[], 1).is_err());
     }
 
     #[test]
