@@ -1,11 +1,14 @@
 //! DICOM series in (#15): TotalSegmentator case B, a real scanner series of 20 JPEG 2000 lossless slices,
-//! read exactly as pydicom reads it, on its real geometry; broken series refused with the file named.
+//! read exactly as pydicom reads it, on its real geometry; the same slices as one multi-frame instance read
+//! the same; broken series refused with the file named.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::*;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
 use sha2::{Digest, Sha256};
 use voxprompt::io::{self, dicom, Limits};
 use voxprompt::volume::DType;
@@ -142,6 +145,16 @@ fn broken_series_are_refused_with_the_file_and_the_problem() {
     assert_eq!(digest, CASE_B_SHA256);
     let e = err_of(&two, Some("1.2.3"));
     assert!(e.to_string().contains("no series \"1.2.3\""), "{e}");
+    // A file of the other series cut in its pixel data: each file is read once, whole, yet one whose series
+    // is not wanted counts by its header only, as before; its own series is refused naming it.
+    let other = two.join(format!("1-{}", case_b_files()[5].file_name().unwrap().to_string_lossy()));
+    let bytes = std::fs::read(&other).unwrap();
+    std::fs::write(&other, &bytes[..bytes.len() - 1000]).unwrap();
+    let v = dicom::read_series(std::slice::from_ref(&two), Some(uids[0]), &Limits::default()).unwrap();
+    let digest: String = Sha256::digest(&v.data).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(digest, CASE_B_SHA256);
+    let e = err_of(&two, Some(uids[1]));
+    assert!(e.to_string().contains(&other.display().to_string()), "{e}");
 
     // Too large for the limits: refused from the headers, before any pixel is decoded.
     let small = Limits { max_voxels: 1 << 20, max_bytes: 1 << 30 };
@@ -173,4 +186,252 @@ fn peak_rss_mb() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     s.lines().find(|l| l.starts_with("VmHWM:")).unwrap().split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
         / 1024
+}
+
+/// Case B's slices in position order (the series' k): each file's ImagePositionPatient, its one JPEG 2000
+/// fragment, and its stored values (HU + 1024, as the files store them under slope 1, intercept −1024).
+struct Frames {
+    positions: Vec<[f64; 3]>,
+    fragments: Vec<Vec<u8>>,
+    stored: Vec<Vec<u16>>,
+}
+
+fn case_b_frames() -> Frames {
+    let (series, source) = dicom::read_series_with_source(&[data(CASE_B)], None, &Limits::default()).unwrap();
+    let n = series.dims[0] * series.dims[1];
+    let hu: Vec<i16> = series.data.chunks_exact(2).map(|b| i16::from_ne_bytes([b[0], b[1]])).collect();
+    let by_uid: std::collections::HashMap<String, Vec<u8>> = case_b_files()
+        .iter()
+        .map(|p| {
+            let obj = dicom_object::open_file(p).unwrap();
+            let uid = obj.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_owned();
+            let fragments = obj.element(tags::PIXEL_DATA).unwrap().value().fragments().unwrap().to_vec();
+            assert_eq!(fragments.len(), 1, "{}", p.display());
+            (uid, fragments.into_iter().next().unwrap())
+        })
+        .collect();
+    Frames {
+        positions: source.instances.iter().map(|i| i.position).collect(),
+        fragments: source.instances.iter().map(|i| by_uid[&i.sop_instance_uid].clone()).collect(),
+        stored: hu.chunks_exact(n).map(|s| s.iter().map(|&v| (v + 1024) as u16).collect()).collect(),
+    }
+}
+
+/// How one multi-frame test file is made from case B.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// Enhanced CT, native pixels, rescale shared, frames shuffled with their positions per frame.
+    EnhancedNative,
+    /// Enhanced CT, case B's JPEG 2000 fragments one per frame, rescale per frame, frames shuffled.
+    EnhancedJ2k,
+    /// A legacy multi-frame: one ImagePositionPatient (the first frame's), SpacingBetweenSlices, frames in
+    /// position order.
+    Legacy,
+}
+
+/// The file position `f` holds series slice `order(f)`: 7 is prime to 20, so every slice once.
+fn order(f: usize, n: usize) -> usize {
+    (f * 7 + 3) % n
+}
+
+/// One multi-frame object of case B's 20 slices; `edit` may change it before it is written to `path`.
+fn write_multiframe(frames: &Frames, kind: Kind, path: &Path, edit: impl FnOnce(&mut InMemDicomObject)) {
+    use dicom_core::value::{DataSetSequence, PixelFragmentSequence, PrimitiveValue, Value};
+    use dicom_core::{DataElement, VR};
+    let n = frames.positions.len();
+    let el = |tag, vr, v: PrimitiveValue| DataElement::new(tag, vr, v);
+    let strs = |v: &[f64]| PrimitiveValue::Strs(v.iter().map(|x| x.to_string()).collect());
+    let seq = |tag, items: Vec<InMemDicomObject>| DataElement::new(tag, VR::SQ, DataSetSequence::from(items));
+    let item = |e: Vec<DataElement<InMemDicomObject>>| InMemDicomObject::from_element_iter(e);
+    let shuffled: Vec<usize> = (0..n).map(|f| if kind == Kind::Legacy { f } else { order(f, n) }).collect();
+    let rescale = || {
+        item(vec![
+            el(tags::RESCALE_INTERCEPT, VR::DS, "-1024".into()),
+            el(tags::RESCALE_SLOPE, VR::DS, "1".into()),
+            el(tags::RESCALE_TYPE, VR::LO, "HU".into()),
+        ])
+    };
+    let (sop_class, ts) = match kind {
+        Kind::Legacy => ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"),
+        Kind::EnhancedNative => ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.1.2.1"),
+        Kind::EnhancedJ2k => ("1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.1.2.4.90"),
+    };
+    let mut obj = item(vec![
+        el(tags::SOP_CLASS_UID, VR::UI, sop_class.into()),
+        el(tags::SOP_INSTANCE_UID, VR::UI, "2.25.1501".into()),
+        el(tags::MODALITY, VR::CS, "CT".into()),
+        el(tags::SERIES_INSTANCE_UID, VR::UI, "2.25.1502".into()),
+        el(tags::NUMBER_OF_FRAMES, VR::IS, n.to_string().into()),
+        el(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+        el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into()),
+        el(tags::ROWS, VR::US, PrimitiveValue::from(512u16)),
+        el(tags::COLUMNS, VR::US, PrimitiveValue::from(512u16)),
+        el(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
+        el(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
+        el(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
+        el(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16)),
+    ]);
+    let orientation = strs(&[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    let spacing = strs(&[0.9765625, 0.9765625]);
+    if kind == Kind::Legacy {
+        obj.put(el(tags::IMAGE_POSITION_PATIENT, VR::DS, strs(&frames.positions[0])));
+        obj.put(el(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, orientation));
+        obj.put(el(tags::PIXEL_SPACING, VR::DS, spacing));
+        obj.put(el(tags::SPACING_BETWEEN_SLICES, VR::DS, "2".into()));
+        obj.put(el(tags::RESCALE_INTERCEPT, VR::DS, "-1024".into()));
+        obj.put(el(tags::RESCALE_SLOPE, VR::DS, "1".into()));
+    } else {
+        let mut shared = vec![
+            seq(
+                tags::PIXEL_MEASURES_SEQUENCE,
+                vec![item(vec![
+                    el(tags::PIXEL_SPACING, VR::DS, spacing),
+                    el(tags::SLICE_THICKNESS, VR::DS, "3".into()),
+                ])],
+            ),
+            seq(
+                tags::PLANE_ORIENTATION_SEQUENCE,
+                vec![item(vec![el(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, orientation)])],
+            ),
+        ];
+        if kind == Kind::EnhancedNative {
+            shared.push(seq(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, vec![rescale()]));
+        }
+        obj.put(seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![item(shared)]));
+        let per_frame = shuffled
+            .iter()
+            .map(|&k| {
+                let mut groups = vec![seq(
+                    tags::PLANE_POSITION_SEQUENCE,
+                    vec![item(vec![el(tags::IMAGE_POSITION_PATIENT, VR::DS, strs(&frames.positions[k]))])],
+                )];
+                if kind == Kind::EnhancedJ2k {
+                    groups.push(seq(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, vec![rescale()]));
+                }
+                item(groups)
+            })
+            .collect();
+        obj.put(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame));
+    }
+    if kind == Kind::EnhancedJ2k {
+        let fragments: Vec<Vec<u8>> = shuffled.iter().map(|&k| frames.fragments[k].clone()).collect();
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            Value::PixelSequence(PixelFragmentSequence::new(Vec::<u32>::new(), fragments)),
+        ));
+    } else {
+        let values: Vec<u16> = shuffled.iter().flat_map(|&k| frames.stored[k].iter().copied()).collect();
+        obj.put(el(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(values.into())));
+    }
+    edit(&mut obj);
+    let meta = dicom_object::meta::FileMetaTableBuilder::new().transfer_syntax(ts);
+    obj.with_meta(meta).unwrap().write_to_file(path).unwrap();
+}
+
+#[test]
+fn a_multiframe_instance_reads_as_the_series_it_holds() {
+    let frames = case_b_frames();
+    let series = io::read_volume(&data(CASE_B)).unwrap().volume;
+    let dir = scratch("multiframe");
+    for (kind, name) in [(Kind::EnhancedNative, "native"), (Kind::EnhancedJ2k, "j2k"), (Kind::Legacy, "legacy")] {
+        // Each file alone in its folder: a series of one instance, read as the CLI reads an input file.
+        let sub = dir.join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let file = sub.join("multiframe.dcm");
+        write_multiframe(&frames, kind, &file, |_| {});
+        let loaded = io::read_volume(&file).unwrap();
+        let v = loaded.volume;
+        assert_eq!((v.dims, v.dtype), (series.dims, DType::I16), "{name}");
+        let digest: String = Sha256::digest(&v.data).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(digest, CASE_B_SHA256, "{name}: voxels differ from the series'");
+        for r in 0..4 {
+            for c in 0..4 {
+                let (a, b) = (v.geometry.ijk_to_ras[r][c], series.geometry.ijk_to_ras[r][c]);
+                assert!((a - b).abs() < 1e-6, "{name}: affine [{r}][{c}] {a} vs {b}");
+            }
+        }
+        // What a DICOM SEG derived from it references: the one instance, frame by frame.
+        let source = loaded.dicom.unwrap();
+        assert!(source.instances.iter().all(|i| i.sop_instance_uid == "2.25.1501"), "{name}");
+        let numbers: Vec<u32> = source.instances.iter().map(|i| i.frame.unwrap()).collect();
+        let expected: Vec<u32> = (0..20)
+            .map(|k| if kind == Kind::Legacy { k } else { (0..20).position(|f| order(f, 20) == k).unwrap() } as u32 + 1)
+            .collect();
+        assert_eq!(numbers, expected, "{name}");
+        let listed = dicom::list_series(std::slice::from_ref(&sub)).unwrap();
+        assert_eq!((listed.len(), listed[0].files), (1, 1), "{name}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn broken_multiframe_instances_are_refused_with_the_file_and_frame() {
+    let frames = case_b_frames();
+    let dir = scratch("multiframe-broken");
+    let err = |kind, name: &str, edit: &dyn Fn(&mut InMemDicomObject)| {
+        let file = dir.join(name);
+        write_multiframe(&frames, kind, &file, edit);
+        let e = dicom::read_series(std::slice::from_ref(&file), None, &Limits::default()).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains(name), "{m}");
+        m
+    };
+    // Frame 5's position removed: the file and the frame named.
+    let m = err(Kind::EnhancedNative, "no-position.dcm", &|obj| {
+        let mut groups = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).unwrap().items().unwrap().to_vec();
+        groups[4].remove_element(tags::PLANE_POSITION_SEQUENCE);
+        obj.put(dicom_core::DataElement::new(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            dicom_core::VR::SQ,
+            dicom_core::value::DataSetSequence::from(groups),
+        ));
+    });
+    assert!(m.contains("frame 5: no ImagePositionPatient"), "{m}");
+    // More frames declared than the pixel data holds, native and compressed: refused before decoding.
+    let more = |obj: &mut InMemDicomObject| {
+        obj.put_str(tags::NUMBER_OF_FRAMES, dicom_core::VR::IS, "21");
+        // A 21st frame's groups, 2 mm above case B's top slice.
+        let mut groups = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).unwrap().items().unwrap().to_vec();
+        let mut extra = groups[0].clone();
+        let top = InMemDicomObject::from_element_iter([dicom_core::DataElement::new(
+            tags::IMAGE_POSITION_PATIENT,
+            dicom_core::VR::DS,
+            dicom_core::value::PrimitiveValue::Strs(
+                ["-249.51171875", "-437.51171875", "-764.5"].map(String::from).into_iter().collect(),
+            ),
+        )]);
+        extra.put(dicom_core::DataElement::new(
+            tags::PLANE_POSITION_SEQUENCE,
+            dicom_core::VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![top]),
+        ));
+        groups.push(extra);
+        obj.put(dicom_core::DataElement::new(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            dicom_core::VR::SQ,
+            dicom_core::value::DataSetSequence::from(groups),
+        ));
+    };
+    let m = err(Kind::EnhancedNative, "short-native.dcm", &more);
+    assert!(m.contains("pixel data holds 10485760 bytes; 21 frame(s)"), "{m}");
+    let m = err(Kind::EnhancedJ2k, "short-j2k.dcm", &more);
+    assert!(m.contains("21 frame(s) in 20 fragment(s)"), "{m}");
+    // A legacy multi-frame without SpacingBetweenSlices: where its frames lie is not stated.
+    let m = err(Kind::Legacy, "no-step.dcm", &|obj| {
+        obj.remove_element(tags::SPACING_BETWEEN_SLICES);
+    });
+    assert!(m.contains("no positive SpacingBetweenSlices"), "{m}");
+    // Two frames at one position: named by file and frame.
+    let m = err(Kind::EnhancedNative, "twice.dcm", &|obj| {
+        let mut groups = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).unwrap().items().unwrap().to_vec();
+        groups[1] = groups[0].clone();
+        obj.put(dicom_core::DataElement::new(
+            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+            dicom_core::VR::SQ,
+            dicom_core::value::DataSetSequence::from(groups),
+        ));
+    });
+    assert!(m.contains("lies at the position of") && m.contains("frame"), "{m}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

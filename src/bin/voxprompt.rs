@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io;
 use voxprompt::io::segnrrd::{Code, Segment, Terminology};
@@ -313,18 +313,59 @@ struct SegmentArgs {
     /// Derive one object per --reference-label from the tight 3D box of that label in --reference.
     #[arg(long)]
     box_from_reference: bool,
-    /// Intensity mapping to the model's 0..255 range: ct (window 40/400), mr (0.5/99.5 percentiles), auto.
-    #[arg(long, default_value = "auto")]
-    modality: String,
-    /// CT window as LEVEL,WIDTH (overrides --modality).
-    #[arg(long, value_name = "LEVEL,WIDTH")]
-    window: Option<String>,
     /// PNG montage of the labelled slices with the mask overlaid.
     #[arg(long)]
     png: Option<PathBuf>,
     /// Print a JSON report on stdout.
     #[arg(long)]
     json: bool,
+    /// A point prompt x,y,z[,+|-[,OBJECT]] in voxel indices: positive (+, the default) or negative (-), for
+    /// object OBJECT (1-based, default 1). Repeat for several points.
+    #[arg(long = "point-ijk", value_name = "X,Y,Z[,+|-[,OBJECT]]")]
+    point_ijk: Vec<String>,
+    /// Name an object in words ("left kidney", "liver"): the n-th --text names object n, so with boxes it adds
+    /// the structure's anatomical limit to box n, and beyond them it is an object of its own, found from
+    /// the text alone (CT). Repeat for several objects.
+    #[arg(long = "text", value_name = "PHRASE")]
+    text: Vec<String>,
+    /// A coarse mask on the input grid (NIfTI/NRRD): each nonzero value becomes one more object, refined by
+    /// the policy (reseed keeps its reliable slices and re-propagates from them).
+    #[arg(long)]
+    seed_mask: Option<PathBuf>,
+    /// Confidence map output (float32 in [0, 1], |2p − 1| of the fused probability): .nii, .nii.gz or .nrrd.
+    #[arg(long)]
+    confidence: Option<PathBuf>,
+    #[command(flatten)]
+    opts: CaseOptions,
+}
+
+/// The options of how a case is segmented, which `batch` applies to every case as `segment` does to its one:
+/// declared once, so that neither subcommand can have one the other lacks.
+#[derive(clap::Args, Clone)]
+struct CaseOptions {
+    /// Intensity mapping to the model's 0..255 range: ct (window 40/400), mr (0.5/99.5 percentiles), auto.
+    #[arg(long, default_value = "auto")]
+    modality: String,
+    /// CT window as LEVEL,WIDTH (overrides --modality).
+    #[arg(long, value_name = "LEVEL,WIDTH")]
+    window: Option<String>,
+    /// Propagation policy: reseed (reliable-slice re-seeding + confidence fusion, the default), reseed-in-box
+    /// (the same, never past the boxes' slice range: for a box known to span the object) or reference (the
+    /// CVPR24 LiteMedSAM pipeline, voxel for voxel).
+    #[arg(long, default_value = "reseed")]
+    policy: String,
+    /// Propagation axis: k (slices along the third array axis, as the reference), j or i.
+    #[arg(long, default_value = "k")]
+    axis: String,
+    /// Keep only the largest 3D connected component of each object.
+    #[arg(long)]
+    keep_largest: bool,
+    /// Fill holes in each object (per slice, then in 3D).
+    #[arg(long)]
+    fill_holes: bool,
+    /// Remove 3D components smaller than this many voxels.
+    #[arg(long, default_value_t = 0)]
+    min_size: usize,
     /// Model package folder (holding manifest.toml).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -341,15 +382,6 @@ struct SegmentArgs {
     /// Fail instead of running on CPU when no requested GPU provider registers.
     #[arg(long)]
     no_cpu_fallback: bool,
-    /// A point prompt x,y,z[,+|-[,OBJECT]] in voxel indices: positive (+, the default) or negative (-), for
-    /// object OBJECT (1-based, default 1). Repeat for several points.
-    #[arg(long = "point-ijk", value_name = "X,Y,Z[,+|-[,OBJECT]]")]
-    point_ijk: Vec<String>,
-    /// Name an object in words ("left kidney", "liver"): the n-th --text names object n, so with boxes it adds
-    /// the structure's anatomical limit to box n, and beyond them it is an object of its own, found from
-    /// the text alone (CT). Repeat for several objects.
-    #[arg(long = "text", value_name = "PHRASE")]
-    text: Vec<String>,
     /// Text-encoder package for phrasings outside the vocabulary (default: the installed minilm).
     #[arg(long, value_name = "DIR")]
     text_model: Option<PathBuf>,
@@ -361,10 +393,6 @@ struct SegmentArgs {
     /// installs them under data/; the default when found there).
     #[arg(long, value_name = "DIR")]
     brain_atlas: Option<PathBuf>,
-    /// A coarse mask on the input grid (NIfTI/NRRD): each nonzero value becomes one more object, refined by
-    /// the policy (reseed keeps its reliable slices and re-propagates from them).
-    #[arg(long)]
-    seed_mask: Option<PathBuf>,
     /// Write pseudo-labels for training: slices where an object's mask is unsure (--ignore-slices-below) are
     /// labelled 255 ("ignore") whole, and a case whose mean confidence is below --reject-case-below is
     /// rejected: nothing is written, the report says why (exit 1; batch: status "rejected").
@@ -376,26 +404,6 @@ struct SegmentArgs {
     /// With --pseudo-labels: a case whose voxel-weighted mean |2p-1| is below this is rejected (our default).
     #[arg(long, value_name = "CONFIDENCE", default_value_t = voxprompt::pipeline::pseudo::Rule::default().min_case)]
     reject_case_below: f32,
-    /// Propagation policy: reseed (reliable-slice re-seeding + confidence fusion, the default), reseed-in-box
-    /// (the same, never past the boxes' slice range: for a box known to span the object) or reference (the
-    /// CVPR24 LiteMedSAM pipeline, voxel for voxel).
-    #[arg(long, default_value = "reseed")]
-    policy: String,
-    /// Confidence map output (float32 in [0, 1], |2p − 1| of the fused probability): .nii, .nii.gz or .nrrd.
-    #[arg(long)]
-    confidence: Option<PathBuf>,
-    /// Propagation axis: k (slices along the third array axis, as the reference), j or i.
-    #[arg(long, default_value = "k")]
-    axis: String,
-    /// Keep only the largest 3D connected component of each object.
-    #[arg(long)]
-    keep_largest: bool,
-    /// Fill holes in each object (per slice, then in 3D).
-    #[arg(long)]
-    fill_holes: bool,
-    /// Remove 3D components smaller than this many voxels.
-    #[arg(long, default_value_t = 0)]
-    min_size: usize,
     /// Embedding cache budget in memory, in MiB (LRU beyond it, into the spill file; each LiteMedSAM slice
     /// embedding is 4 MiB).
     #[arg(long, default_value_t = voxprompt::session::DEFAULT_CACHE_BUDGET >> 20)]
@@ -411,6 +419,66 @@ struct SegmentArgs {
     /// The most MiB of voxel data a file may declare; default a quarter of physical memory.
     #[arg(long, value_name = "MIB")]
     max_volume_mb: Option<u64>,
+}
+
+/// `segment --help` lists its options in this order (they read as a user looks for them, the case's own and
+/// `CaseOptions` interleaved); an option missing here is listed after them, in declaration order.
+const SEGMENT_HELP_ORDER: [&str; 35] = [
+    "series",
+    "output",
+    "box_ijk",
+    "box_ras",
+    "reference",
+    "reference_label",
+    "box_from_reference",
+    "modality",
+    "window",
+    "png",
+    "json",
+    "model",
+    "ort_lib",
+    "providers",
+    "threads",
+    "no_cpu_fallback",
+    "point_ijk",
+    "text",
+    "text_model",
+    "no_text_model",
+    "brain_atlas",
+    "seed_mask",
+    "pseudo_labels",
+    "ignore_slices_below",
+    "reject_case_below",
+    "policy",
+    "confidence",
+    "axis",
+    "keep_largest",
+    "fill_holes",
+    "min_size",
+    "cache_mb",
+    "spill_mb",
+    "max_voxels",
+    "max_volume_mb",
+];
+
+/// The command line as clap derives it from `Cli`, with each subcommand's help laid out as its users know it.
+fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+        .mut_subcommand("segment", |c| in_help_order(c, &SEGMENT_HELP_ORDER))
+        .mut_subcommand("batch", batch::with_shared_help)
+}
+
+/// `c` with its options listed in `order`, then those `order` lacks.
+fn in_help_order(c: clap::Command, order: &[&str]) -> clap::Command {
+    let rest: Vec<String> = c
+        .get_arguments()
+        .filter(|a| !a.is_positional())
+        .map(|a| a.get_id().as_str())
+        .filter(|id| !order.contains(id))
+        .map(str::to_owned)
+        .collect();
+    let c = order.iter().enumerate().fold(c, |c, (n, id)| c.mut_arg(*id, |a| a.display_order(n)));
+    rest.iter().enumerate().fold(c, |c, (n, id)| c.mut_arg(id, |a| a.display_order(order.len() + n)))
 }
 
 fn parse_list<T: std::str::FromStr>(s: &str, n: usize, what: &str) -> Result<Vec<T>> {
@@ -513,12 +581,12 @@ fn text_model_dir(given: &Option<PathBuf>, off: bool) -> Option<PathBuf> {
         .or_else(|| find_package("minilm"))
 }
 
-fn choose_mapping(args: &SegmentArgs) -> Result<IntensityMapping> {
-    if let Some(w) = &args.window {
+fn choose_mapping(opts: &CaseOptions) -> Result<IntensityMapping> {
+    if let Some(w) = &opts.window {
         let v: Vec<f64> = parse_list(w, 2, "--window")?;
         return Ok(IntensityMapping::Window { level: v[0], width: v[1] });
     }
-    match args.modality.to_ascii_lowercase().as_str() {
+    match opts.modality.to_ascii_lowercase().as_str() {
         "ct" => Ok(IntensityMapping::CT),
         "mr" | "mri" => Ok(IntensityMapping::MR),
         "auto" => Ok(IntensityMapping::Auto),
@@ -664,7 +732,7 @@ fn seed_objects(values: &[f64], path: &Path) -> Result<Vec<Vec<u8>>> {
 
 fn segment(args: SegmentArgs) -> Result<()> {
     let case = prepare(&args)?;
-    let engine = Engine::new(&engine_options(&args, !args.text.is_empty())?)?;
+    let engine = Engine::new(&engine_options(&args.opts, !args.text.is_empty())?)?;
     let report = run_case(&args, case, &engine, std::io::stderr().is_terminal() && !args.json)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report).expect("json"));
@@ -718,10 +786,10 @@ fn prepare(args: &SegmentArgs) -> Result<Prepared> {
     let t_all = Instant::now();
     let outputs = reserve_outputs(args)?;
     let mut limits = io::Limits::default();
-    if let Some(v) = args.max_voxels {
+    if let Some(v) = args.opts.max_voxels {
         limits.max_voxels = v;
     }
-    if let Some(mb) = args.max_volume_mb {
+    if let Some(mb) = args.opts.max_volume_mb {
         limits.max_bytes = mb.saturating_mul(1 << 20);
     }
     let t = Instant::now();
@@ -809,11 +877,11 @@ fn prepare(args: &SegmentArgs) -> Result<Prepared> {
     if n_objects > 255 {
         return Err(Error::InvalidPrompt(format!("{n_objects} objects; at most 255 fit a u8 label mask")));
     }
-    if args.pseudo_labels && n_objects > 254 {
+    if args.opts.pseudo_labels && n_objects > 254 {
         return Err(Error::InvalidPrompt(format!("{n_objects} objects; with --pseudo-labels 255 means ignore")));
     }
     for (name, v) in
-        [("--ignore-slices-below", args.ignore_slices_below), ("--reject-case-below", args.reject_case_below)]
+        [("--ignore-slices-below", args.opts.ignore_slices_below), ("--reject-case-below", args.opts.reject_case_below)]
     {
         if !(0.0..=1.0).contains(&v) {
             return Err(Error::InvalidArgument(format!("{name} {v}: a confidence in [0, 1]")));
@@ -822,16 +890,16 @@ fn prepare(args: &SegmentArgs) -> Result<Prepared> {
     for b in &boxes {
         b.validate(dims)?;
     }
-    let policy = Policy::parse(&args.policy).ok_or_else(|| {
-        Error::InvalidArgument(format!("--policy {:?}: expected reseed, reseed-in-box or reference", args.policy))
+    let policy = Policy::parse(&args.opts.policy).ok_or_else(|| {
+        Error::InvalidArgument(format!("--policy {:?}: expected reseed, reseed-in-box or reference", args.opts.policy))
     })?;
-    let axis = match args.axis.as_str() {
+    let axis = match args.opts.axis.as_str() {
         "i" | "0" => 0,
         "j" | "1" => 1,
         "k" | "2" => 2,
         other => return Err(Error::InvalidArgument(format!("--axis {other:?}: expected i, j or k"))),
     };
-    let mapping = choose_mapping(args)?;
+    let mapping = choose_mapping(&args.opts)?;
     Ok(Prepared {
         t_all,
         outputs,
@@ -848,22 +916,22 @@ fn prepare(args: &SegmentArgs) -> Result<Prepared> {
     })
 }
 
-/// The engine `args` ask for; `text` loads the text encoder and the brain atlas (some case names an object
+/// The engine `opts` ask for; `text` loads the text encoder and the brain atlas (some case names an object
 /// in words).
-fn engine_options(args: &SegmentArgs, text: bool) -> Result<EngineOptions> {
-    let providers = args.providers.split(',').map(Provider::parse).collect::<Result<Vec<_>>>()?;
+fn engine_options(opts: &CaseOptions, text: bool) -> Result<EngineOptions> {
+    let providers = opts.providers.split(',').map(Provider::parse).collect::<Result<Vec<_>>>()?;
     Ok(EngineOptions {
-        ort_library: args.ort_lib.clone(),
-        model_dirs: [args.model.clone().unwrap_or_else(default_model_dir)]
+        ort_library: opts.ort_lib.clone(),
+        model_dirs: [opts.model.clone().unwrap_or_else(default_model_dir)]
             .into_iter()
-            .chain(if !text && !takes_text(args.model.as_deref()) {
+            .chain(if !text && !takes_text(opts.model.as_deref()) {
                 None
             } else {
-                text_model_dir(&args.text_model, args.no_text_model)
+                text_model_dir(&opts.text_model, opts.no_text_model)
             })
             .collect(),
-        session: SessionConfig { providers, threads: args.threads, strict: args.no_cpu_fallback },
-        brain_atlas: if text { brain_atlas(&args.brain_atlas)? } else { None },
+        session: SessionConfig { providers, threads: opts.threads, strict: opts.no_cpu_fallback },
+        brain_atlas: if text { brain_atlas(&opts.brain_atlas)? } else { None },
     })
 }
 
@@ -887,15 +955,15 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
     let volume = &loaded.volume;
     let dims = volume.dims;
     let post = PostprocessOptions::new()
-        .with_keep_largest(args.keep_largest)
-        .with_fill_holes(args.fill_holes)
-        .with_min_size(args.min_size);
+        .with_keep_largest(args.opts.keep_largest)
+        .with_fill_holes(args.opts.fill_holes)
+        .with_min_size(args.opts.min_size);
     let opts = SessionOptions::default()
         .with_policy(policy)
         .with_axis(axis)
         .with_postprocess(post)
-        .with_cache_budget(args.cache_mb.saturating_mul(1 << 20))
-        .with_spill_budget(args.spill_mb.saturating_mul(1 << 20))
+        .with_cache_budget(args.opts.cache_mb.saturating_mul(1 << 20))
+        .with_spill_budget(args.opts.spill_mb.saturating_mul(1 << 20))
         .with_max_voxels(limits.max_voxels);
     let view = volume.view()?;
     let t = Instant::now();
@@ -941,10 +1009,10 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
         b.finish_and_clear();
     }
     let (mut mask, confidence) = session.compose(args.confidence.is_some() || args.png.is_some());
-    let pseudo = args.pseudo_labels.then(|| {
+    let pseudo = args.opts.pseudo_labels.then(|| {
         let rule = voxprompt::pipeline::pseudo::Rule {
-            min_slice: args.ignore_slices_below,
-            min_case: args.reject_case_below,
+            min_slice: args.opts.ignore_slices_below,
+            min_case: args.opts.reject_case_below,
         };
         let d = voxprompt::pipeline::pseudo::apply(&mut mask, &session.summaries(), axis as usize, &rule);
         serde_json::json!({
@@ -1056,7 +1124,8 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let cli = Cli::parse();
+    let mut cmd = command();
+    let cli = Cli::from_arg_matches_mut(&mut cmd.get_matches_mut()).unwrap_or_else(|e| e.format(&mut cmd).exit());
     let (result, input) = match cli.command {
         Command::Segment(a) => {
             let input = a.input.clone();

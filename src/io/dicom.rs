@@ -4,17 +4,28 @@
 //! rescale slope and intercept applied. Compressed transfer syntaxes are decoded by dicom-pixeldata
 //! (JPEG baseline and lossless, RLE; JPEG 2000 through OpenJPEG, linked statically).
 //!
-//! Refused, with a message naming the files: several series without a choice (the message lists them),
-//! slices of different size or orientation, a gap where a slice is missing, a gantry tilt (positions not
-//! along the normal), colour images, multi-frame instances (not read yet).
+//! A multi-frame instance gives one slice per frame, sorted with any others of its series by position:
+//! Enhanced CT and MR state each frame's position, orientation, pixel spacing and rescale in the per-frame
+//! or shared functional groups (PlanePosition, PlaneOrientation, PixelMeasures, PixelValueTransformation);
+//! a legacy multi-frame states the first frame's position at the top level and SpacingBetweenSlices, its
+//! frames taken as evenly stepped along the normal. A folder holding one multi-frame file is a series of
+//! one instance.
+//!
+//! Refused, with a message naming the files (and the frame, in a multi-frame file): several series without
+//! a choice (the message lists them), slices of different size or orientation, a gap where a slice is
+//! missing, a gantry tilt (positions not along the normal), colour images, a frame without a position,
+//! pixel data holding fewer frames than NumberOfFrames declares.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use dicom_core::header::HasLength;
+use dicom_core::value::Value as DicomValue;
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_object::mem::InMemElement;
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 
 use super::files::{open_regular, Limits};
 use crate::error::{Error, Result};
@@ -22,8 +33,12 @@ use crate::volume::{DType, Geometry, Volume};
 
 /// Most files one series may gather from a folder: enough for any CT, bounded for a folder of junk.
 const MAX_FILES: usize = 100_000;
-/// The part of a file read to learn its series and geometry (the header stops before the pixels).
+/// The part of a file read to learn its series and geometry (the header stops before the pixels); a file
+/// no longer than this is read whole at once.
 const MAX_HEADER_BYTES: u64 = 16 << 20;
+/// Most slices one volume may have, the frames of multi-frame instances included: a file declaring millions
+/// of one-pixel frames must not make millions of headers.
+const MAX_SLICES: usize = 100_000;
 /// Relative tolerance for "the same spacing" and "along the normal".
 const TOLERANCE: f64 = 1e-3;
 
@@ -41,7 +56,10 @@ pub struct SeriesInfo {
 pub struct Instance {
     pub sop_class_uid: String,
     pub sop_instance_uid: String,
-    /// ImagePositionPatient (LPS, mm) as the file states it.
+    /// The frame's number (1-based) in a multi-frame instance; `None` for a single-frame one.
+    pub frame: Option<u32>,
+    /// ImagePositionPatient (LPS, mm) as the file states it (for a legacy multi-frame's later frames, as
+    /// computed from the first frame's).
     pub position: [f64; 3],
 }
 
@@ -87,9 +105,12 @@ pub const COPIED: [(dicom_core::Tag, dicom_core::VR); 9] = {
     ]
 };
 
-/// One instance's header: what sorting and geometry need.
+/// One frame's header: what sorting, geometry and decoding need. A single-frame instance is one slice, a
+/// multi-frame instance one per frame.
 struct Slice {
     path: PathBuf,
+    /// The frame's number in its file (1-based, as DICOM counts frames) where the file holds several.
+    frame: Option<u32>,
     sop_class_uid: String,
     sop_instance_uid: String,
     position: [f64; 3],
@@ -97,6 +118,30 @@ struct Slice {
     spacing: [f64; 2],
     rows: usize,
     columns: usize,
+    /// RescaleSlope and RescaleIntercept.
+    rescale: [f64; 2],
+}
+
+impl Slice {
+    /// The file, and the frame where the file holds several: what messages name.
+    fn name(&self) -> String {
+        match self.frame {
+            Some(f) => format!("{} frame {f}", self.path.display()),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    fn error(&self, message: impl std::fmt::Display) -> Error {
+        frame_error(&self.path, self.frame, message)
+    }
+}
+
+/// A problem of `path`, of one of its frames where it holds several.
+fn frame_error(path: &Path, frame: Option<u32>, message: impl std::fmt::Display) -> Error {
+    match frame {
+        Some(f) => Error::io(path, format!("frame {f}: {message}")),
+        None => Error::io(path, message),
+    }
 }
 
 /// The inputs as files: a folder's regular files (not its subfolders, not hidden files), or the files given.
@@ -124,21 +169,21 @@ fn list_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Opens a DICOM Part 10 file read up to `until` (or to its end), at most `max` bytes. `Ok(None)` when the
-/// file is not DICOM (no "DICM" after the 128-byte preamble).
-fn open(path: &Path, until: Option<dicom_core::Tag>, max: u64) -> Result<Option<DefaultDicomObject>> {
+/// A DICOM Part 10 file's header: its first `MAX_HEADER_BYTES` read, parsed up to the pixel data. `Ok(None)`
+/// when the file is not DICOM (no "DICM" after the 128-byte preamble).
+fn open_header(path: &Path) -> Result<Option<DefaultDicomObject>> {
     let (file, len) = open_regular(path)?;
-    if until.is_none() && len > max {
-        return Err(Error::TooLarge(format!("{}: {len} bytes, more than the {max} allowed", path.display())));
-    }
-    let mut bytes = Vec::with_capacity(len.min(max) as usize);
-    BufReader::new(file.take(max)).read_to_end(&mut bytes).map_err(|e| Error::io(path, super::files::plain(&e)))?;
-    parse(&bytes, path, until)
+    let mut bytes = Vec::with_capacity(len.min(MAX_HEADER_BYTES) as usize);
+    BufReader::new(file.take(MAX_HEADER_BYTES))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, super::files::plain(&e)))?;
+    parse(&bytes, path, Some(tags::PIXEL_DATA))
 }
 
-/// `open` over bytes in memory (`path` names them in messages). Every declared length is checked against
-/// the bytes that are there first (`check_lengths`): dicom-parser reserves and zeroes what an element
-/// declares before it reads, so a 5 kB file declaring a 4 GB element would take 4 GB of the host's memory.
+/// A Part 10 stream in memory, parsed up to `until` or to its end (`path` names it in messages). Every
+/// declared length is checked against the bytes that are there first (`check_lengths`): dicom-parser
+/// reserves and zeroes what an element declares before it reads, so a 5 kB file declaring a 4 GB element
+/// would take 4 GB of the host's memory.
 fn parse(bytes: &[u8], path: &Path, until: Option<dicom_core::Tag>) -> Result<Option<DefaultDicomObject>> {
     if !has_magic(bytes) {
         return Ok(None);
@@ -328,13 +373,46 @@ fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
     e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).trim().to_owned())
 }
 
-fn floats(obj: &DefaultDicomObject, tag: dicom_core::Tag, n: usize, what: &str, path: &Path) -> Result<Vec<f64>> {
-    let e = obj.element_opt(tag).ok().flatten().ok_or_else(|| Error::io(path, format!("no {what}")))?;
-    let v = e.to_multi_float64().map_err(|_| Error::io(path, format!("{what} is not {n} numbers")))?;
+/// `n` finite numbers from an element, or what is wrong with them.
+fn floats(e: Option<&InMemElement>, n: usize, what: &str) -> std::result::Result<Vec<f64>, String> {
+    let e = e.ok_or_else(|| format!("no {what}"))?;
+    let v = e.to_multi_float64().map_err(|_| format!("{what} is not {n} numbers"))?;
     if v.len() != n || v.iter().any(|x| !x.is_finite()) {
-        return Err(Error::io(path, format!("{what} is not {n} finite numbers: {v:?}")));
+        return Err(format!("{what} is not {n} finite numbers: {v:?}"));
     }
     Ok(v)
+}
+
+/// NumberOfFrames, 1 where the instance does not state it.
+fn number_of_frames(obj: &DefaultDicomObject, path: &Path) -> Result<usize> {
+    let Some(e) = obj.get(tags::NUMBER_OF_FRAMES).filter(|e| !e.is_empty()) else { return Ok(1) };
+    match e.to_int::<i64>() {
+        Ok(n) if n >= 1 => usize::try_from(n).map_err(|_| Error::TooLarge(format!("{}: {n} frames", path.display()))),
+        Ok(n) => Err(Error::io(path, format!("NumberOfFrames is {n}"))),
+        Err(_) => Err(Error::io(path, "NumberOfFrames is not a number")),
+    }
+}
+
+/// The item of functional group `group` that a functional groups item holds.
+fn in_group(groups: &InMemDicomObject, group: dicom_core::Tag, tag: dicom_core::Tag) -> Option<&InMemElement> {
+    groups.get(group)?.items()?.first()?.get(tag)
+}
+
+/// An attribute of frame `f` (0-based): from its own functional group (its item of the
+/// PerFrameFunctionalGroupsSequence), else from the shared one, else from the top level of the data set,
+/// where single-frame and legacy multi-frame instances state it.
+fn frame_attr(
+    obj: &DefaultDicomObject,
+    f: usize,
+    group: dicom_core::Tag,
+    tag: dicom_core::Tag,
+) -> Option<&InMemElement> {
+    let items = |seq| obj.get(seq).and_then(|e| e.items());
+    items(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .and_then(|p| p.get(f))
+        .and_then(|g| in_group(g, group, tag))
+        .or_else(|| items(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)?.first().and_then(|g| in_group(g, group, tag)))
+        .or_else(|| obj.get(tag))
 }
 
 fn uint(obj: &DefaultDicomObject, tag: dicom_core::Tag, what: &str, path: &Path) -> Result<usize> {
@@ -356,7 +434,7 @@ fn has_magic(bytes: &[u8]) -> bool {
 
 /// The SeriesInstanceUID of one DICOM file.
 pub fn series_of(path: &Path) -> Result<String> {
-    let obj = open(path, Some(tags::PIXEL_DATA), MAX_HEADER_BYTES)?
+    let obj = open_header(path)?
         .ok_or_else(|| Error::io(path, "not a DICOM file (no \"DICM\" after the 128-byte preamble)"))?;
     // An anonymised series may have none: its files are then grouped under the empty UID.
     Ok(text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default())
@@ -365,12 +443,90 @@ pub fn series_of(path: &Path) -> Result<String> {
 /// Files and their headers by SeriesInstanceUID (empty where a file has none).
 type BySeries = BTreeMap<String, Vec<(PathBuf, DefaultDicomObject)>>;
 
+/// Each file among `inputs` read once and grouped by series; files that are not DICOM are skipped. The files
+/// of the series to be read (`series`, or without one the first met) keep their pixel data, still encoded,
+/// for decoding without reading the file again; the others keep their header only. What is kept is
+/// bounded as it is read: the files' bytes by `limits.max_bytes`, the voxels they declare by the limits.
+fn read_inputs(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) -> Result<BySeries> {
+    let name = inputs.first().map_or_else(String::new, |p| p.display().to_string());
+    let mut wanted: Option<String> = series.map(|s| s.trim().to_owned());
+    let (mut bytes, mut voxels) = (0u64, 0u64);
+    let mut by_series = BySeries::new();
+    for path in list_inputs(inputs)? {
+        let mut keep = |uid: &str| wanted.get_or_insert_with(|| uid.to_owned()) == uid;
+        let Some((obj, kept)) = open_once(&path, limits.max_bytes, &mut keep)? else { continue };
+        if let Some(len) = kept {
+            bytes += len;
+            if bytes > limits.max_bytes {
+                return Err(Error::TooLarge(format!(
+                    "{name}: the series' files hold more than the limit of {} MiB",
+                    limits.max_bytes >> 20
+                )));
+            }
+            let size = [tags::ROWS, tags::COLUMNS].map(|t| uint(&obj, t, "Rows and Columns", &path).unwrap_or(0));
+            voxels = voxels.saturating_add((size[0] * size[1]) as u64 * number_of_frames(&obj, &path)? as u64);
+            limits.check(&name, &[voxels], 4)?;
+        }
+        let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+        by_series.entry(uid).or_default().push((path, obj));
+    }
+    Ok(by_series)
+}
+
+/// One file, read once: whole when it is at most `MAX_HEADER_BYTES` long (most are), else its first
+/// `MAX_HEADER_BYTES` and, if `keep` wants its series, the rest (at most `max` bytes in all). Returns the
+/// object, with its pixel data if `keep` wanted it (and then the file's size), else without; `Ok(None)`
+/// when the file is not DICOM. A file whose pixel data is broken but whose series is not wanted is kept by
+/// its header, as a header-only read would have.
+fn open_once(
+    path: &Path,
+    max: u64,
+    keep: &mut dyn FnMut(&str) -> bool,
+) -> Result<Option<(DefaultDicomObject, Option<u64>)>> {
+    let (file, len) = open_regular(path)?;
+    let mut reader = BufReader::new(file);
+    let mut bytes = Vec::with_capacity(len.min(MAX_HEADER_BYTES) as usize);
+    let read = |r: &mut BufReader<std::fs::File>, n: u64, b: &mut Vec<u8>| {
+        r.take(n).read_to_end(b).map_err(|e| Error::io(path, super::files::plain(&e)))
+    };
+    read(&mut reader, MAX_HEADER_BYTES, &mut bytes)?;
+    if !has_magic(&bytes) {
+        return Ok(None);
+    }
+    let uid = |obj: &DefaultDicomObject| text(obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+    if (bytes.len() as u64) < MAX_HEADER_BYTES {
+        // The whole file is here: parsed once, to its end.
+        return match parse(&bytes, path, None) {
+            Ok(None) => Ok(None),
+            Ok(Some(obj)) if keep(&uid(&obj)) => Ok(Some((obj, Some(bytes.len() as u64)))),
+            Ok(Some(mut obj)) => {
+                obj.remove_element(tags::PIXEL_DATA);
+                Ok(Some((obj, None)))
+            }
+            // Broken after its header (in the pixels, say): refused only where its series is wanted.
+            Err(e) => match parse(&bytes, path, Some(tags::PIXEL_DATA)) {
+                Ok(Some(header)) if !keep(&uid(&header)) => Ok(Some((header, None))),
+                _ => Err(e),
+            },
+        };
+    }
+    let Some(header) = parse(&bytes, path, Some(tags::PIXEL_DATA))? else { return Ok(None) };
+    if !keep(&uid(&header)) {
+        return Ok(Some((header, None)));
+    }
+    if len > max {
+        return Err(Error::TooLarge(format!("{}: {len} bytes, more than the {max} allowed", path.display())));
+    }
+    read(&mut reader, max - bytes.len() as u64, &mut bytes)?;
+    Ok(parse(&bytes, path, None)?.map(|obj| (obj, Some(bytes.len() as u64))))
+}
+
 /// Each file's header (read up to the pixels) among `inputs` (folders and files), grouped by series; files
 /// that are not DICOM are skipped.
 fn headers(inputs: &[PathBuf]) -> Result<BySeries> {
     let mut by_series = BySeries::new();
     for path in list_inputs(inputs)? {
-        let Some(obj) = open(&path, Some(tags::PIXEL_DATA), MAX_HEADER_BYTES)? else { continue };
+        let Some(obj) = open_header(&path)? else { continue };
         let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
         by_series.entry(uid).or_default().push((path, obj));
     }
@@ -406,8 +562,8 @@ pub fn read_series_with_source(
     limits: &Limits,
 ) -> Result<(Volume, SourceSeries)> {
     let name = inputs.first().map_or_else(PathBuf::new, PathBuf::clone);
-    // Pass 1: headers only, grouped by series.
-    let mut by_series = headers(inputs)?;
+    // Each file read once, grouped by series; the wanted series' files with their encoded pixels.
+    let mut by_series = read_inputs(inputs, series, limits)?;
     if by_series.is_empty() {
         return Err(Error::io(&name, "no DICOM files found"));
     }
@@ -449,7 +605,10 @@ pub fn read_series_with_source(
 
     let mut slices = Vec::with_capacity(instances.len());
     for (path, obj) in &instances {
-        slices.push(slice_of(path, obj)?);
+        slices.extend(slices_of(path, obj, limits)?);
+        if slices.len() > MAX_SLICES {
+            return Err(Error::TooLarge(format!("{}: more than {MAX_SLICES} slices", name.display())));
+        }
     }
     let (step, normal) = sort_slices(&mut slices)?;
     let first = &slices[0];
@@ -463,10 +622,7 @@ pub fn read_series_with_source(
         orientation: first.orientation,
         pixel_spacing: first.spacing,
         spacing_between_slices: step,
-        slice_thickness: head
-            .element_opt(tags::SLICE_THICKNESS)
-            .ok()
-            .flatten()
+        slice_thickness: frame_attr(head, 0, tags::PIXEL_MEASURES_SEQUENCE, tags::SLICE_THICKNESS)
             .and_then(|e| e.to_float64().ok())
             .filter(|t| t.is_finite() && *t > 0.0),
         rows: first.rows,
@@ -477,36 +633,109 @@ pub fn read_series_with_source(
             .map(|s| Instance {
                 sop_class_uid: s.sop_class_uid.clone(),
                 sop_instance_uid: s.sop_instance_uid.clone(),
+                frame: s.frame,
                 position: s.position,
             })
             .collect(),
     };
-    drop(instances);
     let dims = [first.columns, first.rows, slices.len()];
     limits.check(&name.display().to_string(), &dims.map(|d| d as u64), 4)?;
 
-    // Pass 2: the pixels, slice by slice in position order, rescaled.
+    // The pixels, from the objects already read: file by file, each frame into its slot, rescaled.
     let n_slice = dims[0] * dims[1];
-    let mut values: Vec<f32> = Vec::with_capacity(n_slice * dims[2]);
-    let mut integral = true;
-    for s in &slices {
-        integral &= read_pixels(&s.path, n_slice, limits, &mut values)?;
-    }
+    let mut values = vec![0f32; n_slice * dims[2]];
+    let objects: HashMap<&Path, &DefaultDicomObject> = instances.iter().map(|(p, o)| (p.as_path(), o)).collect();
+    let jobs = by_file(&slices, &mut values, n_slice)
+        .into_iter()
+        .map(|(path, frames)| (objects[path], path, frames))
+        .collect();
+    let integral = decode_all(jobs)?;
     let geometry = geometry(first, step, normal);
     Ok((pack(values, integral, dims, geometry), source))
 }
 
-/// What one instance says of its place in the volume; refuses what a volume cannot hold (several frames,
-/// colour).
-fn slice_of(path: &Path, obj: &DefaultDicomObject) -> Result<Slice> {
-    if let Ok(n) = uint(obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames", path) {
-        if n > 1 {
-            return Err(Error::Unsupported(format!(
-                "{}: a multi-frame instance ({n} frames); only single-frame series are read yet",
-                path.display()
-            )));
+/// The slices grouped by file, each with its slot of `values` (`n` values a slice), the files in the order
+/// of their first slice: a multi-frame file is read once, whatever the order of its frames.
+type FileSlots<'a> = Vec<(&'a Path, Vec<(&'a Slice, &'a mut [f32])>)>;
+fn by_file<'a>(slices: &'a [Slice], values: &'a mut [f32], n: usize) -> FileSlots<'a> {
+    let mut files: FileSlots<'a> = Vec::new();
+    let mut at: HashMap<&Path, usize> = HashMap::new();
+    for (s, slot) in slices.iter().zip(values.chunks_mut(n)) {
+        let i = *at.entry(s.path.as_path()).or_insert_with(|| {
+            files.push((s.path.as_path(), Vec::new()));
+            files.len() - 1
+        });
+        files[i].1.push((s, slot));
+    }
+    files
+}
+
+/// One file's frames to decode: its object, its path, and each frame's slice with its slot.
+type Job<'a> = (&'a DefaultDicomObject, &'a Path, Vec<(&'a Slice, &'a mut [f32])>);
+
+/// `decode` of every job, on two threads where the machine has them: jobs alternate between the threads,
+/// and a file with many frames (a multi-frame instance) is split between them. Each slot is written by one
+/// job, so the values do not depend on the threads; the error returned is the first job's that failed, in
+/// the jobs' order.
+fn decode_all(jobs: Vec<Job<'_>>) -> Result<bool> {
+    // Two at most: decoding a slice is one single-threaded OpenJPEG call (jpeg2k is built without its
+    // threads feature), and a second thread halves case B's time where a core is free (BENCHMARKS.md);
+    // more would take cores from a host running other work.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
+    let mut split: Vec<Job<'_>> = Vec::with_capacity(jobs.len());
+    for (obj, path, mut frames) in jobs {
+        if threads > 1 && frames.len() > 1 {
+            let rest = frames.split_off(frames.len() / 2);
+            split.push((obj, path, frames));
+            split.push((obj, path, rest));
+        } else {
+            split.push((obj, path, frames));
         }
     }
+    if threads == 1 || split.len() == 1 {
+        return split.into_iter().try_fold(true, |all, (obj, path, frames)| Ok(all & decode(obj, path, frames)?));
+    }
+    let mut lanes: Vec<Vec<(usize, Job<'_>)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, job) in split.into_iter().enumerate() {
+        lanes[i % threads].push((i, job));
+    }
+    // Each lane stops at its first failure, and returns it with its job's index.
+    let ends: Vec<(bool, Option<(usize, Error)>)> = std::thread::scope(|scope| {
+        let lanes: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| {
+                scope.spawn(move || {
+                    let mut all = true;
+                    for (i, (obj, path, frames)) in lane {
+                        match decode(obj, path, frames) {
+                            Ok(integral) => all &= integral,
+                            Err(e) => return (all, Some((i, e))),
+                        }
+                    }
+                    (all, None)
+                })
+            })
+            .collect();
+        lanes.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut failures: Vec<(usize, Error)> = Vec::new();
+    let mut integral = true;
+    for (all, failure) in ends {
+        integral &= all;
+        failures.extend(failure);
+    }
+    match failures.into_iter().min_by_key(|(i, _)| *i) {
+        Some((_, e)) => Err(e),
+        None => Ok(integral),
+    }
+}
+
+/// What one instance says of its frames' places in the volume: one slice for a single-frame instance, one
+/// per frame for a multi-frame one, each frame's attributes from `frame_attr` (Enhanced CT and MR state them
+/// in functional groups, per frame or shared). Refuses what a volume cannot hold (colour), and more frames
+/// than `limits` allow before any is listed.
+fn slices_of(path: &Path, obj: &DefaultDicomObject, limits: &Limits) -> Result<Vec<Slice>> {
+    let frames = number_of_frames(obj, path)?;
     if let Ok(spp) = uint(obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel", path) {
         if spp != 1 {
             return Err(Error::UnsupportedDtype(format!(
@@ -515,43 +744,109 @@ fn slice_of(path: &Path, obj: &DefaultDicomObject) -> Result<Slice> {
             )));
         }
     }
-    let p = floats(obj, tags::IMAGE_POSITION_PATIENT, 3, "ImagePositionPatient", path)?;
-    let o = floats(obj, tags::IMAGE_ORIENTATION_PATIENT, 6, "ImageOrientationPatient", path)?;
-    let s = floats(obj, tags::PIXEL_SPACING, 2, "PixelSpacing", path)?;
-    if s.iter().any(|&v| v <= 0.0) {
-        return Err(Error::io(path, format!("PixelSpacing {s:?} is not positive")));
-    }
     let (rows, columns) = (uint(obj, tags::ROWS, "Rows", path)?, uint(obj, tags::COLUMNS, "Columns", path)?);
     if rows == 0 || columns == 0 {
         return Err(Error::io(path, format!("{columns}×{rows} pixels")));
     }
+    if frames > MAX_SLICES {
+        return Err(Error::TooLarge(format!("{}: {frames} frames, more than the {MAX_SLICES} read", path.display())));
+    }
+    limits.check(&path.display().to_string(), &[columns as u64, rows as u64, frames as u64], 4)?;
+    let per_frame = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items());
+    if let Some(items) = per_frame.filter(|i| i.len() != frames) {
+        return Err(Error::io(
+            path,
+            format!("{} items in PerFrameFunctionalGroupsSequence for {frames} frame(s)", items.len()),
+        ));
+    }
+    // Where any frame's own group states a position, every frame's must.
+    let positions_per_frame =
+        per_frame.is_some_and(|p| p.iter().any(|g| g.get(tags::PLANE_POSITION_SEQUENCE).is_some()));
     // An anonymised instance may leave its SOP UIDs empty in the data set; its file meta group still names it.
     let or_meta = |tag, meta: &str| {
         text(obj, tag).filter(|v| !v.is_empty()).unwrap_or_else(|| meta.trim_end_matches(['\0', ' ']).to_owned())
     };
-    Ok(Slice {
-        path: path.to_path_buf(),
-        sop_class_uid: or_meta(tags::SOP_CLASS_UID, obj.meta().media_storage_sop_class_uid()),
-        sop_instance_uid: or_meta(tags::SOP_INSTANCE_UID, obj.meta().media_storage_sop_instance_uid()),
-        position: [p[0], p[1], p[2]],
-        orientation: [o[0], o[1], o[2], o[3], o[4], o[5]],
-        spacing: [s[0], s[1]],
-        rows,
-        columns,
-    })
+    let sop_class_uid = or_meta(tags::SOP_CLASS_UID, obj.meta().media_storage_sop_class_uid());
+    let sop_instance_uid = or_meta(tags::SOP_INSTANCE_UID, obj.meta().media_storage_sop_instance_uid());
+    let mut slices = Vec::with_capacity(frames);
+    for f in 0..frames {
+        let frame = (frames > 1).then_some(f as u32 + 1);
+        let err = |m: String| frame_error(path, frame, m);
+        let o = floats(
+            frame_attr(obj, f, tags::PLANE_ORIENTATION_SEQUENCE, tags::IMAGE_ORIENTATION_PATIENT),
+            6,
+            "ImageOrientationPatient",
+        )
+        .map_err(err)?;
+        let s = floats(frame_attr(obj, f, tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING), 2, "PixelSpacing")
+            .map_err(err)?;
+        if s.iter().any(|&v| v <= 0.0) {
+            return Err(err(format!("PixelSpacing {s:?} is not positive")));
+        }
+        let rescale = |tag, default: f64| {
+            frame_attr(obj, f, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, tag)
+                .and_then(|e| e.to_float64().ok())
+                .unwrap_or(default)
+        };
+        let (slope, intercept) = (rescale(tags::RESCALE_SLOPE, 1.0), rescale(tags::RESCALE_INTERCEPT, 0.0));
+        if !(slope.is_finite() && intercept.is_finite()) {
+            return Err(err(format!("rescale slope {slope} / intercept {intercept} are not finite")));
+        }
+        let position = if positions_per_frame {
+            let own =
+                per_frame.and_then(|p| in_group(&p[f], tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT));
+            floats(own, 3, "ImagePositionPatient in its PlanePositionSequence").map_err(err)?
+        } else if f == 0 {
+            floats(
+                frame_attr(obj, 0, tags::PLANE_POSITION_SEQUENCE, tags::IMAGE_POSITION_PATIENT),
+                3,
+                "ImagePositionPatient",
+            )
+            .map_err(err)?
+        } else {
+            // A legacy multi-frame states one position, the first frame's. Its frames are taken as evenly
+            // stepped by SpacingBetweenSlices along the normal (row × column direction): nothing in such a
+            // file says more, and one whose frames run the other way is read mirrored along k.
+            let step = frame_attr(obj, 0, tags::PIXEL_MEASURES_SEQUENCE, tags::SPACING_BETWEEN_SLICES)
+                .and_then(|e| e.to_float64().ok())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .ok_or_else(|| {
+                    let what = "one ImagePositionPatient and no positive SpacingBetweenSlices";
+                    Error::io(path, format!("{frames} frames, {what}: where the frames lie is not stated"))
+                })?;
+            let first: &Slice = &slices[0];
+            let n = cross([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+            let norm = dot(n, n).sqrt();
+            (0..3).map(|a| first.position[a] + f as f64 * step * n[a] / norm).collect()
+        };
+        slices.push(Slice {
+            path: path.to_path_buf(),
+            frame,
+            sop_class_uid: sop_class_uid.clone(),
+            sop_instance_uid: sop_instance_uid.clone(),
+            position: [position[0], position[1], position[2]],
+            orientation: [o[0], o[1], o[2], o[3], o[4], o[5]],
+            spacing: [s[0], s[1]],
+            rows,
+            columns,
+            rescale: [slope, intercept],
+        });
+    }
+    Ok(slices)
 }
 
-/// One instance from bytes already in memory as a one-slice volume (1 mm thick): what the fuzzing harness
-/// drives, through the same checks and decoding as a series.
+/// One instance from bytes already in memory as a volume of its frames (one frame is 1 mm thick): what the
+/// fuzzing harness drives, through the same checks and decoding as a series.
 pub fn read_instance_from(bytes: &[u8], path: &Path, limits: &Limits) -> Result<Volume> {
     let obj = parse(bytes, path, None)?.ok_or_else(|| Error::io(path, "not a DICOM file"))?;
-    let mut slices = [slice_of(path, &obj)?];
-    let (_, normal) = sort_slices(&mut slices)?;
-    let dims = [slices[0].columns, slices[0].rows, 1];
+    let mut slices = slices_of(path, &obj, limits)?;
+    let (step, normal) = sort_slices(&mut slices)?;
+    let dims = [slices[0].columns, slices[0].rows, slices.len()];
     limits.check(&path.display().to_string(), &dims.map(|d| d as u64), 4)?;
-    let mut values = Vec::with_capacity(dims[0] * dims[1]);
-    let integral = pixels(&obj, path, dims[0] * dims[1], &mut values)?;
-    Ok(pack(values, integral, dims, geometry(&slices[0], 1.0, normal)))
+    let n = dims[0] * dims[1];
+    let mut values = vec![0f32; n * dims[2]];
+    let integral = decode(&obj, path, slices.iter().zip(values.chunks_mut(n)).collect())?;
+    Ok(pack(values, integral, dims, geometry(&slices[0], step, normal)))
 }
 
 /// Sorts by position along the normal and checks that the slices make one regular grid: same size,
@@ -563,7 +858,7 @@ fn sort_slices(slices: &mut [Slice]) -> Result<(f64, [f64; 3])> {
     let normal = cross(row, col);
     let norm = dot(normal, normal).sqrt();
     if norm.is_nan() || norm <= 0.5 {
-        return Err(Error::io(&slices[0].path, format!("ImageOrientationPatient {o:?} is not two directions")));
+        return Err(slices[0].error(format!("ImageOrientationPatient {o:?} is not two directions")));
     }
     let normal = normal.map(|v| v / norm);
     for s in slices.iter() {
@@ -572,21 +867,18 @@ fn sort_slices(slices: &mut [Slice]) -> Result<(f64, [f64; 3])> {
             && s.orientation.iter().zip(&o).all(|(a, b)| (a - b).abs() < TOLERANCE)
             && s.spacing.iter().zip(&slices[0].spacing).all(|(a, b)| (a - b).abs() <= TOLERANCE * b);
         if !same {
-            return Err(Error::io(
-                &s.path,
-                format!(
-                    "{}×{} pixels of {:?} mm, orientation {:?}: not the grid of {} ({}×{}, {:?} mm, {:?})",
-                    s.columns,
-                    s.rows,
-                    s.spacing,
-                    s.orientation,
-                    slices[0].path.display(),
-                    slices[0].columns,
-                    slices[0].rows,
-                    slices[0].spacing,
-                    o
-                ),
-            ));
+            return Err(s.error(format!(
+                "{}×{} pixels of {:?} mm, orientation {:?}: not the grid of {} ({}×{}, {:?} mm, {:?})",
+                s.columns,
+                s.rows,
+                s.spacing,
+                s.orientation,
+                slices[0].name(),
+                slices[0].columns,
+                slices[0].rows,
+                slices[0].spacing,
+                o
+            )));
         }
     }
     slices.sort_by(|a, b| dot(a.position, normal).total_cmp(&dot(b.position, normal)));
@@ -596,10 +888,11 @@ fn sort_slices(slices: &mut [Slice]) -> Result<(f64, [f64; 3])> {
     let d: Vec<f64> = slices.iter().map(|s| dot(s.position, normal)).collect();
     let steps: Vec<f64> = d.windows(2).map(|w| w[1] - w[0]).collect();
     if let Some(i) = steps.iter().position(|&s| s.abs() < 1e-4) {
-        return Err(Error::io(
-            &slices[i + 1].path,
-            format!("lies at the position of {} ({:.3} mm along the normal)", slices[i].path.display(), d[i]),
-        ));
+        return Err(slices[i + 1].error(format!(
+            "lies at the position of {} ({:.3} mm along the normal)",
+            slices[i].name(),
+            d[i]
+        )));
     }
     // The series' spacing is its most common step: a missing slice shows as one step about twice as large.
     let mut sorted = steps.clone();
@@ -608,14 +901,11 @@ fn sort_slices(slices: &mut [Slice]) -> Result<(f64, [f64; 3])> {
     for (i, &s) in steps.iter().enumerate() {
         if (s - step).abs() > TOLERANCE * step.max(1.0) * 10.0 {
             let missing = (s / step).round() as i64 - 1;
-            return Err(Error::io(
-                &slices[i + 1].path,
-                format!(
-                    "{s:.3} mm after {} where the series' spacing is {step:.3} mm: {} missing between them",
-                    slices[i].path.display(),
-                    if missing >= 1 { format!("{missing} slice(s)") } else { "an irregular step".to_string() }
-                ),
-            ));
+            return Err(slices[i + 1].error(format!(
+                "{s:.3} mm after {} where the series' spacing is {step:.3} mm: {} missing between them",
+                slices[i].name(),
+                if missing >= 1 { format!("{missing} slice(s)") } else { "an irregular step".to_string() }
+            )));
         }
     }
     // Gantry tilt: consecutive positions must move along the normal, not sideways.
@@ -628,80 +918,136 @@ fn sort_slices(slices: &mut [Slice]) -> Result<(f64, [f64; 3])> {
         if side > TOLERANCE * 10.0 * along.abs().max(1.0) {
             return Err(Error::Unsupported(format!(
                 "{}: the slices are not stacked along their normal ({side:.2} mm sideways over {along:.1} mm): a gantry tilt; resample the series first",
-                s.path.display()
+                s.name()
             )));
         }
     }
     Ok((step, normal))
 }
 
-/// Decodes one instance's pixels and appends them rescaled (slope and intercept of that instance); says
-/// whether every value is an integer that float32 holds exactly.
-fn read_pixels(path: &Path, n: usize, limits: &Limits, out: &mut Vec<f32>) -> Result<bool> {
-    let obj = open(path, None, limits.max_bytes)?.ok_or_else(|| Error::io(path, "not a DICOM file"))?;
-    pixels(&obj, path, n, out)
-}
-
-/// `read_pixels` on an object already read.
-fn pixels(obj: &DefaultDicomObject, path: &Path, n: usize, out: &mut Vec<f32>) -> Result<bool> {
+/// Decodes the frames of one instance that the volume holds (each `Slice` with its slot of the volume's
+/// values), each rescaled by its own slope and intercept; says whether every value is an integer that
+/// float32 holds exactly. Before any frame is decoded, the pixel data must hold every frame the instance
+/// declares, and no compressed frame may declare more pixels than its slice (`declared_size`).
+fn decode(obj: &DefaultDicomObject, path: &Path, frames: Vec<(&Slice, &mut [f32])>) -> Result<bool> {
     use dicom_pixeldata::PixelDecoder;
-    check_codestream(obj, path, n)?;
-    let slope = obj.element_opt(tags::RESCALE_SLOPE).ok().flatten().and_then(|e| e.to_float64().ok()).unwrap_or(1.0);
-    let intercept =
-        obj.element_opt(tags::RESCALE_INTERCEPT).ok().flatten().and_then(|e| e.to_float64().ok()).unwrap_or(0.0);
-    if !(slope.is_finite() && intercept.is_finite()) {
-        return Err(Error::io(path, format!("rescale slope {slope} / intercept {intercept} are not finite")));
-    }
-    let px = obj.decode_pixel_data().map_err(|e| Error::io(path, format!("pixel data: {}", one_line(&e))))?;
-    if px.rows() as usize * px.columns() as usize != n {
-        return Err(Error::io(path, format!("pixel data decodes to {}×{} pixels", px.columns(), px.rows())));
-    }
-    let data = px.frame_data(0).map_err(|e| Error::io(path, format!("pixel data: {}", one_line(&e))))?;
-    let (bits, stored) = (px.bits_allocated(), px.bits_stored().clamp(1, 32));
-    let signed = px.pixel_representation() == dicom_pixeldata::PixelRepresentation::Signed;
+    let Some((first, _)) = frames.first() else { return Ok(true) };
+    let n = first.rows * first.columns;
+    let declared = number_of_frames(obj, path)?;
+    let bits = uint(obj, tags::BITS_ALLOCATED, "BitsAllocated", path)?;
+    let stored = uint(obj, tags::BITS_STORED, "BitsStored", path).unwrap_or(bits).clamp(1, 32);
+    let signed = uint(obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation", path).is_ok_and(|r| r == 1);
     let width = match bits {
         8 => 1,
         16 => 2,
         32 => 4,
         b => return Err(Error::UnsupportedDtype(format!("{}: {b} bits allocated per pixel", path.display()))),
     };
-    if data.len() < n * width {
-        return Err(Error::io(path, format!("pixel data holds {} bytes, {} needed", data.len(), n * width)));
-    }
     // Bits above BitsStored are not part of the value (they may hold an overlay): masked, then the sign
     // extended from the stored high bit.
-    let shift = 32 - u32::from(stored.min(bits));
+    let shift = 32 - stored.min(bits) as u32;
+    let index = |s: &Slice| s.frame.map_or(0, |f| f as usize - 1);
+    let element = obj.get(tags::PIXEL_DATA).ok_or_else(|| Error::io(path, "no pixel data"))?;
     let mut integral = true;
-    for c in data[..n * width].chunks_exact(width) {
+    match element.value() {
+        DicomValue::Primitive(p) => {
+            let bytes = p.to_bytes();
+            let need = declared * n * width;
+            if bytes.len() < need {
+                return Err(Error::io(
+                    path,
+                    format!("pixel data holds {} bytes; {declared} frame(s) of {n} pixels need {need}", bytes.len()),
+                ));
+            }
+            for (s, out) in frames {
+                let at = index(s) * n * width;
+                integral &= rescale_into(&bytes[at..at + n * width], width, shift, signed, s.rescale, out);
+            }
+        }
+        DicomValue::PixelSequence(seq) => {
+            let starts = frame_starts(seq.fragments(), seq.offset_table(), declared).map_err(|m| Error::io(path, m))?;
+            // A compressed frame states its own size (JPEG 2000's SIZ marker, JPEG's SOF), and the decoder
+            // reserves memory for that size, not for Rows × Columns: a few bytes could claim gigabytes.
+            for (s, _) in &frames {
+                let Some((w, h, comps)) = declared_size(&seq.fragments()[starts[index(s)]]) else { continue };
+                if w * h * comps.max(1) > n as u64 * 4 {
+                    return Err(Error::TooLarge(format!(
+                        "{}: the compressed frame declares {w}×{h} pixels × {comps} components for a {n}-pixel slice",
+                        s.name()
+                    )));
+                }
+            }
+            for (s, out) in frames {
+                let fail = |e: &dyn std::fmt::Display| s.error(format!("pixel data: {}", one_line(e)));
+                let px = obj.decode_pixel_data_frame(index(s) as u32).map_err(|e| fail(&e))?;
+                if px.rows() as usize * px.columns() as usize != n {
+                    return Err(s.error(format!("pixel data decodes to {}×{} pixels", px.columns(), px.rows())));
+                }
+                let data = px.frame_data(0).map_err(|e| fail(&e))?;
+                if data.len() < n * width {
+                    return Err(s.error(format!("pixel data holds {} bytes, {} needed", data.len(), n * width)));
+                }
+                integral &= rescale_into(&data[..n * width], width, shift, signed, s.rescale, out);
+            }
+        }
+        DicomValue::Sequence(_) => return Err(Error::io(path, "pixel data is a sequence of items")),
+    }
+    Ok(integral)
+}
+
+/// Each frame's first fragment: one fragment per frame, one frame in all of them, or the fragments where
+/// the basic offset table says frames start (its offsets count each fragment's 8-byte item header).
+fn frame_starts(fragments: &[Vec<u8>], table: &[u32], frames: usize) -> std::result::Result<Vec<usize>, String> {
+    if fragments.len() == frames {
+        return Ok((0..frames).collect());
+    }
+    if frames == 1 && !fragments.is_empty() {
+        return Ok(vec![0]);
+    }
+    if table.len() != frames || fragments.is_empty() {
+        return Err(format!(
+            "{frames} frame(s) in {} fragment(s) with a basic offset table of {} entries: the frames are not all there",
+            fragments.len(),
+            table.len()
+        ));
+    }
+    let (mut k, mut offset) = (0usize, 0u64);
+    let mut starts = Vec::with_capacity(frames);
+    for &t in table {
+        while offset < u64::from(t) && k < fragments.len() {
+            offset += fragments[k].len() as u64 + 8;
+            k += 1;
+        }
+        if offset != u64::from(t) || k >= fragments.len() {
+            return Err(format!("the basic offset table's offset {t} is not where a fragment starts"));
+        }
+        starts.push(k);
+    }
+    Ok(starts)
+}
+
+/// One frame's stored values (`width` bytes each, little endian), their bits above BitsStored cut off
+/// (`shift`, `stored_value`), rescaled into `out`; whether every value is an integer float32 holds exactly.
+fn rescale_into(
+    data: &[u8],
+    width: usize,
+    shift: u32,
+    signed: bool,
+    [slope, intercept]: [f64; 2],
+    out: &mut [f32],
+) -> bool {
+    let mut integral = true;
+    for (c, o) in data.chunks_exact(width).zip(out) {
         let raw = match width {
             1 => u32::from(c[0]),
             2 => u32::from(u16::from_le_bytes([c[0], c[1]])),
             _ => u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
         };
-        let v = stored_value(raw, shift, signed);
-        let y = v * slope + intercept;
+        let y = stored_value(raw, shift, signed) * slope + intercept;
         integral &= y.fract() == 0.0 && y.abs() <= f64::from(1u32 << 24);
-        out.push(y as f32);
+        *o = y as f32;
     }
-    Ok(integral)
-}
-
-/// A compressed frame states its own size (JPEG 2000's SIZ marker, JPEG's SOF), and the decoder reserves
-/// memory for that size, not for Rows × Columns: a few bytes could claim gigabytes. So the first fragment's
-/// declared size must be at most the header's `n` pixels (times its components) before anything is decoded.
-fn check_codestream(obj: &DefaultDicomObject, path: &Path, n: usize) -> Result<()> {
-    let element = obj.element_opt(tags::PIXEL_DATA).ok().flatten();
-    let Some(first) = element.and_then(|e| e.value().fragments()).and_then(|f| f.iter().find(|f| !f.is_empty())) else {
-        return Ok(());
-    };
-    let Some((w, h, comps)) = declared_size(first) else { return Ok(()) };
-    if w * h * comps.max(1) > n as u64 * 4 {
-        return Err(Error::TooLarge(format!(
-            "{}: the compressed frame declares {w}×{h} pixels × {comps} components for a {n}-pixel slice",
-            path.display()
-        )));
-    }
-    Ok(())
+    integral
 }
 
 /// Width, height and components a JPEG 2000 codestream (SOC + SIZ) or a JPEG frame (SOFn) declares, if its
@@ -794,11 +1140,13 @@ mod tests {
             path: PathBuf::from(name),
             sop_class_uid: String::new(),
             sop_instance_uid: String::new(),
+            frame: None,
             position: [x, 0.0, z],
             orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
             spacing: [0.5, 0.5],
             rows: 4,
             columns: 4,
+            rescale: [1.0, 0.0],
         }
     }
 
@@ -836,6 +1184,20 @@ mod tests {
         assert_eq!(stored_value(0xF800, 20, true), -2048.0);
         assert_eq!(stored_value(0xF001, 20, false), 1.0);
         assert_eq!(stored_value(0x8000, 16, true), -32768.0);
+    }
+
+    #[test]
+    fn frames_are_found_among_fragments_one_each_or_by_the_offset_table() {
+        let f = |lens: &[usize]| lens.iter().map(|&n| vec![0u8; n]).collect::<Vec<_>>();
+        assert_eq!(frame_starts(&f(&[10, 20, 30]), &[], 3).unwrap(), [0, 1, 2]);
+        assert_eq!(frame_starts(&f(&[10, 20, 30]), &[], 1).unwrap(), [0]);
+        // Two frames of two fragments each: offsets count each fragment's 8-byte item header.
+        assert_eq!(frame_starts(&f(&[10, 20, 30, 40]), &[0, 46], 2).unwrap(), [0, 2]);
+        let m = frame_starts(&f(&[10, 20, 30, 40]), &[0, 40], 2).unwrap_err();
+        assert!(m.contains("offset 40 is not where a fragment starts"), "{m}");
+        let m = frame_starts(&f(&[10, 20]), &[], 3).unwrap_err();
+        assert!(m.contains("3 frame(s) in 2 fragment(s)"), "{m}");
+        assert!(frame_starts(&[], &[], 1).is_err());
     }
 
     #[test]

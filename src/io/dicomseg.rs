@@ -443,15 +443,23 @@ pub fn build(
         .iter()
         .map(|f| {
             let src = &source.instances[f.k];
-            let source_image = item([
-                el(tags::REFERENCED_SOP_CLASS_UID, VR::UI, src.sop_class_uid.as_str()),
-                el(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, src.sop_instance_uid.as_str()),
-                el(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
-                seq(
-                    tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
-                    vec![code_item(&dcm("121322", "Source image for image processing operation"), vec![])],
-                ),
-            ]);
+            // A frame of a multi-frame source is referenced by its instance and its frame number.
+            let frame_number = src.frame.map(|n| el(tags::REFERENCED_FRAME_NUMBER, VR::IS, n.to_string()));
+            let source_image = item(
+                [
+                    el(tags::REFERENCED_SOP_CLASS_UID, VR::UI, src.sop_class_uid.as_str()),
+                    el(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, src.sop_instance_uid.as_str()),
+                ]
+                .into_iter()
+                .chain(frame_number)
+                .chain([
+                    el(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
+                    seq(
+                        tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+                        vec![code_item(&dcm("121322", "Source image for image processing operation"), vec![])],
+                    ),
+                ]),
+            );
             item([
                 seq(
                     tags::DERIVATION_IMAGE_SEQUENCE,
@@ -481,10 +489,12 @@ pub fn build(
         .collect();
     put(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame));
 
-    // Common Instance Reference: every source instance.
+    // Common Instance Reference: every source instance, once however many of its frames the volume holds.
+    let mut seen = std::collections::HashSet::new();
     let instances = source
         .instances
         .iter()
+        .filter(|i| seen.insert(i.sop_instance_uid.as_str()))
         .map(|i| {
             item([
                 el(tags::REFERENCED_SOP_CLASS_UID, VR::UI, i.sop_class_uid.as_str()),
@@ -542,6 +552,7 @@ mod tests {
                 .map(|k| Instance {
                     sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
                     sop_instance_uid: format!("1.2.3.4.{}", k + 10),
+                    frame: None,
                     position: [-10.0, -20.0, 30.0 + 2.0 * k as f64],
                 })
                 .collect(),

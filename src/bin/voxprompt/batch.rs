@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
 use voxprompt::engine::Engine;
 use voxprompt::{Error, Result};
 
-use super::{engine_options, parse_list, parse_point, prepare, run_case, Cli, Command, SegmentArgs};
+use super::{engine_options, parse_list, parse_point, prepare, run_case, CaseOptions, SegmentArgs};
 
 #[derive(clap::Args)]
 pub(crate) struct BatchArgs {
@@ -60,73 +59,30 @@ pub(crate) struct BatchArgs {
     /// For a folder: an object named in words for every case (see segment).
     #[arg(long = "text", value_name = "PHRASE")]
     text: Vec<String>,
-    /// As for segment.
-    #[arg(long, default_value = "auto")]
-    modality: String,
-    /// As for segment.
-    #[arg(long, value_name = "LEVEL,WIDTH")]
-    window: Option<String>,
-    /// As for segment.
-    #[arg(long, default_value = "reseed")]
-    policy: String,
-    /// As for segment.
-    #[arg(long, default_value = "k")]
-    axis: String,
-    /// As for segment.
-    #[arg(long)]
-    keep_largest: bool,
-    /// As for segment.
-    #[arg(long)]
-    fill_holes: bool,
-    /// As for segment.
-    #[arg(long, default_value_t = 0)]
-    min_size: usize,
-    /// Model package folder; loaded once for all cases.
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// As for segment.
-    #[arg(long)]
-    ort_lib: Option<PathBuf>,
-    /// As for segment.
-    #[arg(long, default_value = "cpu")]
-    providers: String,
-    /// As for segment (the cases run one after another).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// As for segment.
-    #[arg(long)]
-    no_cpu_fallback: bool,
-    /// As for segment.
-    #[arg(long, value_name = "DIR")]
-    text_model: Option<PathBuf>,
-    /// As for segment.
-    #[arg(long)]
-    no_text_model: bool,
-    /// As for segment.
-    #[arg(long, value_name = "DIR")]
-    brain_atlas: Option<PathBuf>,
-    /// As for segment: unsure slices labelled 255 (ignore), unsure cases rejected (status "rejected", no mask
-    /// written, their report kept so a resumed run does not try again).
-    #[arg(long)]
-    pseudo_labels: bool,
-    /// As for segment.
-    #[arg(long, value_name = "CONFIDENCE", default_value_t = voxprompt::pipeline::pseudo::Rule::default().min_slice)]
-    ignore_slices_below: f32,
-    /// As for segment.
-    #[arg(long, value_name = "CONFIDENCE", default_value_t = voxprompt::pipeline::pseudo::Rule::default().min_case)]
-    reject_case_below: f32,
-    /// As for segment.
-    #[arg(long, default_value_t = voxprompt::session::DEFAULT_CACHE_BUDGET >> 20)]
-    cache_mb: usize,
-    /// As for segment.
-    #[arg(long, default_value_t = voxprompt::session::DEFAULT_SPILL_BUDGET >> 20)]
-    spill_mb: usize,
-    /// As for segment.
-    #[arg(long, value_name = "N")]
-    max_voxels: Option<u64>,
-    /// As for segment.
-    #[arg(long, value_name = "MIB")]
-    max_volume_mb: Option<u64>,
+    #[command(flatten)]
+    opts: CaseOptions,
+}
+
+/// What `batch --help` says of the options it shares with `segment` where "As for segment" (the rest) is not
+/// all a batch user needs to know. No final full stop: clap drops it from a doc comment's one sentence.
+const SHARED_HELP: [(&str, &str); 3] = [
+    ("model", "Model package folder; loaded once for all cases"),
+    ("threads", "As for segment (the cases run one after another)"),
+    (
+        "pseudo_labels",
+        "As for segment: unsure slices labelled 255 (ignore), unsure cases rejected (status \"rejected\", no mask \
+         written, their report kept so a resumed run does not try again)",
+    ),
+];
+
+/// The batch subcommand with `SHARED_HELP`'s texts on the options of `CaseOptions`: each is described once,
+/// under segment.
+pub(crate) fn with_shared_help(c: clap::Command) -> clap::Command {
+    let shared = <CaseOptions as clap::Args>::augment_args(clap::Command::new("case-options"));
+    shared.get_arguments().map(|a| a.get_id().as_str().to_owned()).fold(c, |c, id| {
+        let help = SHARED_HELP.iter().find(|(i, _)| *i == id).map_or("As for segment", |(_, h)| *h);
+        c.mut_arg(&id, |a| a.help(help).long_help(None))
+    })
 }
 
 /// The list's columns (and a JSON entry's keys).
@@ -162,12 +118,11 @@ pub(crate) fn batch(a: BatchArgs) -> Result<ExitCode> {
         Some(s) => Some(parse_shard(s)?),
     };
     let cases = read_list(&a)?;
-    let template = template(&a)?;
     // Options are checked once, before the model loads: the first case's prepare would find them anyway.
-    super::choose_mapping(&template)?;
+    super::choose_mapping(&a.opts)?;
     std::fs::create_dir_all(a.output.join(".claims")).map_err(|e| io_err(&a.output, e))?;
     let any_text = cases.iter().any(|c| !c.text.is_empty());
-    let engine = Engine::new(&engine_options(&template, any_text)?)?;
+    let engine = Engine::new(&engine_options(&a.opts, any_text)?)?;
 
     let mine: Vec<&Case> = match shard {
         Some((i, n)) => cases.iter().enumerate().filter(|(k, _)| k % n == i).map(|(_, c)| c).collect(),
@@ -221,21 +176,26 @@ pub(crate) fn batch(a: BatchArgs) -> Result<ExitCode> {
             Claim::Mine(file) => {
                 // A report whose outputs are gone marks nothing done any more.
                 let _ = std::fs::remove_file(&json);
-                let mut args = template.clone();
-                args.input = case.input.clone();
-                args.output = mask.clone();
-                args.confidence = confidence.clone();
-                args.png = png.clone();
-                args.box_ijk = case.boxes.clone();
-                args.point_ijk = case.points.clone();
-                args.text = case.text.clone();
-                args.reference = case.reference.clone();
-                args.reference_label = case.reference_label.clone();
-                args.seed_mask = case.seed_mask.clone();
-                args.box_from_reference = !case.reference_label.is_empty()
-                    && case.boxes.is_empty()
-                    && case.text.is_empty()
-                    && case.seed_mask.is_none();
+                let args = SegmentArgs {
+                    input: case.input.clone(),
+                    series: None,
+                    output: mask.clone(),
+                    box_ijk: case.boxes.clone(),
+                    box_ras: Vec::new(),
+                    reference: case.reference.clone(),
+                    reference_label: case.reference_label.clone(),
+                    box_from_reference: !case.reference_label.is_empty()
+                        && case.boxes.is_empty()
+                        && case.text.is_empty()
+                        && case.seed_mask.is_none(),
+                    png: png.clone(),
+                    json: false,
+                    point_ijk: case.points.clone(),
+                    text: case.text.clone(),
+                    seed_mask: case.seed_mask.clone(),
+                    confidence: confidence.clone(),
+                    opts: a.opts.clone(),
+                };
                 let run = prepare(&args).and_then(|p| run_case(&args, p, &engine, false)).and_then(|report| {
                     let text = serde_json::to_string_pretty(&report).expect("json");
                     voxprompt::io::output::write_file(&json, |w| {
@@ -298,7 +258,7 @@ pub(crate) fn batch(a: BatchArgs) -> Result<ExitCode> {
     eprintln!("  done     {done:>6}");
     eprintln!("  skipped  {skipped:>6}");
     eprintln!("  failed   {failed:>6}");
-    if a.pseudo_labels {
+    if a.opts.pseudo_labels {
         eprintln!("  rejected {rejected:>6}");
     }
     eprintln!("  time     {:>8.1} s", t_all.elapsed().as_secs_f64());
@@ -320,36 +280,6 @@ fn parse_shard(s: &str) -> Result<(usize, usize)> {
         Some((i, n)) if i < n => Ok((i, n)),
         _ => Err(Error::InvalidArgument(format!("--shard {s:?}: expected I/N with 0 <= I < N"))),
     }
-}
-
-/// `segment`'s arguments with clap's defaults and the batch's options shared by every case.
-fn template(a: &BatchArgs) -> Result<SegmentArgs> {
-    let parsed = Cli::try_parse_from(["voxprompt", "segment", "IN", "-o", "OUT.nii.gz"])
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    let Command::Segment(mut t) = parsed.command else { unreachable!("parsed as segment") };
-    t.modality = a.modality.clone();
-    t.window = a.window.clone();
-    t.policy = a.policy.clone();
-    t.axis = a.axis.clone();
-    t.keep_largest = a.keep_largest;
-    t.fill_holes = a.fill_holes;
-    t.min_size = a.min_size;
-    t.model = a.model.clone();
-    t.ort_lib = a.ort_lib.clone();
-    t.providers = a.providers.clone();
-    t.threads = a.threads;
-    t.no_cpu_fallback = a.no_cpu_fallback;
-    t.text_model = a.text_model.clone();
-    t.no_text_model = a.no_text_model;
-    t.brain_atlas = a.brain_atlas.clone();
-    t.pseudo_labels = a.pseudo_labels;
-    t.ignore_slices_below = a.ignore_slices_below;
-    t.reject_case_below = a.reject_case_below;
-    t.cache_mb = a.cache_mb;
-    t.spill_mb = a.spill_mb;
-    t.max_voxels = a.max_voxels;
-    t.max_volume_mb = a.max_volume_mb;
-    Ok(*t)
 }
 
 /// Whether the case report `json` says the pseudo-label rule rejected the case.
