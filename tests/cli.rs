@@ -991,3 +991,31 @@ fn batch_killed_mid_run_and_restarted_ends_as_one_clean_run() {
     }
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_prompt_free_mosaic_package_segments_the_whole_volume_without_a_prompt() {
+    // The generated SFR-contract package (tests/models.rs checks its every voxel): with no prompt the CLI
+    // makes one object of the whole volume; a box picks what lies inside it.
+    let model = data("tests/fixtures/models/tiny-mosaic");
+    let out = tmp("mosaic.nii.gz");
+    let run = |extra: &[&str]| {
+        let o = cli()
+            .arg("segment")
+            .arg(data("tests/fixtures/data/example_ct_sm.nii.gz"))
+            .arg("-o")
+            .arg(&out)
+            .arg("--model")
+            .arg(&model)
+            .args(["--modality", "ct", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        r["objects"][0]["voxels"].as_u64().unwrap()
+    };
+    assert_eq!(run(&[]), 137_564, "the whole volume: what the model finds along k");
+    let half = run(&["--box-ijk", "0,0,0,121,100,14"]);
+    assert!(half > 10_000 && half < 137_564, "{half}");
+    let _ = std::fs::remove_file(&out);
+}

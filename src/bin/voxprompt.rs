@@ -542,6 +542,13 @@ fn find_package(name: &str) -> Option<PathBuf> {
 
 /// Whether the spatial package in `dir` (the default one when None) takes text embeddings: the engine then
 /// needs the text encoder even when no --text is given.
+/// Whether the spatial model in `dir` (or the default one) is prompt-free (`mosaic`): it segments without a
+/// prompt.
+fn prompt_free(dir: Option<&Path>) -> bool {
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(default_model_dir);
+    voxprompt::model::Package::open(&dir).is_ok_and(|p| p.manifest.kind == voxprompt::model::ModelKind::Mosaic)
+}
+
 fn takes_text(dir: Option<&Path>) -> bool {
     let dir = dir.map(Path::to_path_buf).unwrap_or_else(default_model_dir);
     voxprompt::model::Package::open(&dir)
@@ -861,7 +868,12 @@ fn prepare(args: &SegmentArgs) -> Result<Prepared> {
         }
         None => Vec::new(),
     };
-    if boxes.is_empty() && seed_objects.is_empty() && args.text.is_empty() && !points.iter().any(|(_, p)| p.positive) {
+    let no_prompt =
+        boxes.is_empty() && seed_objects.is_empty() && args.text.is_empty() && !points.iter().any(|(_, p)| p.positive);
+    if no_prompt && prompt_free(args.opts.model.as_deref()) {
+        // A prompt-free model finds its structure anywhere: one object, the whole volume.
+        boxes.push(BoxIjk { min: [0; 3], max: dims.map(|d| d - 1) });
+    } else if no_prompt {
         return Err(Error::InvalidPrompt(
             "no prompt: give --box-ijk, --box-ras, --box-from-reference, --seed-mask, --text or a positive --point-ijk"
                 .into(),
