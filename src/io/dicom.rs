@@ -463,9 +463,12 @@ fn read_inputs(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) -> Res
                     limits.max_bytes >> 20
                 )));
             }
-            let size = [tags::ROWS, tags::COLUMNS].map(|t| uint(&obj, t, "Rows and Columns", &path).unwrap_or(0));
-            voxels = voxels.saturating_add((size[0] * size[1]) as u64 * number_of_frames(&obj, &path)? as u64);
-            limits.check(&name, &[voxels], 4)?;
+            // This file's frames, then all the series' so far: refused before the next file is read.
+            let [rows, columns] = [tags::ROWS, tags::COLUMNS].map(|t| uint(&obj, t, "Rows", &path).unwrap_or(0) as u64);
+            let frames = number_of_frames(&obj, &path)? as u64;
+            limits.check(&path.display().to_string(), &[columns, rows, frames], 4)?;
+            voxels = voxels.saturating_add(rows * columns * frames);
+            limits.check(&format!("{name}, the files read so far"), &[voxels], 4)?;
         }
         let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
         by_series.entry(uid).or_default().push((path, obj));
