@@ -11,6 +11,12 @@
 //! frames taken as evenly stepped along the normal. A folder holding one multi-frame file is a series of
 //! one instance.
 //!
+//! Each file is read once (`read_inputs`): whole up to 16 MiB, else its header first and the rest only if
+//! its series is the one read. The series' files keep their pixel data still encoded, their bytes bounded
+//! by `Limits::max_bytes` and the voxels they declare checked against the limits as they are read; the
+//! slices are decoded from them, on two threads where there are two cores (`decode_all`). `list_series`
+//! reads headers only.
+//!
 //! Refused, with a message naming the files (and the frame, in a multi-frame file): several series without
 //! a choice (the message lists them), slices of different size or orientation, a gap where a slice is
 //! missing, a gantry tilt (positions not along the normal), colour images, a frame without a position,
