@@ -11,6 +11,12 @@
 //! frames taken as evenly stepped along the normal. A folder holding one multi-frame file is a series of
 //! one instance.
 //!
+//! Each file is read once (`read_inputs`): whole up to 16 MiB, else its header first and the rest only if
+//! its series is the one read. The series' files keep their pixel data still encoded, their bytes bounded
+//! by `Limits::max_bytes` and the voxels they declare checked against the limits as they are read; the
+//! slices are decoded from them, on two threads where there are two cores (`decode_all`). `list_series`
+//! reads headers only.
+//!
 //! Refused, with a message naming the files (and the frame, in a multi-frame file): several series without
 //! a choice (the message lists them), slices of different size or orientation, a gap where a slice is
 //! missing, a gantry tilt (positions not along the normal), colour images, a frame without a position,
@@ -463,9 +469,12 @@ fn read_inputs(inputs: &[PathBuf], series: Option<&str>, limits: &Limits) -> Res
                     limits.max_bytes >> 20
                 )));
             }
-            let size = [tags::ROWS, tags::COLUMNS].map(|t| uint(&obj, t, "Rows and Columns", &path).unwrap_or(0));
-            voxels = voxels.saturating_add((size[0] * size[1]) as u64 * number_of_frames(&obj, &path)? as u64);
-            limits.check(&name, &[voxels], 4)?;
+            // This file's frames, then all the series' so far: refused before the next file is read.
+            let [rows, columns] = [tags::ROWS, tags::COLUMNS].map(|t| uint(&obj, t, "Rows", &path).unwrap_or(0) as u64);
+            let frames = number_of_frames(&obj, &path)? as u64;
+            limits.check(&path.display().to_string(), &[columns, rows, frames], 4)?;
+            voxels = voxels.saturating_add(rows * columns * frames);
+            limits.check(&format!("{name}, the files read so far"), &[voxels], 4)?;
         }
         let uid = text(&obj, tags::SERIES_INSTANCE_UID).unwrap_or_default();
         by_series.entry(uid).or_default().push((path, obj));
