@@ -1019,3 +1019,50 @@ fn a_prompt_free_mosaic_package_segments_the_whole_volume_without_a_prompt() {
     assert!(half > 10_000 && half < 137_564, "{half}");
     let _ = std::fs::remove_file(&out);
 }
+
+#[test]
+fn every_input_format_to_every_output_format_keeps_the_inputs_grid_and_the_reference_dice() {
+    // (input, reference, label, modality, Dice floor): a NIfTI, an NRRD and a DICOM series, each written as
+    // .nii.gz, .nrrd and .seg.nrrd; each output read back is compared with the reference on the input's grid.
+    // (The NIfTI's three outputs are the same voxels: the_output_name_chooses_… checks that, so it runs once.)
+    // Measured (default policy): case A's right kidney 0.824, breast1's lesion 0.673, case B's liver 0.97.
+    let cases = [
+        ("tests/fixtures/data/example_ct_sm.nii.gz", "tests/fixtures/data/example_seg.nii.gz", "2", "ct", 0.78),
+        ("tests/fixtures/data/breast1_image.nrrd", "tests/fixtures/data/breast1_label.nrrd", "1", "mr", 0.6),
+        ("data/totalsegmentator/example_ct_dicom", "data/totalsegmentator/example_seg_dicom.nii.gz", "5", "ct", 0.95),
+    ];
+    for (input, reference, label, modality, floor) in cases {
+        let source = read_volume(&data(input)).unwrap().volume;
+        let truth = read_volume(&data(reference)).unwrap().volume;
+        let truth = voxprompt::volume::regrid::onto_grid(&truth, source.dims, &source.geometry).unwrap();
+        let truth = truth.to_f64().unwrap();
+        let formats: &[&str] = if input.ends_with(".nii.gz") { &["nii.gz"] } else { &["nii.gz", "nrrd", "seg.nrrd"] };
+        for ext in formats {
+            let out = tmp(&format!("matrix-{label}.{ext}"));
+            let o = cli()
+                .arg("segment")
+                .arg(data(input))
+                .arg("-o")
+                .arg(&out)
+                .arg("--reference")
+                .arg(data(reference))
+                .args(["--box-from-reference", "--reference-label", label, "--modality", modality, "--threads", "2"])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{input} → {ext}: {}", String::from_utf8_lossy(&o.stderr));
+            let got = read_volume(&out).unwrap().volume;
+            assert_eq!(got.dims, source.dims, "{input} → {ext}");
+            for r in 0..3 {
+                for c in 0..4 {
+                    let (a, b) = (got.geometry.ijk_to_ras[r][c], source.geometry.ijk_to_ras[r][c]);
+                    assert!((a - b).abs() < 1e-4, "{input} → {ext}: ijk_to_ras[{r}][{c}] {a} vs {b}");
+                }
+            }
+            let want: f64 = label.parse().unwrap();
+            let d = voxprompt::ops::mask::dice(got.data.iter().map(|&m| m == 1), truth.iter().map(|&t| t == want));
+            eprintln!("{input} → {ext}: Dice {d:.4}");
+            assert!(d > floor, "{input} → {ext}: Dice {d:.4}");
+            std::fs::remove_file(&out).unwrap();
+        }
+    }
+}
