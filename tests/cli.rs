@@ -388,23 +388,31 @@ fn info_reports_runtime_providers_and_packages_and_names_a_broken_file() {
     assert_eq!(r["models"].as_array().unwrap().len(), 2);
 }
 
-#[test]
-fn a_dicom_series_is_segmented_on_its_own_grid_against_a_mask_stored_the_other_way_up() {
-    // TotalSegmentator case B: 20 JPEG 2000 lossless slices; its reference mask is a NIfTI with the rows
-    // reversed, moved onto the series' order exactly (volume::regrid) for the boxes and the Dice.
-    let series = data("data/totalsegmentator/example_ct_dicom");
-    let out = tmp("case_b.nii.gz");
-    let o = cli()
+/// TotalSegmentator case B: 20 JPEG 2000 lossless slices.
+const CASE_B: &str = "data/totalsegmentator/example_ct_dicom";
+
+/// `segment` on case B into `out` with `--json`, boxes from the reference labels `extra` names: its reference
+/// mask is a NIfTI with the rows reversed, moved onto the series' order exactly (volume::regrid) for the
+/// boxes and the Dice.
+fn case_b(out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    cli()
         .arg("segment")
-        .arg(&series)
+        .arg(data(CASE_B))
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .arg("--reference")
         .arg(data("data/totalsegmentator/example_seg_dicom.nii.gz"))
-        .args(["--reference-label", "5", "--reference-label", "1", "--box-from-reference", "--json"])
-        .args(["--modality", "ct", "--threads", "2"])
+        .args(["--box-from-reference", "--json", "--modality", "ct", "--threads", "2"])
+        .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_dicom_series_is_segmented_on_its_own_grid_against_a_mask_stored_the_other_way_up() {
+    let series = data(CASE_B);
+    let out = tmp("case_b.nii.gz");
+    let o = case_b(&out, &["--reference-label", "5", "--reference-label", "1"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let dice: Vec<f64> = r["objects"].as_array().unwrap().iter().map(|o| o["dice"].as_f64().unwrap()).collect();
@@ -579,19 +587,9 @@ fn brain_structures_by_text_use_the_atlas_under_data_and_a_missing_one_is_named(
 fn a_dicom_series_is_written_as_a_dicom_seg_that_references_its_instances() {
     use dicom_dictionary_std::tags;
     // Case B's liver from its reference box, one object with the reference policy (cheap).
-    let series = data("data/totalsegmentator/example_ct_dicom");
+    let series = data(CASE_B);
     let out = tmp("case_b.dcm");
-    let o = cli()
-        .arg("segment")
-        .arg(&series)
-        .arg("-o")
-        .arg(&out)
-        .arg("--reference")
-        .arg(data("data/totalsegmentator/example_seg_dicom.nii.gz"))
-        .args(["--reference-label", "5", "--box-from-reference", "--policy", "reference", "--json"])
-        .args(["--modality", "ct", "--threads", "2"])
-        .output()
-        .unwrap();
+    let o = case_b(&out, &["--reference-label", "5", "--policy", "reference"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let voxels = r["objects"][0]["voxels"].as_u64().unwrap();
@@ -1065,4 +1063,60 @@ fn every_input_format_to_every_output_format_keeps_the_inputs_grid_and_the_refer
             std::fs::remove_file(&out).unwrap();
         }
     }
+
+fn batch_writes_a_dicom_seg_per_dicom_series_and_fails_a_case_that_is_not_one() {
+    use dicom_dictionary_std::tags;
+    let d = batch_dir("dcm", &["a.nii.gz"]);
+    let (series, seg) = (data(CASE_B), data("data/totalsegmentator/example_seg_dicom.nii.gz"));
+    std::fs::write(
+        d.join("list.csv"),
+        format!(
+            "id,input,box_ijk,reference,reference_label\na,a.nii.gz,\"{SMALL_BOX}\",,\nb,{},,{},5\n",
+            series.display(),
+            seg.display()
+        ),
+    )
+    .unwrap();
+    let out = d.join("out");
+    let o = batch(&d.join("list.csv"), &out, &["--format", "dcm", "--confidence"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("[1/2] a: failed: InvalidArgument: ") && stderr.contains("needs a DICOM source series"),
+        "{stderr}"
+    );
+    let r = json_file(&out.join("batch-report.json"));
+    assert_eq!((with_status(&r, "failed"), with_status(&r, "ok")), (vec!["a".to_owned()], vec!["b".to_owned()]));
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("a."))
+        .collect();
+    assert!(left.is_empty(), "the refused case left {left:?}");
+
+    // The series' case: a DICOM SEG of its liver (the confidence map beside it as NIfTI, on the series' grid).
+    let own = json_file(&out.join("b.json"));
+    let (voxels, slices) = (own["objects"][0]["voxels"].as_u64().unwrap(), own["objects"][0]["slices"].as_u64());
+    assert!(voxels > 300_000, "{voxels} voxels of liver");
+    let text = |o: &dicom_object::InMemDicomObject, tag| {
+        o.element(tag).unwrap().to_str().unwrap().trim_end_matches(['\0', ' ']).to_string()
+    };
+    let dcm = dicom_object::open_file(out.join("b.dcm")).unwrap();
+    assert_eq!(text(&dcm, tags::SOP_CLASS_UID), "1.2.840.10008.5.1.4.1.1.66.4");
+    let segments = dcm.element(tags::SEGMENT_SEQUENCE).unwrap().items().unwrap();
+    assert_eq!(text(&segments[0], tags::SEGMENT_LABEL), "reference label 5");
+    let referenced = dcm.element(tags::REFERENCED_SERIES_SEQUENCE).unwrap().items().unwrap()[0]
+        .element(tags::REFERENCED_INSTANCE_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()
+        .len();
+    assert_eq!(referenced, 20);
+    assert_eq!(text(&dcm, tags::NUMBER_OF_FRAMES).parse::<u64>().ok(), slices);
+    let pixels = dcm.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+    assert_eq!(pixels.iter().map(|b| u64::from(b.count_ones())).sum::<u64>(), voxels);
+    let input = read_volume(&series).unwrap().volume;
+    let conf = read_volume(&out.join("b.confidence.nii.gz")).unwrap().volume;
+    assert_eq!((conf.dims, conf.geometry), (input.dims, input.geometry));
+    std::fs::remove_dir_all(&d).unwrap();
 }

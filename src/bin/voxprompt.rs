@@ -1021,12 +1021,16 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
         b.finish_and_clear();
     }
     let (mut mask, confidence) = session.compose(args.confidence.is_some() || args.png.is_some());
+    let summaries = session.summaries();
+    // Of the mask as composed: what the prompts did, not what the pseudo-label rule then blanks out.
+    let reports: serde_json::Value =
+        serde_json::from_str(&session.reports_json_with(&mask, &summaries)).expect("the report is JSON");
     let pseudo = args.opts.pseudo_labels.then(|| {
         let rule = voxprompt::pipeline::pseudo::Rule {
             min_slice: args.opts.ignore_slices_below,
             min_case: args.opts.reject_case_below,
         };
-        let d = voxprompt::pipeline::pseudo::apply(&mut mask, &session.summaries(), axis as usize, &rule);
+        let d = voxprompt::pipeline::pseudo::apply(&mut mask, &summaries, axis as usize, &rule);
         serde_json::json!({
             "accepted": d.accepted, "case_confidence": d.case_confidence, "ignore_label": voxprompt::pipeline::pseudo::IGNORE,
             "ignored_slices": d.ignored_slices, "min_slice": rule.min_slice, "min_case": rule.min_case,
@@ -1046,12 +1050,12 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
             }
             OutputFormat::Nrrd => outputs.set.write(slot, |w| io::nrrd::write_mask_to(w, true, &mask, g))?,
             OutputFormat::SegNrrd => {
-                let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
+                let labels: Vec<u8> = summaries.iter().map(|s| s.label).collect();
                 let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
                 outputs.set.write(slot, |w| io::segnrrd::write_to(w, &mask, g, &segments))?
             }
             OutputFormat::DicomSeg => {
-                let labels: Vec<u8> = session.summaries().iter().map(|s| s.label).collect();
+                let labels: Vec<u8> = summaries.iter().map(|s| s.label).collect();
                 let segments = slicer_segments(&labels, &named, &args.reference_label, &engine.resolver.vocab);
                 let source = loaded.dicom.as_ref().expect("checked after reading: the input is a DICOM series");
                 let created = io::dicomseg::Created::now()?;
@@ -1078,12 +1082,15 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
 
     let st = &run.stats;
     let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e3 * 100.0).round() / 100.0;
-    let reports: serde_json::Value = serde_json::from_str(&session.reports_json()).expect("the report is JSON");
     let prompts_of = |label: u8| {
         reports.as_array().into_iter().flatten().find(|r| r["label"] == label).map(|r| r["prompts"].clone())
     };
+    let mut voxels = [0usize; 256];
+    for &v in &mask.data {
+        voxels[v as usize] += 1;
+    }
     let mut objs = Vec::new();
-    for s in session.summaries() {
+    for s in &summaries {
         let n = s.label as usize - 1;
         let d = match (&reference, args.reference_label.get(n)) {
             (Some(r), Some(&l)) => {
@@ -1091,14 +1098,13 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
             }
             _ => None,
         };
-        let voxels = mask.data.iter().filter(|&&v| v == s.label).count();
         let per_slice: Vec<_> = s
             .per_slice
             .iter()
             .map(|p| serde_json::json!({"slice": p.slice, "area": p.area, "iou_pred": p.iou, "confidence": p.confidence}))
             .collect();
         objs.push(serde_json::json!({
-            "label": s.label, "box_ijk": boxes.get(n).map(|b| [b.min, b.max]), "voxels": voxels,
+            "label": s.label, "box_ijk": boxes.get(n).map(|b| [b.min, b.max]), "voxels": voxels[s.label as usize],
             "slices": s.slices, "mean_iou_pred": s.mean_iou, "confidence": s.confidence, "dice": d,
             "reference_label": args.reference_label.get(n), "per_slice": per_slice,
             "prompts": prompts_of(s.label),

@@ -11,8 +11,9 @@ use std::fmt::Write;
 use super::Session;
 use crate::concept::report::{quote, resolution_json};
 use crate::concept::{Domain, Resolution};
+use crate::pipeline::compose::ObjectSummary;
 use crate::prompt::{Hint, PromptKind, Source};
-use crate::volume::BoxIjk;
+use crate::volume::{BoxIjk, U8Volume};
 
 /// What one prompt did.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,13 +76,22 @@ impl Session {
     /// One report per object, in the session's order, against the mask `compose` gives now.
     pub fn reports(&self) -> Vec<ObjectReport> {
         let (mask, _) = self.compose(false);
+        self.reports_with(&mask, &self.summaries())
+    }
+
+    /// `reports` against the `mask` and `summaries` that `compose` and `summaries` give now, for a host that
+    /// has them already: composing and summarising again would cost a pass over every object's slices.
+    pub fn reports_with(&self, mask: &U8Volume, summaries: &[ObjectSummary]) -> Vec<ObjectReport> {
         let [w, h, _] = self.image.dims;
-        let summaries = self.summaries();
+        let mut counts = [0usize; 256];
+        for &v in &mask.data {
+            counts[v as usize] += 1;
+        }
         let mut out = Vec::new();
         for o in &self.objects.list {
             let label = o.prompts.label;
             let mine = |i: usize| mask.data[i] == label;
-            let voxels = mask.data.iter().filter(|&&v| v == label).count();
+            let voxels = counts[label as usize];
             let region = |inside: usize, size: usize| Contribution::Region {
                 voxels: size,
                 result_inside: share(inside, voxels),
@@ -147,9 +157,15 @@ impl Session {
 
     /// `reports` as a JSON array (the C ABI's and the CLI's form; see `vxp_session_report`).
     pub fn reports_json(&self) -> String {
+        let (mask, _) = self.compose(false);
+        self.reports_json_with(&mask, &self.summaries())
+    }
+
+    /// `reports_json` from `reports_with`.
+    pub fn reports_json_with(&self, mask: &U8Volume, summaries: &[ObjectSummary]) -> String {
         let vocab = self.text.as_ref().map(|c| c.resolver.vocab.clone());
         let objects: Vec<String> = self
-            .reports()
+            .reports_with(mask, summaries)
             .iter()
             .map(|r| {
                 let prompts: Vec<String> = r.prompts.iter().map(|p| prompt_json(p, vocab.as_deref())).collect();

@@ -33,7 +33,8 @@ pub(crate) struct BatchArgs {
     /// `batch-report.json` and `.claims/`.
     #[arg(short, long, value_name = "OUTDIR")]
     output: PathBuf,
-    /// Mask format: nii.gz, nii, nrrd or seg.nrrd.
+    /// Mask format: nii.gz, nii, nrrd, seg.nrrd or dcm (a DICOM SEG, as segment writes it: a case whose input
+    /// is not a DICOM series fails, and the others run).
     #[arg(long, default_value = "nii.gz")]
     format: String,
     /// Also write `<id>.confidence.nii.gz` (`.nrrd` for the NRRD formats).
@@ -111,7 +112,9 @@ pub(crate) fn batch(a: BatchArgs) -> Result<ExitCode> {
         "nii" => ("nii", "nii"),
         "nrrd" => ("nrrd", "nrrd"),
         "seg.nrrd" => ("seg.nrrd", "nrrd"),
-        other => return Err(bad(format!("--format {other:?}: expected nii.gz, nii, nrrd or seg.nrrd"))),
+        // A confidence map is no segmentation: DICOM SEG has no place for it.
+        "dcm" => ("dcm", "nii.gz"),
+        other => return Err(bad(format!("--format {other:?}: expected nii.gz, nii, nrrd, seg.nrrd or dcm"))),
     };
     let shard = match &a.shard {
         None => None,
