@@ -1063,7 +1063,9 @@ fn every_input_format_to_every_output_format_keeps_the_inputs_grid_and_the_refer
             std::fs::remove_file(&out).unwrap();
         }
     }
+}
 
+#[test]
 fn batch_writes_a_dicom_seg_per_dicom_series_and_fails_a_case_that_is_not_one() {
     use dicom_dictionary_std::tags;
     let d = batch_dir("dcm", &["a.nii.gz"]);
