@@ -5,7 +5,7 @@ export VXP_ORT_LIB := $(ORT_LIB)
 CARGO ?= cargo
 OUT ?= out/demo
 
-.PHONY: all setup build demo install slicer-package test-slicer-package wheel test-wheel test test-header test-symbols test-plugin test-hosts test-c test-install test-itk fuzz test-fuzz clean-out
+.PHONY: all setup build demo install slicer-package test-slicer-package wheel test-wheel test test-header test-symbols test-plugin test-hosts test-c test-install test-itk test-readme fuzz test-fuzz clean-out
 
 all: build
 
@@ -79,8 +79,8 @@ install: $(ORT_LIB) build
 
 # C and C++ hosts (Debian packages: cmake pkg-config zlib1g-dev valgrind libc6-dbg libinsighttoolkit5-dev; .ci/run
 # installs them): a C99 program under valgrind and ASan/UBSan, the installed copy through pkg-config and
-# CMake, and the ITK example, which must produce the CLI's mask exactly.
-test-hosts: test-c test-install test-itk test-slicer-package test-wheel
+# CMake, and the ITK example, which must produce the CLI's mask exactly; then README.md's examples.
+test-hosts: test-c test-install test-itk test-slicer-package test-wheel test-readme
 
 test-c: $(ORT_LIB)
 	$(CARGO) build --locked
@@ -91,6 +91,11 @@ test-install: $(ORT_LIB)
 
 test-itk: $(ORT_LIB) build
 	scripts/test-itk
+
+# Every README.md example marked `<!-- ci: run -->` (one per subcommand), run with the release binary in a
+# temporary folder; a failing one is named by its line. A minute or so on two cores.
+test-readme: $(ORT_LIB) build
+	scripts/test-readme
 
 # The self-contained 3D Slicer module folder (module, libvoxprompt, ONNX Runtime, models, licences) and its
 # .tar.gz under target/slicer-package; the test unpacks it in a clean folder and segments from there.
