@@ -39,7 +39,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Segment objects in a volume from box prompts and write a label mask on the input grid.
+    /// Segment objects in a volume from boxes, points, seed masks or text (a prompt-free model needs none) and
+    /// write a label mask on the input grid.
     Segment(Box<SegmentArgs>),
     /// Segment every case of a folder, CSV or JSON list with one engine, resumably and in shards (several
     /// processes may share a list): `<id>.nii.gz` and `<id>.json` per case, `batch-report.json`.
