@@ -13,58 +13,10 @@ use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io::read_volume;
 use voxprompt::model::{Segmenter, SessionConfig};
 use voxprompt::pipeline::mosaic::boxes::segment_boxes;
-use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};
+use voxprompt::volume::intensity::map_to_u8;
 
-struct Case {
-    id: &'static str,
-    image: &'static str,
-    labels: &'static str,
-    mapping: IntensityMapping,
-    /// The structures measured: (label, name).
-    structures: &'static [(u8, &'static str)],
-}
-
-const ORGANS_A: &[(u8, &str)] = &[(5, "liver"), (1, "spleen"), (2, "kidney R"), (3, "kidney L"), (6, "stomach")];
-const ORGANS_B: &[(u8, &str)] = &[(5, "liver"), (1, "spleen"), (6, "stomach"), (52, "aorta")];
-const LESION: &[(u8, &str)] = &[(1, "lesion")];
-
-const CASES: &[Case] = &[
-    Case {
-        id: "tsA-full",
-        image: "data/totalsegmentator/example_ct.nii.gz",
-        labels: "data/totalsegmentator/example_seg_fast_force_split.nii.gz",
-        mapping: IntensityMapping::CT,
-        structures: ORGANS_A,
-    },
-    Case {
-        id: "tsB",
-        image: "data/totalsegmentator/example_ct_dicom",
-        labels: "data/totalsegmentator/example_seg_dicom.nii.gz",
-        mapping: IntensityMapping::CT,
-        structures: ORGANS_B,
-    },
-    Case {
-        id: "lung1",
-        image: "data/pyradiomics/lung1_image.nrrd",
-        labels: "data/pyradiomics/lung1_label.nrrd",
-        mapping: IntensityMapping::CT,
-        structures: LESION,
-    },
-    Case {
-        id: "brain1",
-        image: "data/pyradiomics/brain1_image.nrrd",
-        labels: "data/pyradiomics/brain1_label.nrrd",
-        mapping: IntensityMapping::MR,
-        structures: LESION,
-    },
-    Case {
-        id: "breast1",
-        image: "data/pyradiomics/breast1_image.nrrd",
-        labels: "data/pyradiomics/breast1_label.nrrd",
-        mapping: IntensityMapping::MR,
-        structures: LESION,
-    },
-];
+/// The cases of the mosaic table in BENCHMARKS.md (lung2 and brain2 were not in that run).
+const CASES: [&str; 5] = ["tsA-full", "tsB", "lung1", "brain1", "breast1"];
 
 const GRIDS: [usize; 3] = [1, 2, 3];
 
@@ -88,7 +40,7 @@ fn main() {
     let mut dice_sum = [0f64; GRIDS.len()];
     let mut time = [Duration::ZERO; GRIDS.len()];
     let (mut rows, mut slices_total) = (0usize, 0usize);
-    for case in CASES {
+    for case in common::DATA_CASES.iter().filter(|c| CASES.contains(&c.id)) {
         let img = read_volume(&common::root().join(case.image)).expect("image").volume;
         let lab = read_volume(&common::root().join(case.labels)).expect("labels").volume;
         // Case B's mask is stored with its rows reversed: moved onto the series' grid exactly.

@@ -11,72 +11,7 @@ use voxprompt::io::read_volume;
 use voxprompt::model::SessionConfig;
 use voxprompt::ops::mask::dice;
 use voxprompt::session::SessionOptions;
-use voxprompt::volume::intensity::IntensityMapping;
 use voxprompt::volume::BoxIjk;
-
-struct Case {
-    id: &'static str,
-    image: &'static str,
-    labels: &'static str,
-    mapping: IntensityMapping,
-    structures: &'static [(u8, &'static str)],
-}
-
-const ORGANS_A: &[(u8, &str)] = &[(5, "liver"), (1, "spleen"), (2, "kidney R"), (3, "kidney L"), (6, "stomach")];
-const ORGANS_B: &[(u8, &str)] = &[(5, "liver"), (1, "spleen"), (6, "stomach"), (52, "aorta")];
-const LESION: &[(u8, &str)] = &[(1, "lesion")];
-
-const CASES: &[Case] = &[
-    Case {
-        id: "tsA-full",
-        image: "data/totalsegmentator/example_ct.nii.gz",
-        labels: "data/totalsegmentator/example_seg_fast_force_split.nii.gz",
-        mapping: IntensityMapping::CT,
-        structures: ORGANS_A,
-    },
-    Case {
-        id: "tsB",
-        image: "data/totalsegmentator/example_ct_dicom",
-        labels: "data/totalsegmentator/example_seg_dicom.nii.gz",
-        mapping: IntensityMapping::CT,
-        structures: ORGANS_B,
-    },
-    Case {
-        id: "lung1",
-        image: "data/pyradiomics/lung1_image.nrrd",
-        labels: "data/pyradiomics/lung1_label.nrrd",
-        mapping: IntensityMapping::CT,
-        structures: LESION,
-    },
-    Case {
-        id: "lung2",
-        image: "data/pyradiomics/lung2_image.nrrd",
-        labels: "data/pyradiomics/lung2_label.nrrd",
-        mapping: IntensityMapping::CT,
-        structures: LESION,
-    },
-    Case {
-        id: "brain1",
-        image: "data/pyradiomics/brain1_image.nrrd",
-        labels: "data/pyradiomics/brain1_label.nrrd",
-        mapping: IntensityMapping::MR,
-        structures: LESION,
-    },
-    Case {
-        id: "brain2",
-        image: "data/pyradiomics/brain2_image.nrrd",
-        labels: "data/pyradiomics/brain2_label.nrrd",
-        mapping: IntensityMapping::MR,
-        structures: LESION,
-    },
-    Case {
-        id: "breast1",
-        image: "data/pyradiomics/breast1_image.nrrd",
-        labels: "data/pyradiomics/breast1_label.nrrd",
-        mapping: IntensityMapping::MR,
-        structures: LESION,
-    },
-];
 
 const THRESHOLDS: [f32; 5] = [0.5, 0.6, 0.7, 0.8, 0.9];
 
@@ -116,7 +51,7 @@ fn main() {
     );
     let mut pooled = Vec::new();
     let mut structures = Vec::new();
-    for case in CASES {
+    for case in common::DATA_CASES {
         let img = read_volume(&common::root().join(case.image)).expect("image").volume;
         let lab = read_volume(&common::root().join(case.labels)).expect("labels").volume;
         let lab = voxprompt::volume::regrid::onto_grid(&lab, img.dims, &img.geometry).expect("label grid");

@@ -26,3 +26,52 @@ pub fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{name}, {} logical CPUs", std::thread::available_parallelism().map_or(0, |n| n.get()))
 }
+
+/// A DATA.md volume with its reference labels, and the structures a benchmark measures on it.
+pub struct Case {
+    pub id: &'static str,
+    pub image: &'static str,
+    pub labels: &'static str,
+    pub mapping: voxprompt::volume::intensity::IntensityMapping,
+    /// (label, name).
+    pub structures: &'static [(u8, &'static str)],
+}
+
+const ORGANS_A: &[(u8, &str)] = &[(5, "liver"), (1, "spleen"), (2, "kidney R"), (3, "kidney L"), (6, "stomach")];
+const ORGANS_B: &[(u8, &str)] = &[(5, "liver"), (1, "spleen"), (6, "stomach"), (52, "aorta")];
+const LESION: &[(u8, &str)] = &[(1, "lesion")];
+
+const fn case(
+    id: &'static str,
+    image: &'static str,
+    labels: &'static str,
+    ct: bool,
+    structures: &'static [(u8, &'static str)],
+) -> Case {
+    use voxprompt::volume::intensity::IntensityMapping;
+    Case { id, image, labels, mapping: if ct { IntensityMapping::CT } else { IntensityMapping::MR }, structures }
+}
+
+/// The DATA.md cases with reference masks: TotalSegmentator A at 3 mm (112 slices) and B (its DICOM series),
+/// and the pyradiomics lesions.
+pub const DATA_CASES: &[Case] = &[
+    case(
+        "tsA-full",
+        "data/totalsegmentator/example_ct.nii.gz",
+        "data/totalsegmentator/example_seg_fast_force_split.nii.gz",
+        true,
+        ORGANS_A,
+    ),
+    case(
+        "tsB",
+        "data/totalsegmentator/example_ct_dicom",
+        "data/totalsegmentator/example_seg_dicom.nii.gz",
+        true,
+        ORGANS_B,
+    ),
+    case("lung1", "data/pyradiomics/lung1_image.nrrd", "data/pyradiomics/lung1_label.nrrd", true, LESION),
+    case("lung2", "data/pyradiomics/lung2_image.nrrd", "data/pyradiomics/lung2_label.nrrd", true, LESION),
+    case("brain1", "data/pyradiomics/brain1_image.nrrd", "data/pyradiomics/brain1_label.nrrd", false, LESION),
+    case("brain2", "data/pyradiomics/brain2_image.nrrd", "data/pyradiomics/brain2_label.nrrd", false, LESION),
+    case("breast1", "data/pyradiomics/breast1_image.nrrd", "data/pyradiomics/breast1_label.nrrd", false, LESION),
+];

@@ -30,7 +30,7 @@ use crate::pipeline::compose::{self, ObjectSummary, Overlap};
 use crate::pipeline::mosaic;
 use crate::pipeline::policy::Policy;
 use crate::pipeline::postprocess::{self, PostprocessOptions};
-use crate::pipeline::result::{StackResult, Stats};
+use crate::pipeline::result::{SliceOut, StackResult, Stats};
 use crate::pipeline::slice::cache::{CacheStats, EmbeddingCache};
 use crate::pipeline::slice::frame::Frame;
 use crate::pipeline::slice::spill::Spill;
@@ -484,14 +484,7 @@ impl Session {
             results.push(slices);
         }
         for (&k, slices) in todo.iter().zip(results) {
-            let o = &mut self.objects.list[k];
-            o.result = Some(ObjectResult {
-                policy: self.opts.policy,
-                postprocess: self.opts.postprocess,
-                prompts: o.prompts.clone(),
-                stack: StackResult { orientation, slices },
-            });
-            report.full.push(o.prompts.label);
+            report.full.push(self.install(k, orientation, slices));
         }
         self.history.checkpoint(self.objects.clone(), self.opts.history);
         report.cache = self.cache.stats();
@@ -593,14 +586,7 @@ impl Session {
 
         // Everything succeeded: install the new results, then checkpoint them.
         for (&k, slices) in plan.full.iter().zip(full_results) {
-            let o = &mut self.objects.list[k];
-            o.result = Some(ObjectResult {
-                policy: self.opts.policy,
-                postprocess: self.opts.postprocess,
-                prompts: o.prompts.clone(),
-                stack: StackResult { orientation, slices },
-            });
-            report.full.push(o.prompts.label);
+            report.full.push(self.install(k, orientation, slices));
         }
         for (&k, slices) in plan.refine.iter().zip(refined_results) {
             let o = &mut self.objects.list[k];
@@ -619,6 +605,18 @@ impl Session {
         report.stats.slices_encoded = report.slices_encoded;
         report.time = t0.elapsed();
         Ok(report)
+    }
+
+    /// Makes `slices` object `k`'s new result, computed under the current options; returns its label.
+    fn install(&mut self, k: usize, orientation: Orientation, slices: Vec<Option<Arc<SliceOut>>>) -> u8 {
+        let o = &mut self.objects.list[k];
+        o.result = Some(ObjectResult {
+            policy: self.opts.policy,
+            postprocess: self.opts.postprocess,
+            prompts: o.prompts.clone(),
+            stack: StackResult { orientation, slices },
+        });
+        o.prompts.label
     }
 
     fn results(&self) -> Vec<(u8, &StackResult)> {
