@@ -469,7 +469,7 @@ impl Session {
         for &k in &todo {
             let p = &spatial[k];
             let mut slices = if p.prior_only {
-                mosaic::select::seed_slices(p.seed.as_deref().map(|s| s.as_slice()), orientation, grid)
+                strategy::prior_seed_slices(p.seed.as_deref().map(|s| s.as_slice()), orientation, found.dims)
             } else {
                 mosaic::select::object_slices(&found, p, orientation)
             };

@@ -81,26 +81,6 @@ pub fn object_slices(found: &StackOut, p: &Spatial, orientation: Orientation) ->
         .collect()
 }
 
-/// A prior-only object (its seed is its result, as for the slice models): the seed's slices along the
-/// stack, probability 0.75 inside.
-pub fn seed_slices(seed: Option<&[u8]>, orientation: Orientation, grid: [usize; 3]) -> ObjectSlices {
-    let [w, h, d] = orientation.stack_dims(grid);
-    let Some(seed) = seed else { return vec![None; d] };
-    (0..d)
-        .map(|z| {
-            let mut out = SliceOut::empty(w * h);
-            orientation.for_each_in_slice(grid, z, |i, g| {
-                if seed[g] != 0 {
-                    out.mask[i] = 1;
-                    out.prob[i] = 191;
-                    out.area += 1;
-                }
-            });
-            (out.area > 0).then_some(out)
-        })
-        .collect()
-}
-
 /// The bounding box of a seed mask on the grid (i fastest).
 fn seed_box(seed: &[u8], grid: [usize; 3]) -> Option<BoxIjk> {
     let (mut min, mut max) = ([usize::MAX; 3], [0usize; 3]);

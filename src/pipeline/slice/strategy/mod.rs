@@ -27,6 +27,7 @@ use crate::pipeline::policy::Policy;
 use crate::pipeline::postprocess::{postprocess_slices, PostprocessOptions};
 use crate::pipeline::result::{ObjectSlices, SliceOut};
 use crate::prompt::resolve::Spatial;
+use crate::volume::reslice::Orientation;
 use crate::volume::BoxIjk;
 
 /// What the strategies read from the session's settings.
@@ -82,18 +83,23 @@ pub fn prior_slices<M: SliceModel>(
     p: &Spatial,
     settings: &Settings,
 ) -> Vec<Option<Arc<SliceOut>>> {
-    let [w, h, d] = stack.volume.dims;
-    let mut slices = match &p.seed {
-        Some(m) => seed_slices_at(stack, m, PRIOR_PROB),
-        None => vec![None; d],
-    };
-    for s in slices.iter_mut().flatten() {
-        s.iou = 0.0;
-    }
+    let [w, h, _] = stack.volume.dims;
+    let mut slices = prior_seed_slices(p.seed.as_deref().map(|m| m.as_slice()), stack.orientation, stack.volume.dims);
     if !settings.postprocess.is_noop() {
         postprocess_slices(&mut slices, w, h, &settings.postprocess);
     }
     slices.into_iter().map(|s| s.map(Arc::new)).collect()
+}
+
+/// A prior-only object's seed as slices along a stack of `stack_dims` (every model kind's, before its own
+/// post-processing): probability 0.75 inside, IoU 0.
+pub fn prior_seed_slices(seed: Option<&[u8]>, orientation: Orientation, stack_dims: [usize; 3]) -> ObjectSlices {
+    let Some(m) = seed else { return vec![None; stack_dims[2]] };
+    let mut slices = seed_slices_on(orientation, stack_dims, m, PRIOR_PROB);
+    for s in slices.iter_mut().flatten() {
+        s.iou = 0.0;
+    }
+    slices
 }
 
 /// The probability byte of a voxel inside a prior-only result: 0.75.
@@ -101,17 +107,17 @@ const PRIOR_PROB: u8 = 191;
 
 /// A seed mask on the input grid as coarse slices along the stack: probability 1 inside, 0 outside, IoU 1.
 fn seed_slices<M: SliceModel>(stack: &Stack<'_, M>, m: &[u8]) -> ObjectSlices {
-    seed_slices_at(stack, m, 255)
+    seed_slices_on(stack.orientation, stack.volume.dims, m, 255)
 }
 
-/// `seed_slices` with probability byte `inside` inside the mask.
-fn seed_slices_at<M: SliceModel>(stack: &Stack<'_, M>, m: &[u8], inside: u8) -> ObjectSlices {
-    let [w, h, d] = stack.volume.dims;
-    let grid = stack.orientation.grid_dims(stack.volume.dims);
+/// `seed_slices` along any stack of `stack_dims`, with probability byte `inside` inside the mask.
+fn seed_slices_on(orientation: Orientation, stack_dims: [usize; 3], m: &[u8], inside: u8) -> ObjectSlices {
+    let [w, h, d] = stack_dims;
+    let grid = orientation.grid_dims(stack_dims);
     let mut out: ObjectSlices = vec![None; d];
     for (z, slot) in out.iter_mut().enumerate() {
         let mut s = SliceOut::empty(w * h);
-        stack.orientation.for_each_in_slice(grid, z, |i, g| {
+        orientation.for_each_in_slice(grid, z, |i, g| {
             let on = m[g] != 0;
             s.mask[i] = on as u8;
             s.prob[i] = if on { inside } else { 0 };
