@@ -9,9 +9,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io::read_volume;
-use voxprompt::model::{Segmenter, SessionConfig};
+use voxprompt::model::Segmenter;
 use voxprompt::pipeline::mosaic::boxes::segment_boxes;
 use voxprompt::volume::intensity::map_to_u8;
 
@@ -21,13 +20,7 @@ const CASES: [&str; 5] = ["tsA-full", "tsB", "lung1", "brain1", "breast1"];
 const GRIDS: [usize; 3] = [1, 2, 3];
 
 fn main() {
-    let engine = Engine::new(&EngineOptions {
-        ort_library: Some(common::ort_lib()),
-        model_dirs: vec![common::root().join("models/litemedsam")],
-        session: SessionConfig { threads: 2, ..Default::default() },
-        brain_atlas: None,
-    })
-    .expect("engine");
+    let engine = common::litemedsam_engine();
     let Segmenter::Slice(model) = &engine.models.segmenter else { unreachable!("litemedsam is a sam2d package") };
     println!("# slice mosaics vs per-slice, LiteMedSAM, per-slice reference boxes ({})", common::machine());
     println!(

@@ -6,9 +6,7 @@
 
 mod common;
 
-use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io::read_volume;
-use voxprompt::model::SessionConfig;
 use voxprompt::ops::mask::dice;
 use voxprompt::session::SessionOptions;
 use voxprompt::volume::BoxIjk;
@@ -35,13 +33,7 @@ fn row(id: &str, slices: &[(f32, f64)]) {
 }
 
 fn main() {
-    let engine = Engine::new(&EngineOptions {
-        ort_library: Some(common::ort_lib()),
-        model_dirs: vec![common::root().join("models/litemedsam")],
-        session: SessionConfig { threads: 2, ..Default::default() },
-        brain_atlas: None,
-    })
-    .expect("engine");
+    let engine = common::litemedsam_engine();
     println!("# pseudo-label confidence vs Dice, LiteMedSAM, default policy, reference boxes ({})", common::machine());
     println!(
         "{:<9} {:>6} | {}",

@@ -75,3 +75,14 @@ pub const DATA_CASES: &[Case] = &[
     case("brain2", "data/pyradiomics/brain2_image.nrrd", "data/pyradiomics/brain2_label.nrrd", false, LESION),
     case("breast1", "data/pyradiomics/breast1_image.nrrd", "data/pyradiomics/breast1_label.nrrd", false, LESION),
 ];
+
+/// An engine over the LiteMedSAM package with two threads, as the accuracy benchmarks run it.
+pub fn litemedsam_engine() -> voxprompt::engine::Engine {
+    voxprompt::engine::Engine::new(&voxprompt::engine::EngineOptions {
+        ort_library: Some(ort_lib()),
+        model_dirs: vec![root().join("models/litemedsam")],
+        session: voxprompt::model::SessionConfig { threads: 2, ..Default::default() },
+        brain_atlas: None,
+    })
+    .expect("engine over ONNX Runtime and models/litemedsam")
+}
