@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 ORT_LIB := $(CURDIR)/.deps/onnxruntime/lib/libonnxruntime.so.1.32.0
 export VXP_ORT_LIB := $(ORT_LIB)
+# The optional `openvino` encoder provider (#18): OpenVINO's CPU runtime from its official wheel.
+OPENVINO_LIB := $(CURDIR)/.deps/openvino/lib/libopenvino_c.so.2640
+export VXP_OPENVINO_LIB := $(OPENVINO_LIB)
 CARGO ?= cargo
 OUT ?= out/demo
 
@@ -12,11 +15,14 @@ all: build
 $(ORT_LIB):
 	scripts/setup-onnxruntime
 
+$(OPENVINO_LIB):
+	scripts/setup-openvino
+
 data/.setup-done:
 	scripts/setup-data
 	touch $@
 
-setup: $(ORT_LIB) data/.setup-done
+setup: $(ORT_LIB) $(OPENVINO_LIB) data/.setup-done
 
 build:
 	$(CARGO) build --release --locked

@@ -15,96 +15,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use common::{box_kind, BOX_KINDS as VARIANTS, LABELLED as CASES};
 use voxprompt::engine::{Engine, EngineOptions};
 use voxprompt::io::read_volume;
 use voxprompt::model::SessionConfig;
 use voxprompt::pipeline::policy::Policy;
 use voxprompt::session::{Session, SessionOptions};
-use voxprompt::volume::intensity::{map_to_u8, IntensityMapping};
+use voxprompt::volume::intensity::map_to_u8;
 use voxprompt::volume::BoxIjk;
-
-struct Case {
-    id: &'static str,
-    image: &'static str,
-    labels: &'static str,
-    mapping: IntensityMapping,
-}
-
-const CASES: &[Case] = &[
-    Case {
-        id: "tsA",
-        image: "data/totalsegmentator/example_ct_sm.nii.gz",
-        labels: "data/totalsegmentator/example_seg.nii.gz",
-        mapping: IntensityMapping::CT,
-    },
-    Case {
-        id: "tsA-full",
-        image: "data/totalsegmentator/example_ct.nii.gz",
-        labels: "data/totalsegmentator/example_seg_fast_force_split.nii.gz",
-        mapping: IntensityMapping::CT,
-    },
-    Case {
-        id: "tsC",
-        image: "data/totalsegmentator/aorta_report_example_ct.nii.gz",
-        labels: "data/totalsegmentator/heart.nii.gz",
-        mapping: IntensityMapping::CT,
-    },
-    Case {
-        id: "brain1",
-        image: "data/pyradiomics/brain1_image.nrrd",
-        labels: "data/pyradiomics/brain1_label.nrrd",
-        mapping: IntensityMapping::MR,
-    },
-    Case {
-        id: "brain2",
-        image: "data/pyradiomics/brain2_image.nrrd",
-        labels: "data/pyradiomics/brain2_label.nrrd",
-        mapping: IntensityMapping::MR,
-    },
-    Case {
-        id: "breast1",
-        image: "data/pyradiomics/breast1_image.nrrd",
-        labels: "data/pyradiomics/breast1_label.nrrd",
-        mapping: IntensityMapping::MR,
-    },
-    Case {
-        id: "lung1",
-        image: "data/pyradiomics/lung1_image.nrrd",
-        labels: "data/pyradiomics/lung1_label.nrrd",
-        mapping: IntensityMapping::CT,
-    },
-    Case {
-        id: "lung2",
-        image: "data/pyradiomics/lung2_image.nrrd",
-        labels: "data/pyradiomics/lung2_label.nrrd",
-        mapping: IntensityMapping::CT,
-    },
-];
-
-const VARIANTS: [&str; 3] = ["tight", "grown20", "mid-third"];
-
-fn variant(b: BoxIjk, dims: [usize; 3], v: &str) -> BoxIjk {
-    match v {
-        "grown20" => {
-            let mut g = b;
-            for a in 0..3 {
-                let ext = (b.max[a] - b.min[a] + 1) as f64;
-                let pad = (ext * 0.1).round() as usize;
-                g.min[a] = b.min[a].saturating_sub(pad);
-                g.max[a] = (b.max[a] + pad).min(dims[a] - 1);
-            }
-            g
-        }
-        "mid-third" => {
-            let n = b.max[2] - b.min[2] + 1;
-            let mut g = b;
-            g.min[2] = b.min[2] + n / 3;
-            g.max[2] = (b.min[2] + (2 * n) / 3).saturating_sub(1).max(g.min[2]);
-            g
-        }
-        _ => b,
-    }
-}
 
 fn dice(mask: &[u8], label: u8, labels: &[f64], value: f64) -> f64 {
     voxprompt::ops::mask::dice(mask.iter().map(|&m| m == label), labels.iter().map(|&l| l == value))
@@ -194,7 +112,7 @@ fn main() {
             }
             let mut d = [[0.0f64; 2]; 3];
             for (vi, v) in VARIANTS.iter().enumerate() {
-                let b = variant(tb, dims, v);
+                let b = box_kind(tb, dims, v);
                 let mut areas = vec![[0usize; 5]; dims[2]];
                 for (pi, p) in policies.iter().enumerate() {
                     session.clear();

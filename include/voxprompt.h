@@ -229,9 +229,10 @@ const char *vxp_result_name(uint32_t result);
  * ABI minor version: bumped when functions or fields are added compatibly (4: `vxp_result_name`,
  * `vxp_options_set_cpu_fallback`; 6: `vxp_engine_lookup_concept`, `vxp_engine_complete_concepts`; 7:
  * `vxp_options_set_max_voxels`, `VXP_RESULT_TOO_LARGE`; 8: `vxp_options_set_spill_budget`; 9:
- * `vxp_session_report`, `vxp_options_set_brain_atlas`).
+ * `vxp_session_report`, `vxp_options_set_brain_atlas`; 10: the "openvino" provider,
+ * `vxp_options_set_precision`, `vxp_options_set_openvino_library`).
  */
-#define VXP_ABI_VERSION_MINOR 9
+#define VXP_ABI_VERSION_MINOR 10
 
 /**
  * Returns the library version and what it was built against, e.g.
@@ -431,10 +432,12 @@ vxp_result vxp_options_add_model_dir(struct vxp_options *options,
                                      const char *dir);
 
 /**
- * Sets the execution providers in order of preference, comma-separated: "cpu", "cuda", "tensorrt"
- * (e.g. "tensorrt,cuda,cpu"). A GPU provider that cannot be used is skipped with a reason the engine
+ * Sets the execution providers in order of preference, comma-separated: "cpu", "cuda", "tensorrt",
+ * "openvino" (e.g. "tensorrt,cuda,cpu"). A provider that cannot be used is skipped with a reason the engine
  * reports (`vxp_engine_provider`); when none registers, the engine runs on CPU unless
- * `vxp_options_set_cpu_fallback` turned that off.
+ * `vxp_options_set_cpu_fallback` turned that off. "openvino" (ABI 0.10) runs the image encoder on
+ * OpenVINO's CPU plugin (`vxp_options_set_openvino_library`) and the other graphs on ONNX Runtime's CPU
+ * provider; it is used only where it is faster at the same masks, which BENCHMARKS.md measures.
  *
  * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
  * the options are unchanged).
@@ -444,6 +447,35 @@ vxp_result vxp_options_add_model_dir(struct vxp_options *options,
  */
 vxp_result vxp_options_set_providers(struct vxp_options *options,
                                      const char *providers);
+
+/**
+ * Sets how exactly the encoder computes: "exact" (the default: fp32, the reference's masks) or "fast"
+ * (lower precision where the provider has it: bf16 on OpenVINO on CPUs with bf16; other providers run
+ * exact). Fast mode changes masks within the accuracy gate BENCHMARKS.md measures; `vxp_engine_provider`
+ * says " (bf16)" after the provider's name when that is what runs. Added in ABI 0.10.
+ *
+ * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
+ * the options are unchanged).
+ *
+ * # Safety
+ * `options` must be a live handle; `precision` a NUL-terminated string.
+ */
+vxp_result vxp_options_set_precision(struct vxp_options *options,
+                                     const char *precision);
+
+/**
+ * Sets the path of OpenVINO's C library (`libopenvino_c.so.2640`, from the `openvino` wheel's `libs/`
+ * folder; its core, CPU plugin, ONNX front end and oneTBB must lie next to it) for the "openvino" provider.
+ * Default: `VXP_OPENVINO_LIB`, else the library next to libvoxprompt.so. One OpenVINO per process: an
+ * engine asking for another one than the first falls back with that reason. Added in ABI 0.10.
+ *
+ * Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+ *
+ * # Safety
+ * `options` must be a live handle; `path` a NUL-terminated string.
+ */
+vxp_result vxp_options_set_openvino_library(struct vxp_options *options,
+                                            const char *path);
 
 /**
  * Sets the engine's total thread count (0 = all cores). With two or more, the engine runs two workers (the
@@ -560,7 +592,8 @@ void vxp_engine_free(struct vxp_engine *engine);
 
 /**
  * Copies a description of the execution provider that really runs the model into `buf`: its name ("cpu",
- * "cuda" or "tensorrt"), followed, when requested providers were skipped, by "; " and each reason.
+ * "cuda", "tensorrt" or "openvino"), then " (bf16)" when its encoder computes below f32 (fast mode), then,
+ * when requested providers were skipped, "; " and each reason.
  * `*needed` (if not NULL) receives the full length without the NUL, also when the buffer is too small.
  *
  * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_BUFFER_TOO_SMALL` (buf untouched).

@@ -78,6 +78,14 @@ impl Engine {
         self.models.segmenter.provider().0
     }
 
+    /// The element type the spatial model's encoder computes in ("f32"; "bf16" in fast mode on OpenVINO).
+    pub fn encoder_precision(&self) -> &str {
+        match &self.models.segmenter {
+            crate::model::Segmenter::Slice(m) => &m.encoder_precision,
+            crate::model::Segmenter::Mosaic(_) => "f32",
+        }
+    }
+
     /// Why requested execution providers were not used, for every graph of the spatial model.
     pub fn fallback_reasons(&self) -> &[String] {
         self.models.segmenter.provider().1

@@ -72,6 +72,54 @@ pub fn runtime(requested: Option<&Path>) -> Result<&'static Runtime> {
     Ok(RUNTIME.get_or_init(|| Runtime { path, version, env }))
 }
 
+/// Environment variable naming OpenVINO's C library (`libopenvino_c.so.*`), for the `openvino` provider.
+pub const OPENVINO_LIB_ENV: &str = "VXP_OPENVINO_LIB";
+const OPENVINO_LIB_NAMES: [&str; 2] = ["libopenvino_c.so.2640", "libopenvino_c.so"];
+
+static OPENVINO: OnceLock<PathBuf> = OnceLock::new();
+
+/// Loads OpenVINO's C API for the process, once: `requested` wins over `VXP_OPENVINO_LIB`, which wins over a
+/// library next to `libvoxprompt.so` (or the executable). Like ONNX Runtime's, the bindings keep the first
+/// library for the life of the process, so a later request for another one is an error, not ignored.
+/// `Err` says why OpenVINO cannot be used, for the provider's fallback report.
+pub fn openvino(requested: Option<&Path>) -> std::result::Result<&'static Path, String> {
+    let _guard = INIT.lock();
+    let candidate = match (requested, std::env::var_os(OPENVINO_LIB_ENV).filter(|p| !p.is_empty())) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => {
+            let dirs =
+                [own_library_dir(), std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf))];
+            dirs.into_iter()
+                .flatten()
+                .flat_map(|dir| OPENVINO_LIB_NAMES.map(|name| dir.join(name)))
+                .find(|p| p.exists())
+                .ok_or_else(|| {
+                    format!(
+                        "no OpenVINO library given: set {OPENVINO_LIB_ENV} (scripts/setup-openvino installs one) or \
+                         put {} next to libvoxprompt.so",
+                        OPENVINO_LIB_NAMES[0]
+                    )
+                })?
+        }
+    };
+    let path = std::fs::canonicalize(&candidate).map_err(|e| format!("{}: {e}", candidate.display()))?;
+    if let Some(loaded) = OPENVINO.get() {
+        return if *loaded == path {
+            Ok(loaded)
+        } else {
+            Err(format!(
+                "OpenVINO is already loaded from {} in this process; {} cannot be loaded as well",
+                loaded.display(),
+                path.display()
+            ))
+        };
+    }
+    openvino_sys::library::load_from(path.clone())?;
+    log::info!("OpenVINO loaded from {}", path.display());
+    Ok(OPENVINO.get_or_init(|| path))
+}
+
 /// The variable ONNX Runtime reads when it creates its environment.
 pub const TELEMETRY_ENV: &str = "ORT_DISABLE_TELEMETRY";
 

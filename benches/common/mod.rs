@@ -86,3 +86,91 @@ pub fn litemedsam_engine() -> voxprompt::engine::Engine {
     })
     .expect("engine over ONNX Runtime and models/litemedsam")
 }
+
+/// A DATA.md volume whose every label is a target (the policy and precision benchmarks).
+pub struct Labelled {
+    pub id: &'static str,
+    pub image: &'static str,
+    pub labels: &'static str,
+    pub mapping: voxprompt::volume::intensity::IntensityMapping,
+}
+
+/// Every DATA.md volume with a label map: TotalSegmentator A (30 and 112 slices) and C, the pyradiomics lesions.
+pub const LABELLED: &[Labelled] = &[
+    Labelled {
+        id: "tsA",
+        image: "data/totalsegmentator/example_ct_sm.nii.gz",
+        labels: "data/totalsegmentator/example_seg.nii.gz",
+        mapping: voxprompt::volume::intensity::IntensityMapping::CT,
+    },
+    Labelled {
+        id: "tsA-full",
+        image: "data/totalsegmentator/example_ct.nii.gz",
+        labels: "data/totalsegmentator/example_seg_fast_force_split.nii.gz",
+        mapping: voxprompt::volume::intensity::IntensityMapping::CT,
+    },
+    Labelled {
+        id: "tsC",
+        image: "data/totalsegmentator/aorta_report_example_ct.nii.gz",
+        labels: "data/totalsegmentator/heart.nii.gz",
+        mapping: voxprompt::volume::intensity::IntensityMapping::CT,
+    },
+    Labelled {
+        id: "brain1",
+        image: "data/pyradiomics/brain1_image.nrrd",
+        labels: "data/pyradiomics/brain1_label.nrrd",
+        mapping: voxprompt::volume::intensity::IntensityMapping::MR,
+    },
+    Labelled {
+        id: "brain2",
+        image: "data/pyradiomics/brain2_image.nrrd",
+        labels: "data/pyradiomics/brain2_label.nrrd",
+        mapping: voxprompt::volume::intensity::IntensityMapping::MR,
+    },
+    Labelled {
+        id: "breast1",
+        image: "data/pyradiomics/breast1_image.nrrd",
+        labels: "data/pyradiomics/breast1_label.nrrd",
+        mapping: voxprompt::volume::intensity::IntensityMapping::MR,
+    },
+    Labelled {
+        id: "lung1",
+        image: "data/pyradiomics/lung1_image.nrrd",
+        labels: "data/pyradiomics/lung1_label.nrrd",
+        mapping: voxprompt::volume::intensity::IntensityMapping::CT,
+    },
+    Labelled {
+        id: "lung2",
+        image: "data/pyradiomics/lung2_image.nrrd",
+        labels: "data/pyradiomics/lung2_label.nrrd",
+        mapping: voxprompt::volume::intensity::IntensityMapping::CT,
+    },
+];
+
+/// The prompts of the accuracy tables: the reference mask's tight 3D box, that box grown by 20 % (10 % per
+/// side and axis), and the tight box cut to the middle third of its slices.
+pub const BOX_KINDS: [&str; 3] = ["tight", "grown20", "mid-third"];
+
+#[allow(clippy::needless_range_loop)] // the three axes index four arrays
+pub fn box_kind(b: voxprompt::volume::BoxIjk, dims: [usize; 3], v: &str) -> voxprompt::volume::BoxIjk {
+    match v {
+        "grown20" => {
+            let mut g = b;
+            for a in 0..3 {
+                let ext = (b.max[a] - b.min[a] + 1) as f64;
+                let pad = (ext * 0.1).round() as usize;
+                g.min[a] = b.min[a].saturating_sub(pad);
+                g.max[a] = (b.max[a] + pad).min(dims[a] - 1);
+            }
+            g
+        }
+        "mid-third" => {
+            let n = b.max[2] - b.min[2] + 1;
+            let mut g = b;
+            g.min[2] = b.min[2] + n / 3;
+            g.max[2] = (b.min[2] + (2 * n) / 3).saturating_sub(1).max(g.min[2]);
+            g
+        }
+        _ => b,
+    }
+}

@@ -373,9 +373,17 @@ struct CaseOptions {
     /// ONNX Runtime library (else VXP_ORT_LIB, else next to the executable).
     #[arg(long)]
     ort_lib: Option<PathBuf>,
-    /// Execution providers in order of preference.
+    /// Execution providers in order of preference: cpu, cuda, tensorrt, openvino (the image encoder on
+    /// OpenVINO's CPU plugin, from --openvino-lib).
     #[arg(long, default_value = "cpu")]
     providers: String,
+    /// exact (fp32, the reference's masks) or fast (bf16 on OpenVINO where the CPU has it; masks within the
+    /// accuracy gate of BENCHMARKS.md).
+    #[arg(long, default_value = "exact")]
+    precision: String,
+    /// OpenVINO's C library for --providers openvino (else VXP_OPENVINO_LIB, else next to the executable).
+    #[arg(long, value_name = "PATH")]
+    openvino_lib: Option<PathBuf>,
     /// Threads for the whole engine (0 = all cores): two workers with half of them each, all of them for
     /// refinement.
     #[arg(long, default_value_t = 0)]
@@ -424,7 +432,7 @@ struct CaseOptions {
 
 /// `segment --help` lists its options in this order (they read as a user looks for them, the case's own and
 /// `CaseOptions` interleaved); an option missing here is listed after them, in declaration order.
-const SEGMENT_HELP_ORDER: [&str; 35] = [
+const SEGMENT_HELP_ORDER: [&str; 37] = [
     "series",
     "output",
     "box_ijk",
@@ -439,6 +447,8 @@ const SEGMENT_HELP_ORDER: [&str; 35] = [
     "model",
     "ort_lib",
     "providers",
+    "precision",
+    "openvino_lib",
     "threads",
     "no_cpu_fallback",
     "point_ijk",
@@ -943,7 +953,13 @@ fn engine_options(opts: &CaseOptions, text: bool) -> Result<EngineOptions> {
                 text_model_dir(&opts.text_model, opts.no_text_model)
             })
             .collect(),
-        session: SessionConfig { providers, threads: opts.threads, strict: opts.no_cpu_fallback },
+        session: SessionConfig {
+            providers,
+            threads: opts.threads,
+            strict: opts.no_cpu_fallback,
+            precision: voxprompt::model::Precision::parse(&opts.precision)?,
+            openvino_library: opts.openvino_lib.clone(),
+        },
         brain_atlas: if text { brain_atlas(&opts.brain_atlas)? } else { None },
     })
 }
@@ -1118,6 +1134,7 @@ fn run_case(args: &SegmentArgs, case: Prepared, engine: &Engine, bar: bool) -> R
         "input": args.input, "output": args.output, "dims": dims,
         "policy": policy.name(), "axis": axis_name,
         "provider": engine.provider().name(),
+        "encoder_precision": engine.encoder_precision(),
         "provider_fallbacks": engine.fallback_reasons(),
         "onnxruntime": { "version": engine.runtime.version, "path": engine.runtime.path },
         "intensity": format!("{:?}", mapping.resolve(&view)),

@@ -58,7 +58,13 @@ pub unsafe extern "C" fn vxp_engine_new(options: *const vxp_options, out: *mut *
         let opts = EngineOptions {
             ort_library: o.ort_library.clone(),
             model_dirs: o.model_dirs.clone(),
-            session: SessionConfig { providers: o.providers.clone(), threads: o.threads, strict: !o.cpu_fallback },
+            session: SessionConfig {
+                providers: o.providers.clone(),
+                threads: o.threads,
+                strict: !o.cpu_fallback,
+                precision: o.precision,
+                openvino_library: o.openvino_library.clone(),
+            },
             brain_atlas: o.brain_atlas.clone(),
         };
         match Engine::new(&opts) {
@@ -93,7 +99,8 @@ pub unsafe extern "C" fn vxp_engine_free(engine: *mut vxp_engine) {
 }
 
 /// Copies a description of the execution provider that really runs the model into `buf`: its name ("cpu",
-/// "cuda" or "tensorrt"), followed, when requested providers were skipped, by "; " and each reason.
+/// "cuda", "tensorrt" or "openvino"), then " (bf16)" when its encoder computes below f32 (fast mode), then,
+/// when requested providers were skipped, "; " and each reason.
 /// `*needed` (if not NULL) receives the full length without the NUL, also when the buffer is too small.
 ///
 /// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_BUFFER_TOO_SMALL` (buf untouched).
@@ -116,6 +123,9 @@ pub unsafe extern "C" fn vxp_engine_provider(
             Err(r) => return r,
         };
         let mut s = e.inner.provider().name().to_string();
+        if e.inner.encoder_precision() != "f32" {
+            s.push_str(&format!(" ({})", e.inner.encoder_precision()));
+        }
         for r in e.inner.fallback_reasons() {
             s.push_str("; ");
             s.push_str(r);

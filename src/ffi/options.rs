@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::error::{boundary, fail, null_arg};
 use super::handle::{register, release, try_handle_mut, try_str, Handle, Kind};
 use super::result::vxp_result;
-use crate::model::Provider;
+use crate::model::{Precision, Provider};
 
 /// Options for `vxp_engine_new`. Create with `vxp_options_new`, release with `vxp_options_free`.
 /// One thread at a time.
@@ -21,6 +21,8 @@ pub struct vxp_options {
     pub(crate) max_voxels: u64,
     pub(crate) cpu_fallback: bool,
     pub(crate) brain_atlas: Option<crate::engine::BrainAtlasFiles>,
+    pub(crate) precision: Precision,
+    pub(crate) openvino_library: Option<PathBuf>,
 }
 
 impl Handle for vxp_options {
@@ -52,6 +54,8 @@ pub unsafe extern "C" fn vxp_options_new(out: *mut *mut vxp_options) -> vxp_resu
             max_voxels: crate::session::SessionOptions::default().max_voxels,
             cpu_fallback: true,
             brain_atlas: None,
+            precision: Precision::Exact,
+            openvino_library: None,
         });
         // SAFETY: out checked non-null.
         unsafe { *out = register(o) };
@@ -192,10 +196,12 @@ pub unsafe extern "C" fn vxp_options_add_model_dir(options: *mut vxp_options, di
     }
 }
 
-/// Sets the execution providers in order of preference, comma-separated: "cpu", "cuda", "tensorrt"
-/// (e.g. "tensorrt,cuda,cpu"). A GPU provider that cannot be used is skipped with a reason the engine
+/// Sets the execution providers in order of preference, comma-separated: "cpu", "cuda", "tensorrt",
+/// "openvino" (e.g. "tensorrt,cuda,cpu"). A provider that cannot be used is skipped with a reason the engine
 /// reports (`vxp_engine_provider`); when none registers, the engine runs on CPU unless
-/// `vxp_options_set_cpu_fallback` turned that off.
+/// `vxp_options_set_cpu_fallback` turned that off. "openvino" (ABI 0.10) runs the image encoder on
+/// OpenVINO's CPU plugin (`vxp_options_set_openvino_library`) and the other graphs on ONNX Runtime's CPU
+/// provider; it is used only where it is faster at the same masks, which BENCHMARKS.md measures.
 ///
 /// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
 /// the options are unchanged).
@@ -214,6 +220,59 @@ pub unsafe extern "C" fn vxp_options_set_providers(options: *mut vxp_options, pr
                 }
                 Err(e) => fail(e),
             },
+            Err(r) => r,
+        })
+    }
+}
+
+/// Sets how exactly the encoder computes: "exact" (the default: fp32, the reference's masks) or "fast"
+/// (lower precision where the provider has it: bf16 on OpenVINO on CPUs with bf16; other providers run
+/// exact). Fast mode changes masks within the accuracy gate BENCHMARKS.md measures; `vxp_engine_provider`
+/// says " (bf16)" after the provider's name when that is what runs. Added in ABI 0.10.
+///
+/// Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
+/// the options are unchanged).
+///
+/// # Safety
+/// `options` must be a live handle; `precision` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_precision(options: *mut vxp_options, precision: *const c_char) -> vxp_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        with_options(options, |o| match try_str(precision, "precision") {
+            Ok(s) => match Precision::parse(s) {
+                Ok(p) => {
+                    o.precision = p;
+                    vxp_result::Ok
+                }
+                Err(e) => fail(e),
+            },
+            Err(r) => r,
+        })
+    }
+}
+
+/// Sets the path of OpenVINO's C library (`libopenvino_c.so.2640`, from the `openvino` wheel's `libs/`
+/// folder; its core, CPU plugin, ONNX front end and oneTBB must lie next to it) for the "openvino" provider.
+/// Default: `VXP_OPENVINO_LIB`, else the library next to libvoxprompt.so. One OpenVINO per process: an
+/// engine asking for another one than the first falls back with that reason. Added in ABI 0.10.
+///
+/// Returns `VXP_RESULT_OK` or `VXP_RESULT_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `options` must be a live handle; `path` a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn vxp_options_set_openvino_library(
+    options: *mut vxp_options,
+    path: *const c_char,
+) -> vxp_result {
+    // SAFETY: forwarded contracts.
+    unsafe {
+        with_options(options, |o| match try_str(path, "path") {
+            Ok(p) => {
+                o.openvino_library = Some(PathBuf::from(p));
+                vxp_result::Ok
+            }
             Err(r) => r,
         })
     }

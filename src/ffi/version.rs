@@ -9,8 +9,9 @@ pub const VXP_ABI_VERSION_MAJOR: u32 = 0;
 /// ABI minor version: bumped when functions or fields are added compatibly (4: `vxp_result_name`,
 /// `vxp_options_set_cpu_fallback`; 6: `vxp_engine_lookup_concept`, `vxp_engine_complete_concepts`; 7:
 /// `vxp_options_set_max_voxels`, `VXP_RESULT_TOO_LARGE`; 8: `vxp_options_set_spill_budget`; 9:
-/// `vxp_session_report`, `vxp_options_set_brain_atlas`).
-pub const VXP_ABI_VERSION_MINOR: u32 = 9;
+/// `vxp_session_report`, `vxp_options_set_brain_atlas`; 10: the "openvino" provider,
+/// `vxp_options_set_precision`, `vxp_options_set_openvino_library`).
+pub const VXP_ABI_VERSION_MINOR: u32 = 10;
 
 /// Returns the library version and what it was built against, e.g.
 /// "voxprompt 0.1.0 (ort 2.0.0-rc.15, ONNX Runtime API 31)".

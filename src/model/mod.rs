@@ -6,6 +6,7 @@
 pub mod contract;
 pub mod manifest;
 pub mod mosaic;
+pub mod openvino;
 pub mod providers;
 pub mod sam2d;
 pub mod text_encoder;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use manifest::{Manifest, ModelKind, Package};
-pub use providers::{Provider, SessionConfig};
+pub use providers::{Precision, Provider, SessionConfig};
 pub use traits::{
     CanvasModel, Conditioned, Decoded, Embedding, EmbeddingLayout, PatchModel, Prompt2d, Prompt3d, SliceModel, Worker,
 };

@@ -14,6 +14,9 @@ pub enum Provider {
     Cpu,
     Cuda,
     TensorRt,
+    /// OpenVINO's CPU plugin for the image encoder (not an ONNX Runtime provider: the other graphs stay on
+    /// ONNX Runtime's CPU provider).
+    OpenVino,
 }
 
 impl Provider {
@@ -22,15 +25,21 @@ impl Provider {
             Provider::Cpu => "cpu",
             Provider::Cuda => "cuda",
             Provider::TensorRt => "tensorrt",
+            Provider::OpenVino => "openvino",
         }
+    }
+    /// Whether this is one of ONNX Runtime's execution providers.
+    pub fn is_ort(self) -> bool {
+        self != Provider::OpenVino
     }
     pub fn parse(s: &str) -> Result<Provider> {
         match s.trim().to_ascii_lowercase().as_str() {
             "cpu" => Ok(Provider::Cpu),
             "cuda" => Ok(Provider::Cuda),
             "tensorrt" | "trt" => Ok(Provider::TensorRt),
+            "openvino" | "ov" => Ok(Provider::OpenVino),
             other => Err(Error::InvalidArgument(format!(
-                "unknown execution provider {other:?} (expected cpu, cuda or tensorrt)"
+                "unknown execution provider {other:?} (expected cpu, cuda, tensorrt or openvino)"
             ))),
         }
     }
@@ -39,6 +48,33 @@ impl Provider {
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// How exactly the encoder computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// fp32 everywhere: the masks of the reference.
+    #[default]
+    Exact,
+    /// Lower precision where the provider offers it (OpenVINO: bf16 on CPUs with it), opt-in and measured
+    /// against exact mode by the accuracy gate (#18); providers without a faster precision run exact.
+    Fast,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Exact => "exact",
+            Precision::Fast => "fast",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Precision> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "exact" => Ok(Precision::Exact),
+            "fast" => Ok(Precision::Fast),
+            other => Err(Error::InvalidArgument(format!("unknown precision {other:?} (expected exact or fast)"))),
+        }
     }
 }
 
@@ -53,6 +89,9 @@ pub struct SessionConfig {
     pub threads: usize,
     /// Fail instead of falling back to CPU when no requested GPU provider registers.
     pub strict: bool,
+    pub precision: Precision,
+    /// OpenVINO's C library for the `openvino` provider (else `VXP_OPENVINO_LIB`, else next to the library).
+    pub openvino_library: Option<std::path::PathBuf>,
 }
 
 impl SessionConfig {
@@ -81,7 +120,13 @@ impl SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { providers: vec![Provider::Cpu], threads: 0, strict: false }
+        SessionConfig {
+            providers: vec![Provider::Cpu],
+            threads: 0,
+            strict: false,
+            precision: Precision::Exact,
+            openvino_library: None,
+        }
     }
 }
 
@@ -119,6 +164,7 @@ pub fn availability(p: Provider) -> std::result::Result<(), String> {
         Provider::Cpu => return Ok(()),
         Provider::Cuda => ep::CUDA::is_available(),
         Provider::TensorRt => ep::TensorRT::is_available(),
+        Provider::OpenVino => return crate::runtime::openvino(None).map(|_| ()),
     };
     match available {
         Ok(true) => Ok(()),
@@ -128,7 +174,7 @@ pub fn availability(p: Provider) -> std::result::Result<(), String> {
 }
 
 /// Every provider this build knows, in the order `--provider` lists them.
-pub const ALL: [Provider; 3] = [Provider::Cpu, Provider::Cuda, Provider::TensorRt];
+pub const ALL: [Provider; 4] = [Provider::Cpu, Provider::Cuda, Provider::TensorRt, Provider::OpenVino];
 
 /// On failure the builder comes back (boxed, it is large) with the reason.
 fn try_register(
@@ -136,7 +182,7 @@ fn try_register(
     p: Provider,
 ) -> std::result::Result<SessionBuilder, Box<(SessionBuilder, String)>> {
     let dispatch = match p {
-        Provider::Cpu => return Ok(builder),
+        Provider::Cpu | Provider::OpenVino => return Ok(builder),
         Provider::Cuda => ep::CUDA::default().build().error_on_failure(),
         Provider::TensorRt => tensorrt().build().error_on_failure(),
     };
@@ -151,6 +197,7 @@ fn try_register(
 
 /// One session for `build_sessions`: the graph's verified bytes, what it is (for messages), its intra-op
 /// threads and whether they spin.
+#[derive(Clone)]
 pub struct SessionJob<'a> {
     pub bytes: &'a [u8],
     pub what: &'a str,
@@ -235,7 +282,12 @@ fn build_with(
     }
     let mut reasons = Vec::new();
     let mut chosen = None;
-    for &p in &cfg.providers {
+    // OpenVINO runs only encoders (`model::openvino`); asked for alone, the other graphs run on the CPU.
+    let ort_providers: Vec<Provider> = cfg.providers.iter().copied().filter(|p| p.is_ort()).collect();
+    if ort_providers.is_empty() {
+        chosen = Some(Provider::Cpu);
+    }
+    for &p in &ort_providers {
         match try_register(builder, p) {
             Ok(b) => {
                 builder = b;

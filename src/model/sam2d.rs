@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use super::contract::{self, session_io};
 use super::manifest::{ModelKind, Package};
+use super::openvino::OvEncoder;
 use super::providers::{build_sessions, BuiltSession, Provider, SessionConfig, SessionJob};
 use super::traits::{Conditioned, Decoded, Embedding, EmbeddingLayout, Prompt2d, SliceModel, Worker};
 use crate::error::{Error, Result};
@@ -87,10 +88,25 @@ pub struct GraphProvider {
     pub provider: Provider,
 }
 
+/// The image encoder of each worker: ONNX Runtime sessions, or one OpenVINO model with a request per worker.
+enum Encoders {
+    Ort(Vec<Mutex<Session>>),
+    OpenVino(OvEncoder),
+}
+
+impl Encoders {
+    fn workers(&self) -> usize {
+        match self {
+            Encoders::Ort(s) => s.len(),
+            Encoders::OpenVino(e) => e.workers(),
+        }
+    }
+}
+
 pub struct Sam2d {
     pub name: String,
     /// One encoder and one decoder session per worker, so independent slices can run concurrently.
-    encoders: Vec<Mutex<Session>>,
+    encoders: Encoders,
     decoders: Vec<Mutex<Session>>,
     /// A decoder with every thread, for work that runs alone (interactive refinement), when the workers'
     /// decoders have fewer.
@@ -104,12 +120,66 @@ pub struct Sam2d {
     layout: EmbeddingLayout,
     /// The provider of each graph (encoder first).
     pub providers: Vec<GraphProvider>,
+    /// The element type the encoder computes in: "f32", or what OpenVINO reports it compiled ("bf16" in
+    /// fast mode on a CPU with bf16).
+    pub encoder_precision: String,
     pub fallback_reasons: Vec<String>,
     /// The decoder's conditioning inputs (`[conditioning]`): the text input's name and width, the
     /// anatomy input's name, and the text encoder package the embeddings must come from.
     text_input: Option<(String, usize)>,
     anatomy_input: Option<String>,
     pub text_encoder: Option<String>,
+}
+
+/// The encoder for a provider list with `openvino` at `at`: an ONNX Runtime GPU provider listed before it
+/// wins when it registers; then OpenVINO on the package's standard-op graph; then the providers after it (the
+/// CPU when none), unless `strict`. Returns the encoders, the provider that runs them and why others did not.
+fn openvino_or_fallback(
+    rt: &Runtime,
+    package: &Package,
+    cfg: &SessionConfig,
+    at: usize,
+    job: &SessionJob<'_>,
+    image_shape: [usize; 4],
+) -> Result<(Encoders, Provider, Vec<String>)> {
+    let workers = cfg.worker_count();
+    let ort = |providers: &[Provider], strict: bool| -> Result<(Encoders, Provider, Vec<String>)> {
+        let c = SessionConfig { providers: providers.to_vec(), strict, ..cfg.clone() };
+        let encs = build_sessions(rt, &c, &vec![job.clone(); workers])?;
+        let (provider, reasons) = (encs[0].provider, encs[0].fallback_reasons.clone());
+        Ok((Encoders::Ort(encs.into_iter().map(|b| Mutex::new(b.session)).collect()), provider, reasons))
+    };
+    let mut reasons = Vec::new();
+    let before = &cfg.providers[..at];
+    if !before.is_empty() {
+        match ort(before, true) {
+            Ok(done) => return Ok(done),
+            Err(e) => reasons.push(e.to_string()),
+        }
+    }
+    let graph = if package.manifest.graphs.contains_key("encoder_export") { "encoder_export" } else { "encoder" };
+    let bytes = package.verified_bytes(graph)?;
+    let threads = cfg.total_threads();
+    match OvEncoder::load(cfg.openvino_library.as_deref(), &bytes, image_shape, workers, threads, cfg.precision) {
+        Ok(e) => {
+            log::info!("encoder on OpenVINO ({graph}, {} inference precision, {workers} streams)", e.precision);
+            return Ok((Encoders::OpenVino(e), Provider::OpenVino, reasons));
+        }
+        Err(why) => {
+            log::warn!("encoder: execution provider not used: {why}");
+            reasons.push(why);
+        }
+    }
+    let after = &cfg.providers[at + 1..];
+    if cfg.strict && !after.iter().any(|p| p.is_ort()) {
+        return Err(Error::ProviderUnavailable(format!(
+            "encoder: none of the requested providers registered: {}",
+            reasons.join("; ")
+        )));
+    }
+    let (encoders, provider, more) = ort(if after.is_empty() { &[Provider::Cpu] } else { after }, cfg.strict)?;
+    reasons.extend(more);
+    Ok((encoders, provider, reasons))
 }
 
 impl Sam2d {
@@ -198,26 +268,44 @@ impl Sam2d {
         // threads, which spins because it never runs next to another session.
         let workers = cfg.worker_count();
         let (threads, all) = (cfg.session_threads(), cfg.total_threads());
+        let enc_job = SessionJob { bytes: &enc_bytes, what: "encoder", threads, spin: false };
+        let dec_job = SessionJob { bytes: &dec_bytes, what: "decoder", threads, spin: false };
+        let wide_job = SessionJob { bytes: &dec_bytes, what: "decoder", threads: all, spin: true };
         let mut jobs: Vec<SessionJob<'_>> = Vec::new();
-        jobs.extend((0..workers).map(|_| SessionJob { bytes: &enc_bytes, what: "encoder", threads, spin: false }));
-        jobs.extend((0..workers).map(|_| SessionJob { bytes: &dec_bytes, what: "decoder", threads, spin: false }));
+        let openvino_at = cfg.providers.iter().position(|&p| p == Provider::OpenVino);
+        if openvino_at.is_none() {
+            jobs.extend((0..workers).map(|_| enc_job.clone()));
+        }
+        jobs.extend((0..workers).map(|_| dec_job.clone()));
         if workers > 1 {
-            jobs.push(SessionJob { bytes: &dec_bytes, what: "decoder", threads: all, spin: true });
+            jobs.push(wide_job);
         }
         let mut built = build_sessions(rt, cfg, &jobs)?.into_iter();
-        let encs: Vec<BuiltSession> = built.by_ref().take(workers).collect();
+        let (encoders, enc_provider, mut reasons) = match openvino_at {
+            None => {
+                let encs: Vec<BuiltSession> = built.by_ref().take(workers).collect();
+                let (ins, outs) = session_io(&encs[0].session);
+                contract::check(&what("encoder"), enc_spec, (&ins, &outs), (&ENCODER_IN, &ENCODER_OUT))?;
+                let (provider, reasons) = (encs[0].provider, encs[0].fallback_reasons.clone());
+                (Encoders::Ort(encs.into_iter().map(|b| Mutex::new(b.session)).collect()), provider, reasons)
+            }
+            Some(at) => {
+                let image_shape = [1, CHANNELS, pre.input_size, pre.input_size];
+                openvino_or_fallback(rt, package, cfg, at, &enc_job, image_shape)?
+            }
+        };
         let decs: Vec<BuiltSession> = built.by_ref().take(workers).collect();
         let decoder_wide = built.next().map(|b| Mutex::new(b.session));
-        let (ins, outs) = session_io(&encs[0].session);
-        contract::check(&what("encoder"), enc_spec, (&ins, &outs), (&ENCODER_IN, &ENCODER_OUT))?;
         let (ins, outs) = session_io(&decs[0].session);
         contract::check(&what("decoder"), dec_spec, (&ins, &outs), (&needed, &DECODER_OUT))?;
-        let (enc_provider, dec_provider) = (encs[0].provider, decs[0].provider);
-        let mut reasons = encs[0].fallback_reasons.clone();
+        let dec_provider = decs[0].provider;
         reasons.extend(decs[0].fallback_reasons.iter().cloned());
-        let encoders: Vec<_> = encs.into_iter().map(|b| Mutex::new(b.session)).collect();
         let decoders: Vec<_> = decs.into_iter().map(|b| Mutex::new(b.session)).collect();
         let side = pre.embedding_size;
+        let encoder_precision = match &encoders {
+            Encoders::Ort(_) => "f32".to_owned(),
+            Encoders::OpenVino(e) => e.precision.clone(),
+        };
         Ok(Sam2d {
             name: m.name.clone(),
             encoders,
@@ -233,6 +321,7 @@ impl Sam2d {
                 GraphProvider { graph: "encoder", provider: enc_provider },
                 GraphProvider { graph: "decoder", provider: dec_provider },
             ],
+            encoder_precision,
             fallback_reasons: reasons,
             text_input,
             anatomy_input,
@@ -260,12 +349,16 @@ impl Sam2d {
                 out.len()
             )));
         }
-        let input = TensorRef::from_array_view(([1usize, CHANNELS, s, s], image))?;
         let i = match worker {
-            Worker::Index(n) => n % self.encoders.len(),
+            Worker::Index(n) => n,
             Worker::Wide => 0,
         };
-        let mut enc = self.encoders[i].lock();
+        let sessions = match &self.encoders {
+            Encoders::Ort(sessions) => sessions,
+            Encoders::OpenVino(e) => return e.encode(i, image, out),
+        };
+        let input = TensorRef::from_array_view(([1usize, CHANNELS, s, s], image))?;
+        let mut enc = sessions[i % sessions.len()].lock();
         let outputs = enc.run(ort::inputs![ENCODER_IN[0] => input])?;
         let (_, emb) = outputs[ENCODER_OUT[0]].try_extract_tensor::<f32>()?;
         if emb.len() != out.len() {
@@ -390,7 +483,7 @@ impl SliceModel for Sam2d {
         &self.layout
     }
     fn workers(&self) -> usize {
-        self.encoders.len()
+        self.encoders.workers()
     }
     fn conditioned(&self) -> Conditioned {
         Conditioned { text_dim: self.text_input.as_ref().map(|(_, d)| *d), anatomy: self.anatomy_input.is_some() }
