@@ -377,8 +377,8 @@ struct CaseOptions {
     /// OpenVINO's CPU plugin, from --openvino-lib).
     #[arg(long, default_value = "cpu")]
     providers: String,
-    /// exact (fp32, the reference's masks) or fast (bf16 on OpenVINO where the CPU has it; masks within the
-    /// accuracy gate of BENCHMARKS.md).
+    /// exact (fp32, the reference's masks) or fast (bf16 on OpenVINO where the CPU has it: about 2.4× the
+    /// encoder speed, but it fails the accuracy gate of BENCHMARKS.md; experimental).
     #[arg(long, default_value = "exact")]
     precision: String,
     /// OpenVINO's C library for --providers openvino (else VXP_OPENVINO_LIB, else next to the executable).

@@ -58,7 +58,8 @@ pub enum Precision {
     #[default]
     Exact,
     /// Lower precision where the provider offers it (OpenVINO: bf16 on CPUs with it), opt-in and measured
-    /// against exact mode by the accuracy gate (#18); providers without a faster precision run exact.
+    /// against exact mode by the accuracy gate (#18, `cargo bench --bench precision`), which bf16 does not
+    /// pass on every target; providers without a faster precision run exact.
     Fast,
 }
 
