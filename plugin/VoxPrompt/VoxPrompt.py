@@ -1,34 +1,41 @@
-"""VoxPrompt for 3D Slicer: prompt-based 3D segmentation (box ROI, +/- points) by libvoxprompt through ctypes.
+"""VoxPrompt for 3D Slicer: prompt- and text-driven 3D segmentation by libvoxprompt through ctypes.
 
-Thin by design: this file is UI and MRML marshalling only. Everything that talks to the library lives in
-VoxPromptLib (Slicer-free, tested by plugin/tests without Slicer). Runs happen on a worker thread (ctypes
-releases the GIL), a QTimer polls their progress, Cancel calls vxp_session_cancel.
+Thin by design: UI (Resources/UI/VoxPrompt.ui, bound to a parameter node) and MRML marshalling only. What a run
+does lives in VoxPromptLib.workflow (Slicer-free, tested by plugin/tests on the real library without Slicer):
+this file turns nodes into arrays, boxes and points, and the workflow's segments back into a segmentation node.
+Runs happen on a worker thread (ctypes releases the GIL), a QTimer polls their progress, Cancel calls
+vxp_session_cancel. The Segment Editor effect (SegmentEditorVoxPromptLib) uses the same Logic.
 """
 from __future__ import annotations
 
 import logging
 import os
+from typing import Annotated, Optional
 
-import ctk
 import numpy as np
 import qt
 import slicer
 import vtk
+from slicer import (vtkMRMLMarkupsFiducialNode, vtkMRMLMarkupsROINode, vtkMRMLScalarVolumeNode,
+                    vtkMRMLSegmentationNode)
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from VoxPromptLib import (PINNED_ONNXRUNTIME, BackgroundRun, Engine, PromptSync, RuntimeMissing, VoxPromptError,  # noqa: F401
-                          dice, open_engine)
-from VoxPromptLib.logic import segment_identity
+from VoxPromptLib import PINNED_ONNXRUNTIME, RuntimeMissing, VoxPromptError, dice
+from VoxPromptLib.workflow import (DEFAULT_CACHE_MB, SegmentationLogic, Settings, confidence_colors,
+                                   objects_from_inputs)
 
-SETTINGS_LIBRARY = "VoxPrompt/LibraryPath"
-SETTINGS_MODEL = "VoxPrompt/ModelDir"
-SEGMENT_NAME = "VoxPrompt"
-POLICY_LABELS = [("reseed", "Re-seeded (default)"), ("reference", "Reference (CVPR24 middle-out)"),
-                 ("reseed-in-box", "Re-seeded, inside the box only")]
-INTENSITY_LABELS = [("auto", "Auto (CT if values < -500 exist)"), ("ct", "CT window 40/400"),
-                    ("mr", "MR 0.5-99.5 percentiles")]
+# Application settings (QSettings), not scene parameters: where the library is and how it runs belong to the
+# machine, not to a case.
+SETTINGS_PREFIX = "VoxPrompt/"
+SETTINGS_KEYS = {"library": "LibraryPath", "model_dir": "ModelDir", "providers": "Providers",
+                 "precision": "Precision", "openvino_library": "OpenVINOLibrary", "threads": "Threads",
+                 "cache_mb": "CacheMB"}
+CONFIDENCE_COLORS = "VoxPrompt confidence"
+EFFECT_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "SegmentEditorVoxPromptLib",
+                             "SegmentEditorEffect.py")
 
 
 class VoxPrompt(ScriptedLoadableModule):
@@ -36,14 +43,57 @@ class VoxPrompt(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "VoxPrompt"
         self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = []
+        self.parent.dependencies = ["Segmentations", "Markups"]
         self.parent.contributors = ["VoxPrompt developers"]
         self.parent.helpText = (
-            "Segments one object in 3D from a box (a markups ROI) and optional positive / negative points, with "
-            "LiteMedSAM run by the VoxPrompt engine (ONNX Runtime, no Python inference). The result goes into a "
-            "segment; an optional confidence map (0 to 1 per voxel) into a scalar volume. Add points and press "
-            "Apply again to refine: slices already encoded are not encoded again.")
+            "Segments objects in 3D from boxes (markups ROIs), positive / negative points and words (\"liver; "
+            "spleen\"), with LiteMedSAM run by the VoxPrompt engine (ONNX Runtime or OpenVINO, no Python "
+            "inference). Each object becomes a segment named after its prompt; an optional confidence map (0 to 1 "
+            "per voxel) goes into a scalar volume. Refine sends only what changed. Also a Segment Editor effect.")
         self.parent.acknowledgementText = "LiteMedSAM weights: bowang-lab (Apache-2.0)."
+        slicer.app.connect("startupCompleted()", registerEditorEffect)
+
+
+def registerEditorEffect():
+    """The VoxPrompt effect in the Segment Editor (the SegmentEditorEffects layout of Slicer's extension
+    template), registered once Slicer has started."""
+    import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+    instance = effects.qSlicerSegmentEditorScriptedEffect(None)
+    instance.setPythonSource(EFFECT_SOURCE.replace("\\", "/"))
+    instance.self().register()
+
+
+@parameterNodeWrapper
+class VoxPromptParameterNode:
+    """The scene's part of the module state; the .ui's widgets bind to these names (SlicerParameterName)."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    text: str = ""
+    roi: vtkMRMLMarkupsROINode
+    positivePoints: vtkMRMLMarkupsFiducialNode
+    negativePoints: vtkMRMLMarkupsFiducialNode
+    segmentation: vtkMRMLSegmentationNode
+    policy: Annotated[str, Choice(["reseed", "reference", "reseed-in-box"])] = "reseed"
+    intensity: Annotated[str, Choice(["auto", "ct", "mr"])] = "auto"
+    confidence: bool = False
+    showConfidence: bool = False
+
+
+def loadSettings() -> Settings:
+    s, d = qt.QSettings(), Settings()
+    get = lambda field, default: s.value(SETTINGS_PREFIX + SETTINGS_KEYS[field], default)  # noqa: E731
+    return Settings(library=get("library", os.environ.get("VXP_LIB", "")) or None,
+                    model_dir=get("model_dir", "") or None, providers=get("providers", d.providers),
+                    precision=get("precision", d.precision), openvino_library=get("openvino_library", "") or None,
+                    threads=int(get("threads", d.threads)), cache_mb=int(get("cache_mb", DEFAULT_CACHE_MB)))
+
+
+def saveSettings(settings: Settings) -> None:
+    s = qt.QSettings()
+    for field, key in SETTINGS_KEYS.items():
+        value = getattr(settings, field)
+        s.setValue(SETTINGS_PREFIX + key, "" if value is None else value)
 
 
 class VoxPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -52,7 +102,7 @@ class VoxPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         VTKObservationMixin.__init__(self)
         self.logic = None
         self._parameterNode = None
-        self._updatingGUI = False
+        self._parameterNodeGuiTag = None
         self._run = None
         self._timer = qt.QTimer()
         self._timer.setInterval(100)
@@ -61,247 +111,204 @@ class VoxPromptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---- UI ----
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/VoxPrompt.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = VoxPromptLogic()
+        self.settingsToGUI(loadSettings())
 
-        inputs = ctk.ctkCollapsibleButton()
-        inputs.text = "Inputs"
-        self.layout.addWidget(inputs)
-        form = qt.QFormLayout(inputs)
-        self.volumeSelector = self._selector(["vtkMRMLScalarVolumeNode"], "Volume to segment")
-        self.roiSelector = self._selector(["vtkMRMLMarkupsROINode"], "Box around the object")
-        self.positiveSelector = self._selector(["vtkMRMLMarkupsFiducialNode"], "Points inside the object", True)
-        self.negativeSelector = self._selector(["vtkMRMLMarkupsFiducialNode"], "Points outside the object", True)
-        self.segmentationSelector = self._selector(["vtkMRMLSegmentationNode"], "Where the segment goes",
-                                                   create=True)
-        self.textEdit = qt.QLineEdit()
-        self.textEdit.placeholderText = "or name it: left kidney, liver, spleen ..."
-        self.textEdit.toolTip = ("Name the object in words (CT): the structure is found from anatomy alone, or, "
-                                 "with a box, kept to where that structure can be")
-        form.addRow("Volume:", self.volumeSelector)
-        form.addRow("Text:", self.textEdit)
-        form.addRow("Box (ROI):", self.roiSelector)
-        form.addRow("Positive points:", self.positiveSelector)
-        form.addRow("Negative points:", self.negativeSelector)
-        form.addRow("Segmentation:", self.segmentationSelector)
-
-        options = ctk.ctkCollapsibleButton()
-        options.text = "Options"
-        self.layout.addWidget(options)
-        oform = qt.QFormLayout(options)
-        self.policyCombo = qt.QComboBox()
-        for key, label in POLICY_LABELS:
-            self.policyCombo.addItem(label, key)
-        self.intensityCombo = qt.QComboBox()
-        for key, label in INTENSITY_LABELS:
-            self.intensityCombo.addItem(label, key)
-        self.confidenceCheck = qt.QCheckBox("Also write the confidence map")
-        self.libraryPath = ctk.ctkPathLineEdit()
-        self.libraryPath.filters = ctk.ctkPathLineEdit.Files
-        self.libraryPath.nameFilters = ["libvoxprompt.so*"]
-        self.libraryPath.currentPath = qt.QSettings().value(SETTINGS_LIBRARY, os.environ.get("VXP_LIB", ""))
-        self.modelPath = ctk.ctkPathLineEdit()
-        self.modelPath.filters = ctk.ctkPathLineEdit.Dirs
-        self.modelPath.currentPath = qt.QSettings().value(SETTINGS_MODEL, "")
-        oform.addRow("Policy:", self.policyCombo)
-        oform.addRow("Intensity:", self.intensityCombo)
-        oform.addRow(self.confidenceCheck)
-        oform.addRow("libvoxprompt.so:", self.libraryPath)
-        oform.addRow("Model package:", self.modelPath)
-
-        self.applyButton = qt.QPushButton("Apply")
-        self.cancelButton = qt.QPushButton("Cancel")
-        self.cancelButton.enabled = False
-        self.progressBar = qt.QProgressBar()
-        self.progressBar.setRange(0, 100)
-        self.statusLabel = qt.QLabel("")
-        self.statusLabel.wordWrap = True
-        row = qt.QHBoxLayout()
-        row.addWidget(self.applyButton)
-        row.addWidget(self.cancelButton)
-        self.layout.addLayout(row)
-        self.layout.addWidget(self.progressBar)
-        self.layout.addWidget(self.statusLabel)
-        self.layout.addStretch(1)
-
-        for w in (self.volumeSelector, self.roiSelector, self.positiveSelector, self.negativeSelector,
-                  self.segmentationSelector):
-            w.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
-        for w in (self.policyCombo, self.intensityCombo):
-            w.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
-        self.confidenceCheck.connect("toggled(bool)", self.updateParameterNodeFromGUI)
-        self.textEdit.connect("textChanged(QString)", self.updateParameterNodeFromGUI)
-        self.applyButton.connect("clicked(bool)", self.onApply)
-        self.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.applyButton.connect("clicked(bool)", lambda _: self.onApply(restart=True))
+        self.ui.refineButton.connect("clicked(bool)", lambda _: self.onApply(restart=False))
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.ui.undoButton.connect("clicked(bool)", lambda _: self.onHistory(back=True))
+        self.ui.redoButton.connect("clicked(bool)", lambda _: self.onHistory(back=False))
+        self.ui.showConfidenceCheckBox.connect("toggled(bool)", self.onShowConfidence)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
 
-    def _selector(self, classes, tip, noneEnabled=False, create=False):
-        s = slicer.qMRMLNodeComboBox()
-        s.nodeTypes = classes
-        s.selectNodeUponCreation = True
-        s.addEnabled = create
-        s.removeEnabled = False
-        s.noneEnabled = noneEnabled
-        s.showHidden = False
-        s.setMRMLScene(slicer.mrmlScene)
-        s.setToolTip(tip)
-        return s
+    def settingsFromGUI(self) -> Settings:
+        ui = self.ui
+        return Settings(library=ui.libraryPathLineEdit.currentPath or None,
+                        model_dir=ui.modelPathLineEdit.currentPath or None,
+                        providers=ui.providersComboBox.currentText, precision=ui.precisionComboBox.currentText,
+                        openvino_library=ui.openvinoPathLineEdit.currentPath or None,
+                        threads=ui.threadsSpinBox.value, cache_mb=ui.cacheSpinBox.value)
+
+    def settingsToGUI(self, s: Settings) -> None:
+        ui = self.ui
+        ui.libraryPathLineEdit.currentPath = s.library or ""
+        ui.modelPathLineEdit.currentPath = s.model_dir or ""
+        ui.providersComboBox.currentText = s.providers
+        ui.precisionComboBox.currentText = s.precision
+        ui.openvinoPathLineEdit.currentPath = s.openvino_library or ""
+        ui.threadsSpinBox.value = s.threads
+        ui.cacheSpinBox.value = s.cache_mb
 
     def cleanup(self):
         self.removeObservers()
-        if self._run is not None and not self._run.done:
-            self._run.cancel()
+        self.onCancel()
+        if self._run is not None:
             self._run.wait(30)
         self._timer.stop()
+        self.logic.forget()
 
     def enter(self):
         self.initializeParameterNode()
 
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+
     def onSceneStartClose(self, caller, event):
+        # A run must not outlive the scene: cancel it, wait for the worker, free every session.
         self.onCancel()
-        self.logic.forgetSessions()
-        self._parameterNode = None
+        if self._run is not None:
+            self._run.wait(30)
+            self._run = None
+        self.logic.forget()
+        self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
             self.initializeParameterNode()
 
-    # ---- parameter node, with a re-entrancy guard ----
+    # ---- parameter node: the wrapper binds the widgets, guarding against re-entry itself ----
     def initializeParameterNode(self):
-        self._parameterNode = self.logic.getParameterNode()
-        if not self._parameterNode.GetNodeReference("Volume"):
-            node = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if node:
-                self._parameterNode.SetNodeReferenceID("Volume", node.GetID())
-        self.updateGUIFromParameterNode()
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
 
-    def updateGUIFromParameterNode(self, caller=None, event=None):
-        if self._parameterNode is None or self._updatingGUI:
-            return
-        self._updatingGUI = True
-        try:
-            p = self._parameterNode
-            self.volumeSelector.setCurrentNode(p.GetNodeReference("Volume"))
-            self.roiSelector.setCurrentNode(p.GetNodeReference("ROI"))
-            self.positiveSelector.setCurrentNode(p.GetNodeReference("Positive"))
-            self.negativeSelector.setCurrentNode(p.GetNodeReference("Negative"))
-            self.segmentationSelector.setCurrentNode(p.GetNodeReference("Segmentation"))
-            self.policyCombo.setCurrentIndex(max(0, self.policyCombo.findData(p.GetParameter("Policy") or "reseed")))
-            self.intensityCombo.setCurrentIndex(max(0, self.intensityCombo.findData(p.GetParameter("Intensity")
-                                                                                       or "auto")))
-            self.confidenceCheck.checked = p.GetParameter("Confidence") == "true"
-            busy = self._run is not None and not self._run.done
-            if self.textEdit.text != (p.GetParameter("Text") or ""):
-                self.textEdit.text = p.GetParameter("Text") or ""
-            self.applyButton.enabled = not busy and bool(p.GetNodeReference("Volume")) and bool(
-                p.GetNodeReference("ROI") or p.GetNodeReference("Positive") or (p.GetParameter("Text") or "").strip())
-            self.cancelButton.enabled = busy
-        finally:
-            self._updatingGUI = False
+    def setParameterNode(self, node: Optional[VoxPromptParameterNode]):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+        self._parameterNode = node
+        if node:
+            self._parameterNodeGuiTag = node.connectGui(self.ui)
+            self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+            self.updateButtons()
 
-    def updateParameterNodeFromGUI(self, *args):
-        if self._parameterNode is None or self._updatingGUI:
-            return
+    def updateButtons(self, caller=None, event=None):
         p = self._parameterNode
-        wasModified = p.StartModify()
-        for ref, sel in (("Volume", self.volumeSelector), ("ROI", self.roiSelector),
-                         ("Positive", self.positiveSelector), ("Negative", self.negativeSelector),
-                         ("Segmentation", self.segmentationSelector)):
-            p.SetNodeReferenceID(ref, sel.currentNodeID)
-        p.SetParameter("Policy", self.policyCombo.currentData)
-        p.SetParameter("Intensity", self.intensityCombo.currentData)
-        p.SetParameter("Confidence", "true" if self.confidenceCheck.checked else "false")
-        p.SetParameter("Text", self.textEdit.text)
-        p.EndModify(wasModified)
-        self.updateGUIFromParameterNode()
+        busy = self._run is not None and not self._run.done
+        ready = bool(p and p.inputVolume and (p.roi or p.positivePoints or p.text.strip()))
+        known = bool(p and p.inputVolume and self.logic.segments(p.inputVolume))
+        self.ui.applyButton.enabled = ready and not busy
+        self.ui.refineButton.enabled = ready and known and not busy
+        self.ui.undoButton.enabled = self.ui.redoButton.enabled = known and not busy
+        self.ui.cancelButton.enabled = busy
 
     # ---- running ----
-    def onApply(self):
-        qt.QSettings().setValue(SETTINGS_LIBRARY, self.libraryPath.currentPath)
-        qt.QSettings().setValue(SETTINGS_MODEL, self.modelPath.currentPath)
+    def onApply(self, restart: bool):
+        settings = self.settingsFromGUI()
+        saveSettings(settings)
         with slicer.util.tryWithErrorDisplay("VoxPrompt could not start.", waitCursor=True):
             p = self._parameterNode
-            if not self.segmentationSelector.currentNode():
-                seg = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-                self.segmentationSelector.setCurrentNode(seg)
-            self._run = self.logic.start(
-                p.GetNodeReference("Volume"), p.GetNodeReference("ROI"), p.GetNodeReference("Positive"),
-                p.GetNodeReference("Negative"), policy=self.policyCombo.currentData,
-                intensity=self.intensityCombo.currentData, confidence=self.confidenceCheck.checked,
-                library=self.libraryPath.currentPath or None, model=self.modelPath.currentPath or None,
-                text=self.textEdit.text)
+            if not p.segmentation:
+                p.segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "VoxPrompt")
+            self.logic.setSettings(settings)
+            self.ui.statusLabel.text = "Loading the model ..."
+            slicer.app.processEvents()
+            self._run = self.logic.start(p.inputVolume, p.roi, p.positivePoints, p.negativePoints, text=p.text,
+                                         policy=p.policy, intensity=p.intensity, confidence=p.confidence,
+                                         restart=restart, interactive=True)
             self._completeFromVocabulary()
-            self.statusLabel.text = f"Running on {self.logic.engine().provider} ..."
-            self.progressBar.value = 0
+            self.ui.statusLabel.text = f"Running on {self.logic.engine().provider} ..."
+            self.ui.progressBar.value = 0
             self._timer.start()
-        self.updateGUIFromParameterNode()
+        self.updateButtons()
 
     def _completeFromVocabulary(self):
         """Completion over the engine's vocabulary, set once the engine exists."""
-        if self.textEdit.completer() is None:
+        if self.ui.textLineEdit.completer() is None:
             names = [c["name"] for c in self.logic.engine().complete("", 5000)]
             completer = qt.QCompleter(names)
             completer.setCaseSensitivity(qt.Qt.CaseInsensitive)
             completer.setFilterMode(qt.Qt.MatchContains)
-            self.textEdit.setCompleter(completer)
+            self.ui.textLineEdit.setCompleter(completer)
 
     def onPoll(self):
         run = self._run
         if run is None:
             self._timer.stop()
             return
-        self.progressBar.value = int(100 * run.fraction)
+        self.ui.progressBar.value = int(100 * run.fraction)
         if not run.done:
             return
         self._timer.stop()
+        self._run = None
         try:
-            stats = self.logic.finish(run, self.segmentationSelector.currentNode())
-            self.statusLabel.text = (f"Done in {stats['seconds']:.1f} s: {stats['slices_encoded']} slices encoded, "
-                                     f"{stats['decoder_runs']} decoder runs.")
+            result = self.logic.finish(run, self._parameterNode.segmentation, self._parameterNode.showConfidence)
+            self.showResult(result)
         except VoxPromptError as e:
-            self.statusLabel.text = "Cancelled." if run.cancelled else f"Failed: {e}"
+            self.ui.statusLabel.text = "Cancelled: the previous result is kept." if run.cancelled else f"Failed: {e}"
             if not run.cancelled:
                 slicer.util.errorDisplay(f"VoxPrompt failed: {e}")
         finally:
-            self._run = None
-            self.updateGUIFromParameterNode()
+            self.updateButtons()
 
-    def onCancel(self):
+    def onHistory(self, back: bool):
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay("VoxPrompt: " + ("nothing to undo." if back else "nothing to redo.")):
+            self.showResult(self.logic.step(p.inputVolume, p.segmentation, back, p.confidence, p.showConfidence))
+        self.updateButtons()
+
+    def showResult(self, result):
+        st = result.stats
+        self.ui.statusLabel.text = (f"{result.provider}: {st['seconds']:.1f} s, {st['slices_encoded']} slices "
+                                    f"encoded, {len(result.segments)} object(s).")
+        table = self.ui.objectsTable
+        table.setRowCount(len(result.segments))
+        for row, s in enumerate(result.segments):
+            conf = "" if s.confidence is None else f"{s.confidence:.2f}"
+            for col, text in enumerate((s.name, str(s.voxels), conf)):
+                table.setItem(row, col, qt.QTableWidgetItem(text))
+
+    def onShowConfidence(self, show: bool):
+        p = self._parameterNode
+        if p and p.inputVolume:
+            self.logic.showConfidence(p.inputVolume, show)
+
+    def onCancel(self, *args):
         if self._run is not None and not self._run.done:
             self._run.cancel()
-            self.statusLabel.text = "Cancelling ..."
+            self.ui.statusLabel.text = "Cancelling ..."
 
 
 class VoxPromptLogic(ScriptedLoadableModuleLogic):
-    """Turns MRML nodes into VoxPromptLib calls. No widget needed: usable from Slicer's Python console."""
+    """MRML nodes in, segments out, over VoxPromptLib.workflow.SegmentationLogic. No widget needed: usable from
+    Slicer's Python console and by the Segment Editor effect."""
 
-    # Process-wide: Slicer may reload this module; the library and its engine must stay loaded.
-    _engines: dict = {}
-
-    def __init__(self):
+    def __init__(self, settings: Optional[Settings] = None):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._sessions = {}  # volume node id -> (volume MTime, Session, PromptSync)
-        self._engine_key = None
+        self.core = SegmentationLogic(settings or loadSettings())
 
-    def engine(self, library=None, model=None) -> Engine:
-        key = (library, model) if (library or model) else self._engine_key
-        if key not in VoxPromptLogic._engines:
-            try:
-                VoxPromptLogic._engines[key] = open_engine(model_dir=model, library_path=library)
-            except RuntimeMissing as e:
-                # Offered on the main thread (this runs from Apply): pip_install blocks with its own progress.
-                if not slicer.util.confirmOkCancelDisplay(e.message + "\n\nInstall it now?", "VoxPrompt"):
-                    raise
-                slicer.util.pip_install(PINNED_ONNXRUNTIME)
-                VoxPromptLogic._engines[key] = open_engine(model_dir=model, library_path=library)
-        self._engine_key = key
-        return VoxPromptLogic._engines[key]
+    def getParameterNode(self):
+        return VoxPromptParameterNode(super().getParameterNode())
 
-    def forgetSessions(self):
-        for _, session, _ in self._sessions.values():
-            session.close()
-        self._sessions = {}
+    def setSettings(self, settings: Settings) -> None:
+        self.core.set_settings(settings)
+
+    def engine(self, interactive: bool = False):
+        try:
+            return self.core.engine()
+        except RuntimeMissing as e:
+            # Offered on the main thread (this runs from Apply): pip_install blocks with its own progress.
+            if not interactive or not slicer.util.confirmOkCancelDisplay(e.message + "\n\nInstall it now?",
+                                                                         "VoxPrompt"):
+                raise
+            slicer.util.pip_install(PINNED_ONNXRUNTIME)
+            return self.core.engine()
+
+    def forget(self, volumeNode=None):
+        self.core.forget(None if volumeNode is None else volumeNode.GetID())
+
+    def segments(self, volumeNode):
+        return self.core.segments(volumeNode.GetID())
 
     @staticmethod
     def volumeArrays(volumeNode):
@@ -311,22 +318,8 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
         ijk_to_ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
         return slicer.util.arrayFromVolume(volumeNode), ijk_to_ras
 
-    def session(self, volumeNode, intensity, library=None, model=None):
-        engine = self.engine(library, model)
-        mtime = volumeNode.GetImageData().GetMTime()
-        known = self._sessions.get(volumeNode.GetID())
-        if known and known[0] == mtime:
-            return known[1], known[2]
-        if known:
-            known[1].close()
-        array, ijk_to_ras = self.volumeArrays(volumeNode)
-        s = engine.session(array, ijk_to_ras, volumeNode.GetSpacing(), intensity=intensity)
-        sync = PromptSync(label=1)
-        self._sessions[volumeNode.GetID()] = (mtime, s, sync)
-        return s, sync
-
     @staticmethod
-    def _points(node, positive):
+    def points(node, positive):
         out = []
         if node is not None:
             for n in range(node.GetNumberOfControlPoints()):
@@ -335,86 +328,184 @@ class VoxPromptLogic(ScriptedLoadableModuleLogic):
                 out.append((p[0], p[1], p[2], positive))
         return out
 
-    def start(self, volumeNode, roiNode=None, positiveNode=None, negativeNode=None, policy="reseed",
-              intensity="auto", confidence=False, library=None, model=None, text=None) -> BackgroundRun:
-        """Adds what changed since the last run on this volume and starts a run in the background. Only new
-        points are added, so the library refines the object instead of propagating it again."""
+    @staticmethod
+    def rois(*roiNodes):
+        out = []
+        for node in roiNodes:
+            if node is not None:
+                b = [0.0] * 6
+                node.GetRASBounds(b)
+                out.append((node.GetID(), node.GetName(), (b[0], b[2], b[4], b[1], b[3], b[5])))
+        return out
+
+    def start(self, volumeNode, roiNode=None, positiveNode=None, negativeNode=None, text=None, policy="reseed",
+              intensity="auto", confidence=False, restart=False, interactive=False, objects=None):
+        """Starts a run in the background for the objects these inputs describe (or `objects`, as the effect
+        gives them). Raises before anything runs: NotEnoughMemory, or the library's error for a prompt."""
         if volumeNode is None:
             raise ValueError("select a volume")
-        session, sync = self.session(volumeNode, intensity, library, model)
-        box = None
-        if roiNode is not None:
-            b = [0.0] * 6
-            roiNode.GetRASBounds(b)
-            box = (b[0], b[2], b[4], b[1], b[3], b[5])
-        session.set_policy(policy)
-        sync.apply(session, box, self._points(positiveNode, True) + self._points(negativeNode, False), text)
-        run = BackgroundRun(session, confidence)
+        self.engine(interactive)
+        if objects is None:
+            objects = objects_from_inputs(self.rois(roiNode),
+                                          self.points(positiveNode, True) + self.points(negativeNode, False), text)
+        array, ijk_to_ras = self.volumeArrays(volumeNode)
+        run = self.core.start(volumeNode.GetID(), array, ijk_to_ras, objects,
+                              version=volumeNode.GetImageData().GetMTime(), spacing=volumeNode.GetSpacing(),
+                              intensity=intensity, policy=policy, confidence=confidence, restart=restart)
         run.volumeNode = volumeNode
-        # The segment is named after the concept, with its SNOMED-CT terminology where the vocabulary has it.
-        run.identity = segment_identity(self.engine(library, model).lookup(text)) if (text or "").strip() else None
         return run
 
-    def finish(self, run: BackgroundRun, segmentationNode) -> dict:
-        """Writes a finished run into the segment (and the confidence volume); raises its error."""
-        value = run.result()
-        mask, conf = value if isinstance(value, tuple) else (value, None)
-        volumeNode = run.volumeNode
+    def finish(self, run, segmentationNode, showConfidence=False):
+        """Writes a finished run into the segmentation (and the confidence volume); raises its error."""
+        result = self.core.finish(run)
+        self.write(result, run.volumeNode, segmentationNode, showConfidence)
+        return result
+
+    def step(self, volumeNode, segmentationNode, back, confidence=False, showConfidence=False):
+        """The session's undo (back) or redo, written into the segmentation."""
+        key = volumeNode.GetID()
+        result = self.core.undo(key, confidence) if back else self.core.redo(key, confidence)
+        self.write(result, volumeNode, segmentationNode, showConfidence)
+        return result
+
+    def write(self, result, volumeNode, segmentationNode, showConfidence=False):
         segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
         segmentation = segmentationNode.GetSegmentation()
-        name, term, color = run.identity or (SEGMENT_NAME, None, None)
-        segmentId = segmentation.GetSegmentIdBySegmentName(name) or segmentation.AddEmptySegment(name, name)
+        for segmentId in result.removed:
+            if segmentation.GetSegment(segmentId):
+                segmentation.RemoveSegment(segmentId)
+        for s in result.segments:
+            self.writeSegment(segmentationNode, s.segment_id, s, volumeNode)
+        if result.confidence is not None:
+            self.confidenceVolume(volumeNode, result.confidence, showConfidence)
+        logging.info(f"VoxPrompt on {result.provider}: {result.stats}")
+
+    @staticmethod
+    def writeSegment(segmentationNode, segmentId, s, volumeNode):
+        """One object's mask into segment `segmentId` (made if missing), named, coloured and coded."""
+        segmentation = segmentationNode.GetSegmentation()
+        if not segmentation.GetSegment(segmentId):
+            segmentation.AddEmptySegment(segmentId, s.name)
         segment = segmentation.GetSegment(segmentId)
-        if term:
-            segment.SetTag(segment.GetTerminologyEntryTagName(), term)
-        if color:
-            segment.SetColor(*color)
-        slicer.util.updateSegmentBinaryLabelmapFromArray(mask, segmentationNode, segmentId, volumeNode)
-        if conf is not None:
-            name = f"{volumeNode.GetName()} VoxPrompt confidence"
-            out = slicer.mrmlScene.GetFirstNodeByName(name) or slicer.mrmlScene.AddNewNodeByClass(
-                "vtkMRMLScalarVolumeNode", name)
-            m = vtk.vtkMatrix4x4()
-            volumeNode.GetIJKToRASMatrix(m)
-            out.SetIJKToRASMatrix(m)
-            slicer.util.updateVolumeFromArray(out, conf)
-        stats = run.session.stats()
-        logging.info(f"VoxPrompt: {stats}")
-        return stats
+        segment.SetName(s.name)
+        if s.terminology:
+            segment.SetTag(segment.GetTerminologyEntryTagName(), s.terminology)
+        if s.color:
+            segment.SetColor(*s.color)
+        slicer.util.updateSegmentBinaryLabelmapFromArray(s.mask, segmentationNode, segmentId, volumeNode)
+
+    @staticmethod
+    def confidenceColorNode():
+        """The colour table of confidence maps (VoxPromptLib.workflow.confidence_colors), made once a scene."""
+        node = slicer.mrmlScene.GetFirstNodeByName(CONFIDENCE_COLORS)
+        if node is None:
+            colors = confidence_colors(256)
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLColorTableNode", CONFIDENCE_COLORS)
+            node.SetTypeToUser()
+            node.SetNumberOfColors(len(colors))
+            node.SetNamesInitialised(True)
+            for n, (r, g, b, a) in enumerate(colors):
+                node.SetColor(n, f"{n / (len(colors) - 1):.2f}", r, g, b, a)
+        return node
+
+    def confidenceVolume(self, volumeNode, conf, show=False):
+        """The confidence map as a scalar volume on the input's grid, shown through its colour table over [0, 1],
+        as the foreground layer when asked."""
+        name = f"{volumeNode.GetName()} VoxPrompt confidence"
+        out = slicer.mrmlScene.GetFirstNodeByName(name) or slicer.mrmlScene.AddNewNodeByClass(
+            "vtkMRMLScalarVolumeNode", name)
+        m = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(m)
+        out.SetIJKToRASMatrix(m)
+        slicer.util.updateVolumeFromArray(out, conf)
+        out.CreateDefaultDisplayNodes()
+        display = out.GetDisplayNode()
+        display.SetAndObserveColorNodeID(self.confidenceColorNode().GetID())
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(0.0, 1.0)
+        if show:
+            self.showConfidence(volumeNode, True)
+        return out
+
+    @staticmethod
+    def showConfidence(volumeNode, show: bool):
+        out = slicer.mrmlScene.GetFirstNodeByName(f"{volumeNode.GetName()} VoxPrompt confidence")
+        if out is None:
+            return
+        if show:
+            slicer.util.setSliceViewerLayers(background=volumeNode, foreground=out, foregroundOpacity=0.5)
+        else:
+            slicer.util.setSliceViewerLayers(foreground=None)
 
 
 class VoxPromptTest(ScriptedLoadableModuleTest):
-    """Runs in Slicer (Developer mode > Reload and Test): the committed TotalSegmentator fixture, liver box."""
+    """Runs in Slicer (Developer mode > Reload and Test): the committed TotalSegmentator fixture, liver box and
+    spleen by text, through the Logic and through the Widget."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_liver_from_a_box()
+        self.test_liver_box_and_spleen_text_through_the_logic()
+        self.setUp()
+        self.test_the_widget_applies_and_refines_into_the_same_segments()
 
-    def test_liver_from_a_box(self):
+    def _case(self):
         repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         ct = slicer.util.loadVolume(os.path.join(repo, "tests/fixtures/data/example_ct_sm.nii.gz"))
         seg = slicer.util.loadLabelVolume(os.path.join(repo, "tests/fixtures/data/example_seg.nii.gz"))
-        liver = slicer.util.arrayFromVolume(seg) == 5
+        labels = slicer.util.arrayFromVolume(seg)
+        liver = labels == 5
         k, j, i = np.nonzero(liver)
-        corners = []
         m = vtk.vtkMatrix4x4()
         ct.GetIJKToRASMatrix(m)
-        for ijk in ((i.min(), j.min(), k.min()), (i.max(), j.max(), k.max())):
-            corners.append(m.MultiplyPoint([float(ijk[0]), float(ijk[1]), float(ijk[2]), 1.0])[:3])
-        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
-        lo = np.minimum(corners[0], corners[1])
-        hi = np.maximum(corners[0], corners[1])
+        corners = [m.MultiplyPoint([float(a), float(b), float(c), 1.0])[:3]
+                   for a, b, c in ((i.min(), j.min(), k.min()), (i.max(), j.max(), k.max()))]
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "liver box")
+        lo, hi = np.minimum(*corners), np.maximum(*corners)
         roi.SetCenter(((lo + hi) / 2).tolist())
         roi.SetSize((hi - lo).tolist())
+        return ct, roi, liver, labels == 1
+
+    def _segment(self, segmentation, name, ct):
+        segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName(name)
+        self.assertTrue(segmentId, f"no segment {name!r}")
+        return slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, ct)
+
+    def test_liver_box_and_spleen_text_through_the_logic(self):
+        ct, roi, liver, spleen = self._case()
         segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        logic = VoxPromptLogic()
-        run = logic.start(ct, roi, policy="reference", intensity="ct")
-        stats = logic.finish(run, segmentation)
-        segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName(SEGMENT_NAME)
-        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, ct)
-        d = dice(mask, liver)
-        self.delayDisplay(f"VoxPrompt liver Dice {d:.4f}, {stats['slices_encoded']} slices encoded")
-        self.assertGreaterEqual(d, 0.92)
+        logic = VoxPromptLogic(Settings(threads=2))
+        run = logic.start(ct, roi, text="liver; spleen", intensity="ct", confidence=True)
+        run.wait()
+        result = logic.finish(run, segmentation, showConfidence=True)
+        d_liver = dice(self._segment(segmentation, "liver", ct), liver)
+        d_spleen = dice(self._segment(segmentation, "spleen", ct), spleen)
+        self.delayDisplay(f"VoxPrompt liver Dice {d_liver:.4f}, spleen {d_spleen:.4f}, on {result.provider}")
+        self.assertGreaterEqual(d_liver, 0.9)
+        self.assertGreaterEqual(d_spleen, 0.8)
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
+        conf = slicer.mrmlScene.GetFirstNodeByName(f"{ct.GetName()} VoxPrompt confidence")
+        self.assertIsNotNone(conf)
+        self.assertEqual(conf.GetDisplayNode().GetColorNode().GetName(), CONFIDENCE_COLORS)
+        logic.forget()
+
+    def test_the_widget_applies_and_refines_into_the_same_segments(self):
+        ct, roi, liver, _ = self._case()
+        slicer.util.selectModule("VoxPrompt")
+        widget = slicer.modules.voxprompt.widgetRepresentation().self()
+        p = widget._parameterNode
+        p.inputVolume, p.roi, p.intensity, p.text = ct, roi, "ct", ""
+        widget.ui.applyButton.click()
+        while widget._run is not None:
+            slicer.app.processEvents()
+        segmentation = p.segmentation
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        self.assertGreaterEqual(dice(self._segment(segmentation, "liver box", ct), liver), 0.9)
+        self.assertTrue(widget.ui.refineButton.enabled)
+        widget.ui.refineButton.click()
+        while widget._run is not None:
+            slicer.app.processEvents()
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        self.assertIn("0 slices encoded", widget.ui.statusLabel.text)

@@ -7,7 +7,6 @@ them: numpy arrays indexed [k, j, i] with the IJK->RAS matrix.
 from __future__ import annotations
 
 import json
-import py_compile
 import sys
 import time
 from pathlib import Path
@@ -319,10 +318,6 @@ def test_background_run_reports_progress_and_cancels_from_another_thread(engine,
         with pytest.raises(VoxPromptError) as e:
             run.result()
         assert e.value.name == "CANCELLED"
-
-
-def test_slicer_module_compiles():
-    py_compile.compile(str(REPO / "plugin/VoxPrompt/VoxPrompt.py"), doraise=True)
 
 
 def test_brain_structures_by_text_through_the_binding():

@@ -13,9 +13,9 @@ from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_double, c
 from pathlib import Path
 
 # The ABI this binding was written against (VXP_ABI_VERSION_MAJOR / _MINOR in include/voxprompt.h); 0.4 added
-# vxp_result_name, which names every code below.
+# vxp_result_name, which names every code below, 0.10 the precision and OpenVINO setters the settings pass on.
 ABI_MAJOR = 0
-ABI_MINOR = 6
+ABI_MINOR = 10
 
 LIBRARY_ENV = "VXP_LIB"
 LIBRARY_NAME = "libvoxprompt.so.0"
@@ -33,12 +33,13 @@ MODEL_NOT_FOUND = 200
 MODEL_CONTRACT = 202
 RUNTIME_LOAD = 300
 CANCELLED = 400
+TOO_LARGE = 404
 _OWN_CODES = {"OK": OK, "INVALID_ARGUMENT": INVALID_ARGUMENT, "SHAPE_MISMATCH": SHAPE_MISMATCH,
               "UNSUPPORTED_DTYPE": UNSUPPORTED_DTYPE,
               "BUFFER_TOO_SMALL": BUFFER_TOO_SMALL, "INVALID_PROMPT": INVALID_PROMPT,
               "UNKNOWN_CONCEPT": UNKNOWN_CONCEPT,
               "MODEL_NOT_FOUND": MODEL_NOT_FOUND, "MODEL_CONTRACT": MODEL_CONTRACT, "RUNTIME_LOAD": RUNTIME_LOAD,
-              "CANCELLED": CANCELLED}
+              "CANCELLED": CANCELLED, "TOO_LARGE": TOO_LARGE}
 _RESULT_PREFIX = "VXP_RESULT_"
 
 # vxp_dtype, keyed by numpy's dtype.str without the byte-order mark.
@@ -49,6 +50,10 @@ INTENSITY = {"auto": 0, "ct": 1, "mr": 2, "window": 3}
 POLICIES = {"reference": 1, "reseed": 2, "reseed-in-box": 3}
 # vxp_overlap
 OVERLAP = {"default": 0, "overwrite": 1, "keep": 2, "confidence": 3}
+# The names vxp_options_set_providers and vxp_options_set_precision take, for a host's choices (the library
+# checks them itself and says which it does not know).
+PROVIDERS = ("cpu", "openvino", "cuda", "tensorrt")
+PRECISIONS = ("exact", "fast")
 
 
 class VxpVolume(Structure):
@@ -132,6 +137,8 @@ _SIGNATURES = {
     "vxp_options_set_model_dir": (c_uint32, [c_void_p, c_char_p]),
     "vxp_options_add_model_dir": (c_uint32, [c_void_p, c_char_p]),
     "vxp_options_set_providers": (c_uint32, [c_void_p, c_char_p]),
+    "vxp_options_set_precision": (c_uint32, [c_void_p, c_char_p]),
+    "vxp_options_set_openvino_library": (c_uint32, [c_void_p, c_char_p]),
     "vxp_options_set_threads": (c_uint32, [c_void_p, c_uint32]),
     "vxp_options_set_cache_budget": (c_uint32, [c_void_p, c_size_t]),
     "vxp_options_set_brain_atlas": (c_uint32, [c_void_p, c_char_p, c_char_p]),
@@ -173,14 +180,17 @@ class Library:
             self.dll = ctypes.CDLL(self.path)
         except OSError as e:
             raise VoxPromptError(RUNTIME_LOAD, f"cannot load {self.path}: {e}") from None
+        # The ABI first: an older library lacks symbols declared below, and would fail with an AttributeError
+        # instead of saying which version it is.
+        abi = self.dll.vxp_abi_version
+        abi.restype, abi.argtypes = _SIGNATURES["vxp_abi_version"]
+        major, minor = c_uint32(), c_uint32()
+        if abi(ctypes.byref(major), ctypes.byref(minor)) != OK or major.value != ABI_MAJOR or minor.value < ABI_MINOR:
+            raise VoxPromptError(MODEL_CONTRACT, f"{self.path} has ABI {major.value}.{minor.value}; this plugin "
+                                                 f"needs {ABI_MAJOR}.{ABI_MINOR} or a later minor")
         for name, (res, args) in _SIGNATURES.items():
             f = getattr(self.dll, name)
             f.restype, f.argtypes = res, args
-        major, minor = c_uint32(), c_uint32()
-        self.check(self.dll.vxp_abi_version(ctypes.byref(major), ctypes.byref(minor)))
-        if major.value != ABI_MAJOR or minor.value < ABI_MINOR:
-            raise VoxPromptError(MODEL_CONTRACT, f"{self.path} has ABI {major.value}.{minor.value}; this plugin "
-                                                 f"needs {ABI_MAJOR}.{ABI_MINOR} or a later minor")
         for name, code in _OWN_CODES.items():
             theirs = self.dll.vxp_result_name(code)
             if theirs != (_RESULT_PREFIX + name).encode():
@@ -218,14 +228,19 @@ def packaged_library() -> Path | None:
 
 def find_library(path: str | os.PathLike | None = None) -> Path:
     """The library of this self-contained package first, then $VXP_LIB, then the explicit path (the module's
-    setting), then a build of this checkout, then the loader's search path."""
+    setting: the file, or a folder holding it), then a build of this checkout, then the loader's search path."""
     packaged = packaged_library()
     if packaged is not None:
         return packaged
     if os.environ.get(LIBRARY_ENV):
         return Path(os.environ[LIBRARY_ENV])
     if path:
-        return Path(path)
+        p = Path(path)
+        if p.is_dir():  # the module's library folder setting: an install's lib/ or a build's target/<profile>/
+            for name in (LIBRARY_NAME, "libvoxprompt.so"):
+                if (p / name).is_file():
+                    return p / name
+        return p
     repo = checkout()
     for build in ("release", "debug"):
         p = repo / "target" / build / "libvoxprompt.so" if repo else None

@@ -87,8 +87,12 @@ class Engine:
 
     def __init__(self, model_dir: Optional[str] = None, ort_library: Optional[str] = None,
                  providers: str = "cpu", threads: int = 0, cache_mb: Optional[int] = None,
-                 library_path: Optional[str] = None, brain_atlas: Optional[tuple[str, str]] = None):
-        """brain_atlas: (T1 template, aseg label volume) NIfTI paths for brain structures named by text on
+                 library_path: Optional[str] = None, brain_atlas: Optional[tuple[str, str]] = None,
+                 precision: str = "exact", openvino_library: Optional[str] = None):
+        """providers: comma-separated, in order of preference ("openvino,cpu"); one that cannot run is skipped
+        and `provider` says why. precision: "exact" or "fast" (bf16 where the provider has it).
+        openvino_library: libopenvino_c.so.* for "openvino" (default: VXP_OPENVINO_LIB, else beside the library).
+        brain_atlas: (T1 template, aseg label volume) NIfTI paths for brain structures named by text on
         MR (nilearn's MNI ICBM152 2009a T1 and covale's aseg-auto, as `make setup` installs them)."""
         self.lib = library(library_path)
         dll = self.lib.dll
@@ -104,6 +108,9 @@ class Engine:
             if ort_library:
                 self.lib.check(dll.vxp_options_set_ort_library(opts, str(ort_library).encode()))
             self.lib.check(dll.vxp_options_set_providers(opts, providers.encode()))
+            self.lib.check(dll.vxp_options_set_precision(opts, precision.encode()))
+            if openvino_library:
+                self.lib.check(dll.vxp_options_set_openvino_library(opts, str(openvino_library).encode()))
             self.lib.check(dll.vxp_options_set_threads(opts, int(threads)))
             if cache_mb is not None:
                 self.lib.check(dll.vxp_options_set_cache_budget(opts, int(cache_mb) << 20))

@@ -48,3 +48,24 @@ def render_slice(path, image_kji: np.ndarray, mask_kji: np.ndarray, confidence_k
         panels.append(np.repeat(c[:, :, None], 3, axis=2))
     _png(Path(path), np.concatenate(panels, axis=1))
     return k
+
+
+def module_icon(path, size: int = 128) -> None:
+    """The module's icon (Resources/Icons/VoxPrompt.png), drawn here so that it is made, not downloaded: an
+    organ-like blob in grey on dark blue, outlined in the first label colour, inside a dashed prompt box."""
+    y, x = np.mgrid[0:size, 0:size] / (size - 1.0)
+    rgb = np.empty((size, size, 3), np.uint8)
+    rgb[:] = (24, 42, 72)
+    # The blob: an ellipse bent by a sine, so it reads as anatomy rather than a circle.
+    r = ((x - 0.5) / 0.30) ** 2 + ((y - 0.52 - 0.05 * np.sin(6.0 * x)) / 0.22) ** 2
+    inside = r <= 1.0
+    rgb[inside] = (170, 170, 178)
+    edge = inside & (r >= 0.80)
+    rgb[edge] = COLORS[0]
+    # The box prompt around it, dashed every 8 pixels.
+    lo, hi = int(0.12 * size), int(0.88 * size)
+    dash = (np.arange(size) // max(1, size // 16)) % 2 == 0
+    for line in (lo, lo + 1, hi - 1, hi):
+        rgb[line, lo:hi + 1][dash[lo:hi + 1]] = (255, 225, 25)
+        rgb[lo:hi + 1, line][dash[lo:hi + 1]] = (255, 225, 25)
+    _png(Path(path), rgb)
