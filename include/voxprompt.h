@@ -451,8 +451,9 @@ vxp_result vxp_options_set_providers(struct vxp_options *options,
 /**
  * Sets how exactly the encoder computes: "exact" (the default: fp32, the reference's masks) or "fast"
  * (lower precision where the provider has it: bf16 on OpenVINO on CPUs with bf16; other providers run
- * exact). Fast mode changes masks within the accuracy gate BENCHMARKS.md measures; `vxp_engine_provider`
- * says " (bf16)" after the provider's name when that is what runs. Added in ABI 0.10.
+ * exact). Fast mode changes masks: BENCHMARKS.md measures it against exact mode, and on bf16 it does not
+ * keep every target within the accuracy gate, so it is experimental. `vxp_engine_provider` says " (bf16)"
+ * after the provider's name when that is what runs. Added in ABI 0.10.
  *
  * Returns `VXP_RESULT_OK`, `VXP_RESULT_NULL_ARGUMENT` or `VXP_RESULT_INVALID_ARGUMENT` (unknown name;
  * the options are unchanged).
