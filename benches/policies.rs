@@ -17,11 +17,9 @@ use std::time::Instant;
 
 use common::{box_kind, BOX_KINDS as VARIANTS, LABELLED as CASES};
 use voxprompt::engine::{Engine, EngineOptions};
-use voxprompt::io::read_volume;
 use voxprompt::model::SessionConfig;
 use voxprompt::pipeline::policy::Policy;
 use voxprompt::session::{Session, SessionOptions};
-use voxprompt::volume::intensity::map_to_u8;
 use voxprompt::volume::BoxIjk;
 
 fn dice(mask: &[u8], label: u8, labels: &[f64], value: f64) -> f64 {
@@ -88,22 +86,11 @@ fn main() {
         if only.as_ref().is_some_and(|o| !o.iter().any(|c| c == case.id)) {
             continue;
         }
-        let img = read_volume(&common::root().join(case.image)).expect("image").volume;
-        let lab = read_volume(&common::root().join(case.labels)).expect("labels").volume;
-        assert_eq!(img.dims, lab.dims, "{}: label grid", case.id);
-        let labels = lab.to_f64().unwrap();
-        let image = map_to_u8(&img.view().unwrap(), case.mapping).unwrap();
+        let common::LoadedLabels { geometry, labels, image, values } = case.load();
         let dims = image.dims;
-        let mut values: Vec<f64> = labels.iter().copied().filter(|&v| v > 0.0).collect();
-        values.sort_by(f64::total_cmp);
-        values.dedup();
-        let mut session = Session::new(
-            engine.models.clone(),
-            image,
-            img.geometry,
-            SessionOptions::default().with_cache_budget(8 << 30),
-        )
-        .unwrap();
+        let mut session =
+            Session::new(engine.models.clone(), image, geometry, SessionOptions::default().with_cache_budget(8 << 30))
+                .unwrap();
         let t = Instant::now();
         for &value in &values {
             let (tb, n) = BoxIjk::of_label(&labels, dims, value).expect("a value that occurs");

@@ -19,11 +19,9 @@ use std::time::{Duration, Instant};
 
 use common::{box_kind, BOX_KINDS, LABELLED};
 use voxprompt::engine::{Engine, EngineOptions};
-use voxprompt::io::read_volume;
 use voxprompt::model::{Precision, Provider, SessionConfig};
 use voxprompt::pipeline::policy::Policy;
 use voxprompt::session::{Session, SessionOptions};
-use voxprompt::volume::intensity::map_to_u8;
 use voxprompt::volume::BoxIjk;
 
 fn engine(providers: Vec<Provider>, precision: Precision) -> Engine {
@@ -82,21 +80,14 @@ fn main() {
         if only.as_ref().is_some_and(|o| !o.iter().any(|c| c == case.id)) {
             continue;
         }
-        let img = read_volume(&common::root().join(case.image)).expect("image").volume;
-        let lab = read_volume(&common::root().join(case.labels)).expect("labels").volume;
-        assert_eq!(img.dims, lab.dims, "{}: label grid", case.id);
-        let labels = lab.to_f64().unwrap();
-        let image = map_to_u8(&img.view().unwrap(), case.mapping).unwrap();
+        let common::LoadedLabels { geometry, labels, image, values } = case.load();
         let dims = image.dims;
-        let mut values: Vec<f64> = labels.iter().copied().filter(|&v| v > 0.0).collect();
-        values.sort_by(f64::total_cmp);
-        values.dedup();
         // One session per engine and volume: every slice is encoded once per engine.
         let mut sessions: Vec<Session> = engines
             .iter()
             .map(|e| {
                 let opts = SessionOptions::default().with_cache_budget(8 << 30).with_policy(Policy::best());
-                Session::new(e.models.clone(), image.clone(), img.geometry, opts).unwrap()
+                Session::new(e.models.clone(), image.clone(), geometry, opts).unwrap()
             })
             .collect();
         for &value in &values {

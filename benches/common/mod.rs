@@ -95,6 +95,28 @@ pub struct Labelled {
     pub mapping: voxprompt::volume::intensity::IntensityMapping,
 }
 
+/// A `Labelled` volume read and mapped to 8 bits, with its label map as numbers and the label values present.
+pub struct LoadedLabels {
+    pub geometry: voxprompt::volume::Geometry,
+    pub labels: Vec<f64>,
+    pub image: voxprompt::volume::U8Volume,
+    pub values: Vec<f64>,
+}
+
+impl Labelled {
+    pub fn load(&self) -> LoadedLabels {
+        let img = voxprompt::io::read_volume(&root().join(self.image)).expect("image").volume;
+        let lab = voxprompt::io::read_volume(&root().join(self.labels)).expect("labels").volume;
+        assert_eq!(img.dims, lab.dims, "{}: label grid", self.id);
+        let labels = lab.to_f64().unwrap();
+        let image = voxprompt::volume::intensity::map_to_u8(&img.view().unwrap(), self.mapping).unwrap();
+        let mut values: Vec<f64> = labels.iter().copied().filter(|&v| v > 0.0).collect();
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        LoadedLabels { geometry: img.geometry, labels, image, values }
+    }
+}
+
 /// Every DATA.md volume with a label map: TotalSegmentator A (30 and 112 slices) and C, the pyradiomics lesions.
 pub const LABELLED: &[Labelled] = &[
     Labelled {
