@@ -115,9 +115,80 @@ pub fn openvino(requested: Option<&Path>) -> std::result::Result<&'static Path, 
             ))
         };
     }
+    let version = preflight_openvino(&path)?;
     openvino_sys::library::load_from(path.clone())?;
-    log::info!("OpenVINO loaded from {}", path.display());
+    log::info!("OpenVINO {version} loaded from {}", path.display());
     Ok(OPENVINO.get_or_init(|| path))
+}
+
+/// The C functions the `openvino` provider calls. The bindings look each one up lazily and panic on a missing
+/// one, and they keep the first library they load for the process, so a library without them (the C++
+/// `libopenvino.so`, another vendor's file) is refused here, before the bindings see it.
+const OPENVINO_FUNCTIONS: [&str; 18] = [
+    "ov_get_openvino_version",
+    "ov_version_free",
+    "ov_core_create",
+    "ov_core_free",
+    "ov_core_set_property",
+    "ov_core_read_model_from_memory_buffer",
+    "ov_core_compile_model",
+    "ov_compiled_model_get_property",
+    "ov_compiled_model_create_infer_request",
+    "ov_compiled_model_free",
+    "ov_model_free",
+    "ov_shape_create",
+    "ov_tensor_create",
+    "ov_tensor_data",
+    "ov_tensor_free",
+    "ov_infer_request_set_input_tensor",
+    "ov_infer_request_infer",
+    "ov_infer_request_get_output_tensor_by_index",
+];
+
+/// Loads `path` on its own, checks that it is OpenVINO's C library with every function the provider calls and
+/// a version the bindings can drive (2025.1 changed an enum they depend on), and returns its version.
+fn preflight_openvino(path: &Path) -> std::result::Result<String, String> {
+    #[repr(C)]
+    struct Version {
+        build_number: *const std::ffi::c_char,
+        description: *const std::ffi::c_char,
+    }
+    // SAFETY: loading a shared library runs its initialisers; this is the library the host named.
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| format!("{}: {e}", path.display()))?;
+    for name in OPENVINO_FUNCTIONS {
+        // SAFETY: only the symbol's presence is checked; nothing is called through this type.
+        if unsafe { lib.get::<unsafe extern "C" fn()>(name.as_bytes()) }.is_err() {
+            return Err(format!(
+                "{} does not export {name}: not OpenVINO's C library (libopenvino_c.so)",
+                path.display()
+            ));
+        }
+    }
+    // SAFETY: both symbols exist (checked above) and have these C signatures in OpenVINO's C API; the status is
+    // read as a plain int, so an unexpected value cannot be an invalid Rust enum.
+    let (get, free) = unsafe {
+        (
+            lib.get::<unsafe extern "C" fn(*mut Version) -> i32>(b"ov_get_openvino_version\0"),
+            lib.get::<unsafe extern "C" fn(*mut Version)>(b"ov_version_free\0"),
+        )
+    };
+    let (get, free) = (get.map_err(|e| e.to_string())?, free.map_err(|e| e.to_string())?);
+    let mut v = Version { build_number: std::ptr::null(), description: std::ptr::null() };
+    // SAFETY: v is a valid out-struct; on success build_number is a NUL-terminated string the library owns until
+    // ov_version_free.
+    let version = unsafe {
+        if get(&mut v) != 0 || v.build_number.is_null() {
+            return Err(format!("{}: ov_get_openvino_version failed", path.display()));
+        }
+        let s = CStr::from_ptr(v.build_number).to_string_lossy().into_owned();
+        free(&mut v);
+        s
+    };
+    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(y), Some(m)) if (y, m) >= (2025, 1) => Ok(version),
+        _ => Err(format!("{} is OpenVINO {version}; 2025.1 or newer is required", path.display())),
+    }
 }
 
 /// The variable ONNX Runtime reads when it creates its environment.
@@ -238,6 +309,23 @@ mod tests {
         // A path with `..` and `.` components comes back clean and absolute.
         let dotted = dir.join(".").join("..").join(dir.file_name().unwrap()).join("lib.so");
         assert_eq!(resolve_library_with(None, Some(dotted.into())).unwrap(), file);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn preflight_refuses_what_is_not_openvinos_c_library() {
+        let dir = scratch("openvino");
+        let err = preflight_openvino(&dir.join("lib.so")).unwrap_err();
+        assert!(err.starts_with(&dir.join("lib.so").display().to_string()), "{err}");
+        // A real shared library without OpenVINO's C API: ONNX Runtime, where the tests have it.
+        if let Some(ort) = std::env::var_os(ORT_LIB_ENV) {
+            let err = preflight_openvino(Path::new(&ort)).unwrap_err();
+            assert!(err.contains("does not export ov_get_openvino_version"), "{err}");
+        }
+        // OpenVINO itself, where make setup put it.
+        if let Some(ov) = std::env::var_os(OPENVINO_LIB_ENV).filter(|p| Path::new(p).exists()) {
+            assert!(preflight_openvino(Path::new(&ov)).unwrap().starts_with("2026.4"));
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
