@@ -14,7 +14,7 @@ use ort::value::TensorRef;
 use parking_lot::Mutex;
 
 use super::contract::{self, session_io};
-use super::manifest::{ModelKind, Package};
+use super::manifest::{Graph, ModelKind, Package};
 use super::openvino::OvEncoder;
 use super::providers::{build_sessions, BuiltSession, Provider, SessionConfig, SessionJob};
 use super::traits::{Conditioned, Decoded, Embedding, EmbeddingLayout, Prompt2d, SliceModel, Worker};
@@ -131,6 +131,15 @@ pub struct Sam2d {
     pub text_encoder: Option<String>,
 }
 
+/// ONNX Runtime encoder sessions, checked against the manifest's encoder contract, with the provider that runs
+/// them and why others did not.
+fn ort_encoders(what: &str, spec: &Graph, built: Vec<BuiltSession>) -> Result<(Encoders, Provider, Vec<String>)> {
+    let (ins, outs) = session_io(&built[0].session);
+    contract::check(what, spec, (&ins, &outs), (&ENCODER_IN, &ENCODER_OUT))?;
+    let (provider, reasons) = (built[0].provider, built[0].fallback_reasons.clone());
+    Ok((Encoders::Ort(built.into_iter().map(|b| Mutex::new(b.session)).collect()), provider, reasons))
+}
+
 /// The encoder for a provider list with `openvino` at `at`: an ONNX Runtime GPU provider listed before it
 /// wins when it registers; then OpenVINO on the package's standard-op graph; then the providers after it (the
 /// CPU when none), unless `strict`. Returns the encoders, the provider that runs them and why others did not.
@@ -140,14 +149,13 @@ fn openvino_or_fallback(
     cfg: &SessionConfig,
     at: usize,
     job: &SessionJob<'_>,
+    (what, spec): (&str, &Graph),
     image_shape: [usize; 4],
 ) -> Result<(Encoders, Provider, Vec<String>)> {
     let workers = cfg.worker_count();
     let ort = |providers: &[Provider], strict: bool| -> Result<(Encoders, Provider, Vec<String>)> {
         let c = SessionConfig { providers: providers.to_vec(), strict, ..cfg.clone() };
-        let encs = build_sessions(rt, &c, &vec![job.clone(); workers])?;
-        let (provider, reasons) = (encs[0].provider, encs[0].fallback_reasons.clone());
-        Ok((Encoders::Ort(encs.into_iter().map(|b| Mutex::new(b.session)).collect()), provider, reasons))
+        ort_encoders(what, spec, build_sessions(rt, &c, &vec![job.clone(); workers])?)
     };
     let mut reasons = Vec::new();
     let before = &cfg.providers[..at];
@@ -282,16 +290,10 @@ impl Sam2d {
         }
         let mut built = build_sessions(rt, cfg, &jobs)?.into_iter();
         let (encoders, enc_provider, mut reasons) = match openvino_at {
-            None => {
-                let encs: Vec<BuiltSession> = built.by_ref().take(workers).collect();
-                let (ins, outs) = session_io(&encs[0].session);
-                contract::check(&what("encoder"), enc_spec, (&ins, &outs), (&ENCODER_IN, &ENCODER_OUT))?;
-                let (provider, reasons) = (encs[0].provider, encs[0].fallback_reasons.clone());
-                (Encoders::Ort(encs.into_iter().map(|b| Mutex::new(b.session)).collect()), provider, reasons)
-            }
+            None => ort_encoders(&what("encoder"), enc_spec, built.by_ref().take(workers).collect())?,
             Some(at) => {
                 let image_shape = [1, CHANNELS, pre.input_size, pre.input_size];
-                openvino_or_fallback(rt, package, cfg, at, &enc_job, image_shape)?
+                openvino_or_fallback(rt, package, cfg, at, &enc_job, (&what("encoder"), enc_spec), image_shape)?
             }
         };
         let decs: Vec<BuiltSession> = built.by_ref().take(workers).collect();
